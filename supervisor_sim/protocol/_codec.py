@@ -1,0 +1,192 @@
+"""Values on the wire: msgpack with Airflow's conventions, and a tagged JSON view for transcripts.
+
+Airflow encodes bodies with msgspec after a pydantic ``model_dump()`` in python mode, so rich
+values reach msgpack natively (protocol.md §1.5): aware datetimes become timestamp extension -1
+in its smallest form, UUIDs canonical strings, timedeltas ISO-8601 durations built from D and S
+units, enums their values. ``packb``/``unpackb`` reproduce exactly that.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import math
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import PurePath
+from typing import Any
+
+import msgpack
+
+from ._errors import ProtocolError
+
+__all__ = [
+    "format_duration",
+    "from_jsonable",
+    "packb",
+    "parse_datetime",
+    "parse_duration",
+    "to_jsonable",
+    "unpackb",
+]
+
+
+def format_duration(value: timedelta) -> str:
+    """ISO-8601 duration the way msgspec writes it: only D and S units (``P1DT30.5S``)."""
+    total_us = value.days * 86_400_000_000 + value.seconds * 1_000_000 + value.microseconds
+    sign = "-" if total_us < 0 else ""
+    total_us = abs(total_us)
+    days, rem_us = divmod(total_us, 86_400_000_000)
+    secs, micros = divmod(rem_us, 1_000_000)
+    out = f"{sign}P"
+    if days:
+        out += f"{days}D"
+    if secs or micros or not days:
+        frac = f".{micros:06d}".rstrip("0") if micros else ""
+        out += f"T{secs}{frac}S"
+    return out
+
+
+_DURATION = re.compile(
+    r"^(?P<sign>[+-])?P(?:(?P<w>\d+(?:\.\d+)?)W)?(?:(?P<d>\d+(?:\.\d+)?)D)?"
+    r"(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
+)
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse an ISO-8601 duration (W, D, H, M, S units); ``ValueError`` names a bad one."""
+    m = _DURATION.match(text.strip())
+    if m is None or text.strip() in ("P", "PT"):
+        raise ValueError(f"not an ISO-8601 duration: {text!r}")
+    parts = {k: float(v) for k, v in m.groupdict().items() if v and k != "sign"}
+    delta = timedelta(
+        weeks=parts.get("w", 0),
+        days=parts.get("d", 0),
+        hours=parts.get("h", 0),
+        minutes=parts.get("m", 0),
+        seconds=parts.get("s", 0),
+    )
+    return -delta if m.group("sign") == "-" else delta
+
+
+def parse_datetime(text: str) -> datetime:
+    """Parse an RFC 3339 / ISO-8601 instant; the result keeps whatever zone the text had."""
+    return datetime.fromisoformat(text.strip().replace("z", "Z"))
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, uuid.UUID):
+        return str(obj)
+    if isinstance(obj, datetime):
+        # Only naive datetimes get here (msgpack handles aware ones): msgspec writes them as
+        # ISO strings without an offset, and so do we, so that validation can flag them.
+        return obj.isoformat()
+    if isinstance(obj, timedelta):
+        return format_duration(obj)
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, PurePath):
+        return str(obj)
+    if isinstance(obj, set | frozenset):
+        return list(obj)
+    raise TypeError(f"cannot encode {type(obj).__name__} on the wire: {obj!r}")
+
+
+def packb(obj: Any) -> bytes:
+    """Encode a value as Airflow's supervisor or runtime would put it on the wire."""
+    # A Packer per call: Packer objects are not safe to share between tasks that interleave.
+    return msgpack.packb(obj, use_bin_type=True, datetime=True, default=_default)
+
+
+def unpackb(payload: bytes, *, offset: int = 0) -> Any:
+    """Decode one msgpack payload; any malformation becomes a ``ProtocolError`` at ``offset``."""
+    try:
+        return msgpack.unpackb(
+            payload,
+            raw=False,
+            timestamp=3,
+            strict_map_key=False,
+        )
+    except msgpack.ExtraData as exc:
+        raise ProtocolError(
+            "bad-msgpack",
+            f"{len(payload) - len(exc.extra)} bytes of msgpack followed by "
+            f"{len(exc.extra)} stray bytes",
+            offset=offset,
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(
+            "bad-msgpack", f"a string is not valid UTF-8 ({exc.reason})", offset=offset
+        ) from None
+    except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
+        reason = str(exc) or type(exc).__name__
+        if isinstance(exc, ValueError) and "incomplete" in reason.lower():
+            reason = "the payload ends in the middle of a msgpack value"
+        raise ProtocolError(
+            "bad-msgpack", f"payload is not valid msgpack: {reason}", offset=offset
+        ) from None
+
+
+# --- tagged JSON, for transcripts -------------------------------------------------------------
+# Values JSON cannot hold are wrapped in single-key maps whose key starts with "$". A real map
+# that happens to have such a shape is itself wrapped in {"$map": [[k, v], ...]}.
+
+_TAGS = frozenset({"$ts", "$bytes", "$ext", "$map", "$float", "$tuple"})
+
+
+def to_jsonable(value: Any) -> Any:
+    """A JSON-safe view of a decoded value that ``from_jsonable`` turns back into the value."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return {"$float": repr(value)}
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return {"$ts": value.isoformat().replace("+00:00", "Z")}
+    if isinstance(value, bytes | bytearray):
+        return {"$bytes": base64.b64encode(bytes(value)).decode()}
+    if isinstance(value, msgpack.ExtType):
+        return {"$ext": [value.code, base64.b64encode(value.data).decode()]}
+    if isinstance(value, list):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, tuple):
+        return {"$tuple": [to_jsonable(v) for v in value]}
+    if isinstance(value, Mapping):
+        if all(isinstance(k, str) for k in value) and not (
+            len(value) == 1 and next(iter(value)) in _TAGS
+        ):
+            return {k: to_jsonable(v) for k, v in value.items()}
+        return {"$map": [[to_jsonable(k), to_jsonable(v)] for k, v in value.items()]}
+    return {"$repr": repr(value)}
+
+
+def from_jsonable(value: Any) -> Any:
+    """Invert ``to_jsonable``."""
+    if isinstance(value, list):
+        return [from_jsonable(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1:
+        ((tag, inner),) = value.items()
+        if tag == "$ts":
+            return parse_datetime(inner)
+        if tag == "$bytes":
+            return base64.b64decode(inner)
+        if tag == "$ext":
+            return msgpack.ExtType(inner[0], base64.b64decode(inner[1]))
+        if tag == "$float":
+            return float(inner)
+        if tag == "$tuple":
+            return tuple(from_jsonable(v) for v in inner)
+        if tag == "$map":
+            return {_hashable(from_jsonable(k)): from_jsonable(v) for k, v in inner}
+    return {k: from_jsonable(v) for k, v in value.items()}
+
+
+def _hashable(key: Any) -> Any:
+    return tuple(key) if isinstance(key, list) else key
