@@ -102,6 +102,9 @@ def model_expr(name: str, node: dict) -> str:
         args = [repr(fname), type_expr(fnode), f"required={fname in required}"]
         if "default" in fnode:
             args.append(f"default={fnode['default']!r}")
+        elif fname not in required and fnode.get("type") == "array":
+            # pydantic default_factory=list: the schema shows no default, the dump shows [].
+            args.append("default=[]")
         lines.append(f"        Field({', '.join(args)}),")
     lines.append("    ),")
     if node.get("additionalProperties") is False:

@@ -56,6 +56,7 @@ from ._codec import (
 from ._codec import (
     unpackb as unpackb,
 )
+from ._convert import materialize as materialize
 from ._errors import (
     ProtocolError as ProtocolError,
 )
@@ -128,6 +129,7 @@ __all__ = [
     "encode_response",
     "format_duration",
     "from_jsonable",
+    "materialize",
     "message",
     "packb",
     "parse_datetime",

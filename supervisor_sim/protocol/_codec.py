@@ -38,12 +38,14 @@ def format_duration(value: timedelta) -> str:
     total_us = value.days * 86_400_000_000 + value.seconds * 1_000_000 + value.microseconds
     sign = "-" if total_us < 0 else ""
     total_us = abs(total_us)
+    if not total_us:
+        return "P0D"  # msgspec's spelling of a zero duration
     days, rem_us = divmod(total_us, 86_400_000_000)
     secs, micros = divmod(rem_us, 1_000_000)
     out = f"{sign}P"
     if days:
         out += f"{days}D"
-    if secs or micros or not days:
+    if secs or micros:
         frac = f".{micros:06d}".rstrip("0") if micros else ""
         out += f"T{secs}{frac}S"
     return out
@@ -100,14 +102,45 @@ def packb(obj: Any) -> bytes:
     return msgpack.packb(obj, use_bin_type=True, datetime=True, default=_default)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_Timestamp = msgpack.Timestamp
+
+
+def _ts(value: Any) -> Any:
+    # msgspec rounds a timestamp's nanoseconds to the nearest microsecond (half up); msgpack's
+    # own datetime conversion truncates, so convert here to see the instant Airflow sees.
+    if type(value) is _Timestamp:
+        micros = value.seconds * 1_000_000 + (value.nanoseconds + 500) // 1000
+        return _EPOCH + timedelta(microseconds=micros)
+    return value
+
+
+def _ts_list(items: list[Any]) -> list[Any]:
+    for item in items:
+        if type(item) is _Timestamp:
+            return [_ts(i) for i in items]
+    return items
+
+
+def _ts_map(mapping: dict[Any, Any]) -> dict[Any, Any]:
+    for k, v in mapping.items():
+        if type(k) is _Timestamp or type(v) is _Timestamp:
+            return {_ts(k): _ts(v) for k, v in mapping.items()}
+    return mapping
+
+
 def unpackb(payload: bytes, *, offset: int = 0) -> Any:
     """Decode one msgpack payload; any malformation becomes a ``ProtocolError`` at ``offset``."""
     try:
-        return msgpack.unpackb(
-            payload,
-            raw=False,
-            timestamp=3,
-            strict_map_key=False,
+        return _ts(
+            msgpack.unpackb(
+                payload,
+                raw=False,
+                timestamp=0,
+                strict_map_key=False,
+                list_hook=_ts_list,
+                object_hook=_ts_map,
+            )
         )
     except msgpack.ExtraData as exc:
         raise ProtocolError(
@@ -119,6 +152,11 @@ def unpackb(payload: bytes, *, offset: int = 0) -> Any:
     except UnicodeDecodeError as exc:
         raise ProtocolError(
             "bad-msgpack", f"a string is not valid UTF-8 ({exc.reason})", offset=offset
+        ) from None
+    except OverflowError:
+        # A timestamp extension outside datetime's range (years 1-9999).
+        raise ProtocolError(
+            "bad-msgpack", "a timestamp lies outside the years 1-9999", offset=offset
         ) from None
     except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
         reason = str(exc) or type(exc).__name__

@@ -371,6 +371,11 @@ class Ref(Type):
     name: str
 
     def describe(self) -> str:
+        from ._schema import DEFINITIONS  # late: _schema is built from this module
+
+        target = DEFINITIONS.get(self.name)
+        if isinstance(target, Enum):  # DagRunState, TaskInstanceState, ...: a string, not a map
+            return target.describe()
         return f"a {self.name} map"
 
     def check(self, value: Any, path: str, out: list[Problem], models: Mapping[str, Model]) -> None:

@@ -1,0 +1,159 @@
+"""The runtime child: spawned in its own process group, killed with escalation, reaped.
+
+A session owns its child's process group: every signal goes to the whole group (so wrapper
+scripts and grandchildren get it too), and nothing in the group outlives the session.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+
+import psutil
+import trio
+
+__all__ = ["ChildProcess", "StartupError", "spawn", "tree_owns_connection"]
+
+
+class StartupError(Exception):
+    """The child could not be started or did not connect back in time."""
+
+
+class ChildProcess:
+    """A running runtime child and its process group."""
+
+    def __init__(self, proc: trio.Process, argv: Sequence[str]) -> None:
+        self.proc = proc
+        self.argv = list(argv)
+        self.pid = proc.pid
+        self.pgid = proc.pid  # spawned with process_group=0: the child leads its own group
+        self.exited = trio.Event()
+        self.returncode: int | None = None
+        self.signals_sent: list[str] = []
+
+    @property
+    def alive(self) -> bool:
+        return self.returncode is None
+
+    async def wait(self) -> int:
+        """Reap the child; sets ``returncode`` (negative for a signal, as psutil reports it)."""
+        code = await self.proc.wait()
+        self.returncode = code
+        self.exited.set()
+        return code
+
+    def send(self, sig: int, *, group: bool = True) -> bool:
+        """Signal the group (or the child alone); False when there was nobody to signal."""
+        try:
+            if group:
+                os.killpg(self.pgid, sig)
+            else:
+                os.kill(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return False
+        self.signals_sent.append(signal.Signals(sig).name)
+        return True
+
+    def group_alive(self) -> bool:
+        """Is any live (non-zombie) process left in the child's process group?"""
+        try:
+            os.killpg(self.pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        # killpg also succeeds while only unreaped zombies remain; those hold nothing open.
+        for proc in psutil.process_iter(["status"]):
+            try:
+                if (
+                    os.getpgid(proc.pid) == self.pgid
+                    and proc.info["status"] != psutil.STATUS_ZOMBIE
+                ):
+                    return True
+            except (ProcessLookupError, psutil.Error):
+                continue
+        return False
+
+    async def kill(
+        self,
+        first: int = signal.SIGTERM,
+        *,
+        escalation_delay: float,
+        on_signal: Callable[[str], None] | None = None,
+    ) -> None:
+        """Airflow's ``kill(sig, force=True)``: each step of the ladder from ``first`` to SIGKILL
+        goes to the group, waiting ``escalation_delay`` for the child to exit between steps."""
+        ladder = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
+        for sig in ladder[ladder.index(first) :]:
+            if not self.alive:
+                return
+            if self.send(sig) and on_signal is not None:
+                on_signal(signal.Signals(sig).name)
+            if sig == signal.SIGKILL:
+                return
+            with trio.move_on_after(escalation_delay):
+                await self.exited.wait()
+
+    async def reap_group(self, grace: float = 0.5) -> list[str]:
+        """After the child exited: TERM then KILL whatever is left of its process group."""
+        sent: list[str] = []
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if not self.group_alive():
+                break
+            if self.send(sig):
+                sent.append(signal.Signals(sig).name)
+            with trio.move_on_after(grace):
+                while self.group_alive():
+                    await trio.sleep(0.02)
+        return sent
+
+
+async def spawn(
+    argv: Sequence[str], env: Mapping[str, str], cwd: str | None = None
+) -> ChildProcess:
+    """Start ``argv`` in a new process group with piped stdout/stderr and no stdin."""
+    try:
+        proc = await trio.lowlevel.open_process(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(env),
+            cwd=cwd,
+            process_group=0,
+        )
+    except OSError as exc:
+        raise StartupError(f"cannot start runtime {argv[0]!r}: {exc.strerror or exc}") from exc
+    return ChildProcess(proc, argv)
+
+
+def tree_owns_connection(pid: int, peer: tuple[str, int], local: tuple[str, int]) -> bool:
+    """Does the process ``pid`` or a descendant hold the TCP connection ``peer`` -> ``local``?
+
+    The same check Airflow's coordinator makes with psutil, with IPv4-mapped IPv6 addresses
+    normalised to plain IPv4.
+    """
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return False
+    want = (_norm(peer), _norm(local))
+    for proc in procs:
+        try:
+            conns = proc.net_connections(kind="tcp")
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        for conn in conns:
+            if conn.laddr and conn.raddr and (_norm(conn.laddr), _norm(conn.raddr)) == want:
+                return True
+    return False
+
+
+def _norm(addr: tuple) -> tuple[str, int]:
+    host, port = addr[0], addr[1]
+    if host.startswith("::ffff:"):
+        host = host[7:]
+    elif host.startswith("::") and host.count(".") == 3:
+        host = host[2:]
+    return host, int(port)
