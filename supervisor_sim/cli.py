@@ -15,9 +15,11 @@ Exit statuses of ``run-task``:
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sys
-from dataclasses import fields, replace
+from dataclasses import asdict, fields, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +42,21 @@ from .api import (
     load_fixtures,
 )
 from .supervision import Journal, SupervisorConfig, TaskOutcome, TaskSession, TaskSpec
+from .transcript import (
+    FrameMatcher,
+    ReplayTransport,
+    TranscriptError,
+    TranscriptWriter,
+    diff_transcripts,
+    read_transcript,
+    render_timeline,
+)
 
 EXIT_SUCCESS, EXIT_TASK_FAILED, EXIT_USAGE, EXIT_NOT_STARTED, EXIT_INTERNAL = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
 DEFAULT_STATE = Path(".supervisor-sim") / "state.sqlite"
+DEFAULT_RUNS = Path(".supervisor-sim") / "runs"
+EXIT_DIVERGED = 1
 
 
 class UsageError(click.UsageError):
@@ -180,7 +193,7 @@ def run_task(ctx: click.Context, dag_id: str, task_id: str, **opts: Any) -> None
     )
     verbosity = 1 + opts["verbose"] - opts["quiet"]
     try:
-        outcome, title = trio.run(
+        outcome, title, transcript = trio.run(
             _run_task, dag_id, task_id, runtime, project, config, verbosity, opts
         )
     except (FixtureError, ConfigError) as exc:
@@ -200,12 +213,12 @@ def run_task(ctx: click.Context, dag_id: str, task_id: str, **opts: Any) -> None
         "counts": outcome.counts,
         "error": outcome.error,
         "interrupted": outcome.interrupted,
-        "transcript": None,
+        "transcript": str(transcript) if transcript else None,
     }
     if opts["as_json"]:
         click.echo(json.dumps(result))
     if (verbosity >= 0 and not opts["as_json"]) or sys.stderr.isatty():
-        print_summary(outcome, title)
+        print_summary(outcome, title, transcript=str(transcript) if transcript else None)
     sys.exit(exit_status(outcome))
 
 
@@ -217,17 +230,7 @@ def exit_status(outcome: TaskOutcome) -> int:
     return EXIT_SUCCESS if outcome.final_state == "success" else EXIT_TASK_FAILED
 
 
-async def _run_task(
-    dag_id: str,
-    task_id: str,
-    runtime: list[str],
-    project: ProjectConfig,
-    config: SupervisorConfig,
-    verbosity: int,
-    opts: dict[str, Any],
-) -> tuple[TaskOutcome, str]:
-    journal = Journal()
-
+def _journal_exchanges(journal: Journal) -> Any:
     def on_exchange(exchange: Exchange) -> None:
         journal.emit(
             "http",
@@ -239,10 +242,93 @@ async def _run_task(
             attempt=exchange.attempt,
             duration_s=round(exchange.duration_s, 6),
             cause=exchange.cause,
+            request_headers=exchange.request_headers,
             request_body=exchange.request_body,
+            response_headers=exchange.response_headers,
             response_body=exchange.response_body,
         )
 
+    return on_exchange
+
+
+def _default_transcript(base: Path, ti: dict[str, Any]) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    name = f"{ti['dag_id']}.{ti['task_id']}.{ti['run_id']}.try{ti['try_number']}.{stamp}.jsonl"
+    return base / re.sub(r"[^A-Za-z0-9._+-]", "_", name)
+
+
+async def supervise(
+    spec: TaskSpec,
+    http: httpx.AsyncClient,
+    *,
+    token: str,
+    config: SupervisorConfig,
+    journal: Journal,
+    transcript: Path | None,
+    redact: bool,
+    api_label: str,
+    retry: RetryPolicy | None = None,
+) -> TaskOutcome:
+    """Run one session with signal forwarding and (optionally) a transcript of it."""
+    async with http:
+        api = ExecutionAPIClient(
+            http, token=token, retry=retry or RetryPolicy(), on_exchange=_journal_exchanges(journal)
+        )
+        session = TaskSession(spec, api, config=config, journal=journal)
+        writer = None
+        if transcript is not None:
+            masker = session.masker
+            writer = TranscriptWriter(
+                transcript,
+                {
+                    "command": list(sys.argv),
+                    "runtime": list(spec.runtime),
+                    "task": {
+                        "ti": dict(spec.ti),
+                        "dag_rel_path": spec.dag_rel_path,
+                        "bundle_info": dict(spec.bundle_info),
+                        **{
+                            k: spec.ti.get(k)
+                            for k in ("dag_id", "task_id", "run_id", "try_number", "map_index")
+                        },
+                    },
+                    "api": api_label,
+                    "config": asdict(config),
+                },
+                redact=masker.redact if redact else None,
+                redact_bytes=(lambda b: masker.redact(b.decode("utf-8", "replace")).encode())
+                if redact
+                else None,
+            )
+            journal.sinks.insert(0, writer)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_forward_signals, session)
+                outcome = await session.run()
+                nursery.cancel_scope.cancel()
+        finally:
+            if writer is not None:
+                # Shielded: a footer is written even when the run was cancelled.
+                writer.close(
+                    {
+                        "final_state": locals().get("outcome") and outcome.final_state,
+                        "exit_code": locals().get("outcome") and outcome.exit_code,
+                        "violations": len(journal.violations),
+                    }
+                )
+    return outcome
+
+
+async def _run_task(
+    dag_id: str,
+    task_id: str,
+    runtime: list[str],
+    project: ProjectConfig,
+    config: SupervisorConfig,
+    verbosity: int,
+    opts: dict[str, Any],
+) -> tuple[TaskOutcome, str, Path | None]:
+    journal = Journal()
     if opts["api_url"]:
         if not opts["ti_id"] or not opts["run_id"]:
             raise ConfigError(
@@ -261,6 +347,7 @@ async def _run_task(
         }
         http = httpx.AsyncClient(base_url=opts["api_url"].rstrip("/") + "/")
         token = opts["token"] or ""
+        api_label = opts["api_url"]
     else:
         fixtures_path = opts["fixtures"] or project.fixtures
         fixtures = load_fixtures(fixtures_path) if fixtures_path else Fixtures()
@@ -293,20 +380,213 @@ async def _run_task(
         http = httpx.AsyncClient(
             base_url="http://stub.invalid/execution/", transport=StubTransport(store, tokens=tokens)
         )
+        api_label = "stub"
     context = {"dag_id": dag_id, "task_id": task_id, "try_number": ti["try_number"]}
     if ti["map_index"] != -1:
         context["map_index"] = ti["map_index"]
     journal.sinks.append(ConsoleSink(verbosity=verbosity, **context))
     title = f"{dag_id}.{task_id} try {ti['try_number']} (run {ti['run_id']})"
     spec = TaskSpec(ti=ti, runtime=runtime, cwd=project.runtime_cwd, dag_rel_path=f"{dag_id}.py")
-    async with http:
-        api = ExecutionAPIClient(http, token=token, retry=RetryPolicy(), on_exchange=on_exchange)
+    transcript = None
+    if not opts["no_transcript"]:
+        transcript = opts["transcript"] or _default_transcript(project.runs_dir or DEFAULT_RUNS, ti)
+    outcome = await supervise(
+        spec,
+        http,
+        token=token,
+        config=config,
+        journal=journal,
+        transcript=transcript,
+        redact=not opts["no_redact"],
+        api_label=api_label,
+    )
+    return outcome, title, transcript
+
+
+@main.command("show")
+@click.argument("transcript", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--only", type=click.Choice(["frames", "http", "logs"]), help="Only these records.")
+@click.option(
+    "--type",
+    "types",
+    multiple=True,
+    metavar="TYPE",
+    help="Only frames of this message type (repeatable).",
+)
+@click.option("--grep", metavar="REGEX", help="Only lines matching this regular expression.")
+@click.option("--color/--no-color", default=None, help="Colour (default: on a terminal).")
+def show(
+    transcript: Path, only: str | None, types: tuple[str, ...], grep: str | None, color: bool | None
+) -> None:
+    """Show a transcript as a timeline: frames, the HTTP calls they caused, logs, violations."""
+    try:
+        t = read_transcript(transcript)
+    except TranscriptError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        re.compile(grep or "")
+    except re.error as exc:
+        raise UsageError(f"--grep: not a regular expression: {exc}") from None
+    colour = sys.stdout.isatty() if color is None else color
+    for line in render_timeline(t, only=only, types=types, grep=grep, colour=colour):
+        click.echo(line)
+
+
+@main.command("diff")
+@click.argument("a", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("b", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
+def diff(a: Path, b: Path, as_json: bool) -> None:
+    """Compare two transcripts frame by frame; exit 0 when they are equivalent."""
+    try:
+        ta, tb = read_transcript(a), read_transcript(b)
+    except TranscriptError as exc:
+        raise UsageError(str(exc)) from None
+    result = diff_transcripts(ta, tb)
+    if as_json:
+        click.echo(json.dumps({"equivalent": result.equivalent, "differences": result.differences}))
+    elif result.equivalent:
+        click.echo(f"equivalent: {len(ta.frames())} frames, same HTTP calls, same final state")
+    else:
+        click.echo(f"{len(result.differences)} difference(s) between A={a} and B={b}:")
+        for d in result.differences:
+            click.echo(f"  {d}")
+    sys.exit(0 if result.equivalent else 1)
+
+
+@main.command("replay")
+@click.argument("transcript", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--runtime", "runtime_cmd", metavar="CMD", help="Runtime command (default: the recorded one)."
+)
+@click.option("--keep-going", is_flag=True, help="Do not stop at the first divergence.")
+@click.option(
+    "--pace",
+    type=click.Choice(["fast", "recorded"]),
+    default="fast",
+    show_default=True,
+    help="Answer at once, or as slowly as the recorded API did.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "console", "json"]),
+    default="auto",
+    show_default=True,
+)
+@click.option("-q", "--quiet", count=True)
+@click.pass_context
+def replay(
+    ctx: click.Context,
+    transcript: Path,
+    runtime_cmd: str | None,
+    keep_going: bool,
+    pace: str,
+    as_json: bool,
+    log_format: str,
+    quiet: int,
+) -> None:
+    """Re-run the recorded runtime against the transcript alone: no Airflow, no network.
+
+    Exit 0 when the runtime sent exactly the recorded frames, 1 when it diverged.
+    """
+    try:
+        t = read_transcript(transcript)
+    except TranscriptError as exc:
+        raise UsageError(str(exc)) from None
+    task = t.header.get("task", {})
+    if "ti" not in task:
+        raise UsageError(f"{transcript}: the header has no task instance to replay")
+    runtime = runtime_argv(runtime_cmd) if runtime_cmd else list(t.header.get("runtime", []))
+    if runtime and runtime[-1].startswith("--logs="):
+        runtime = runtime[:-2]
+    fmt = log_format if log_format != "auto" else ("console" if sys.stderr.isatty() else "json")
+    configure_logging(fmt)
+    known = {f.name for f in fields(SupervisorConfig)}
+    config = replace(
+        SupervisorConfig(), **{k: v for k, v in t.header.get("config", {}).items() if k in known}
+    )
+    outcome, divergences = trio.run(_replay, t, runtime, config, keep_going, pace, 1 - quiet)
+    result = {
+        "transcript": str(transcript),
+        "matched": not divergences,
+        "divergences": [
+            {"index": d.index, "kind": d.kind, "message": d.message, "differences": d.differences}
+            for d in divergences
+        ],
+        "final_state": outcome.final_state,
+        "recorded_final_state": (t.footer or {}).get("final_state"),
+        "exit_code": outcome.exit_code,
+    }
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        if divergences:
+            for d in divergences:
+                click.echo(d.render(), err=True)
+        click.echo(
+            f"replay of {transcript}: "
+            f"{'MATCH' if not divergences else f'DIVERGED ({len(divergences)})'}; "
+            f"final state {outcome.final_state} "
+            f"(recorded {result['recorded_final_state']})",
+            err=True,
+        )
+    sys.exit(0 if not divergences else EXIT_DIVERGED)
+
+
+async def _replay(
+    t: Any,
+    runtime: list[str],
+    config: SupervisorConfig,
+    keep_going: bool,
+    pace: str,
+    verbosity: int,
+) -> tuple[TaskOutcome, list[Any]]:
+    task = t.header["task"]
+    journal = Journal()
+    journal.sinks.append(
+        ConsoleSink(
+            verbosity=verbosity, dag_id=task.get("dag_id"), task_id=task.get("task_id"), replay=True
+        )
+    )
+    spec = TaskSpec(
+        ti=task["ti"],
+        runtime=runtime,
+        dag_rel_path=task.get("dag_rel_path", "."),
+        bundle_info=task.get("bundle_info") or {"name": "dags-folder", "version": None},
+    )
+    session_ref: list[TaskSession] = []
+
+    def stop(divergence: Any) -> None:
+        journal.emit("note", level="error", message=divergence.render())
+        if not keep_going and session_ref:
+            session_ref[0].abort("replay diverged")
+
+    matcher = FrameMatcher(t, keep_going=keep_going, on_divergence=stop)
+    journal.sinks.append(matcher)
+    transport = ReplayTransport(t, pace=pace)
+    async with httpx.AsyncClient(base_url="http://replay.invalid/", transport=transport) as http:
+        # The recorded paths already include the base path, so requests are sent absolute.
+        http.base_url = httpx.URL("http://replay.invalid" + _base_path(t))
+        api = ExecutionAPIClient(
+            http, token="", retry=RetryPolicy(attempts=1), on_exchange=_journal_exchanges(journal)
+        )
         session = TaskSession(spec, api, config=config, journal=journal)
+        session_ref.append(session)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_forward_signals, session)
             outcome = await session.run()
             nursery.cancel_scope.cancel()
-    return outcome, title
+    matcher.finish()
+    return outcome, matcher.divergences
+
+
+def _base_path(t: Any) -> str:
+    for r in t.http():
+        path = r["path"]
+        if "/task-instances/" in path:
+            return path.split("task-instances/")[0]
+    return "/execution/"
 
 
 async def _forward_signals(session: TaskSession) -> None:

@@ -153,8 +153,8 @@ def frame_classes() -> dict[str, Any]:
     found = {n.name for n in nodes}
     if found != wanted:
         pytest.fail(f"{COMMS} no longer defines {sorted(wanted - found)}")
-    # Without `from __future__ import annotations` the annotations are evaluated here, against
-    # this namespace, so msgspec sees real types and needs no module to resolve names in.
+    # Compiled without this module's `from __future__ import annotations` (dont_inherit), so the
+    # annotations are evaluated against this namespace and msgspec sees real types.
     namespace: dict[str, Any] = {
         "__name__": "_airflow_comms_frames",
         "Any": Any,
@@ -165,7 +165,7 @@ def frame_classes() -> dict[str, Any]:
         "BaseModel": _NoPydantic,
     }
     module = ast.Module(body=nodes, type_ignores=[])
-    exec(compile(module, COMMS, "exec"), namespace)
+    exec(compile(module, COMMS, "exec", dont_inherit=True), namespace)
     return {
         "RequestFrame": namespace["_RequestFrame"],
         "ResponseFrame": namespace["_ResponseFrame"],

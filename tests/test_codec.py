@@ -1,4 +1,4 @@
-"""Values on the wire: timestamps, UUIDs, durations, naive datetimes, and the transcript JSON view."""
+"""Values on the wire: timestamps, UUIDs, durations, naive datetimes, the transcript JSON view."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from supervisor_sim.protocol import (
 )
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+TS64_MAX = EPOCH + timedelta(seconds=2**34 - 1, microseconds=999_999)
 
 
 def ts32(sec: int) -> bytes:
@@ -51,7 +52,7 @@ class TestTimestampDecoding:
             (ts32(2**32 - 1), datetime(2106, 2, 7, 6, 28, 15, tzinfo=UTC)),
             (ts64(1_700_000_000, 123_456_000), datetime(2023, 11, 14, 22, 13, 20, 123456, UTC)),
             (ts64(2**32 + 1, 0), datetime(2106, 2, 7, 6, 28, 17, tzinfo=UTC)),
-            (ts64(2**34 - 1, 999_999_000), EPOCH + timedelta(seconds=2**34 - 1, microseconds=999999)),
+            (ts64(2**34 - 1, 999_999_000), TS64_MAX),
             (ts96(-1, 500_000_000), datetime(1969, 12, 31, 23, 59, 59, 500000, UTC)),
             (ts96(-315_619_200, 0), datetime(1960, 1, 1, tzinfo=UTC)),
             (ts96(-62_135_596_800, 0), datetime(1, 1, 1, tzinfo=UTC)),
@@ -240,7 +241,11 @@ class TestOtherValues:
 class TestNaiveDatetimes:
     @pytest.mark.parametrize(
         "value",
-        [datetime(2024, 1, 1), datetime(2024, 1, 1, 1, 2, 3, 120000), datetime(1960, 1, 1, 0, 0, 1)],
+        [
+            datetime(2024, 1, 1),
+            datetime(2024, 1, 1, 1, 2, 3, 120000),
+            datetime(1960, 1, 1, 0, 0, 1),
+        ],
         ids=str,
     )
     def test_naive_datetime_encodes_as_an_iso_string_without_offset(self, value):
@@ -292,11 +297,7 @@ def _same(a, b) -> bool:
     if isinstance(a, datetime):
         return isinstance(b, datetime) and a == b and (a.tzinfo is None) == (b.tzinfo is None)
     if isinstance(a, dict):
-        return (
-            isinstance(b, dict)
-            and list(a) == list(b)
-            and all(_same(a[k], b[k]) for k in a)
-        )
+        return isinstance(b, dict) and list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, list | tuple):
         return (
             type(a) is type(b)
@@ -307,9 +308,7 @@ def _same(a, b) -> bool:
 
 
 class TestJsonable:
-    @pytest.mark.parametrize(
-        "value", list(JSONABLE_VALUES.values()), ids=list(JSONABLE_VALUES)
-    )
+    @pytest.mark.parametrize("value", list(JSONABLE_VALUES.values()), ids=list(JSONABLE_VALUES))
     def test_to_jsonable_round_trips_through_json_text(self, value):
         """to_jsonable output survives json.dumps/loads and from_jsonable restores the value."""
         text = json.dumps(to_jsonable(value), allow_nan=False)
@@ -346,8 +345,10 @@ class TestJsonable:
             | st.text()
             | st.binary(max_size=8)
             | st.datetimes(timezones=st.just(UTC)),
-            lambda children: st.lists(children, max_size=4)
-            | st.dictionaries(st.text() | st.integers(), children, max_size=4),
+            lambda children: (
+                st.lists(children, max_size=4)
+                | st.dictionaries(st.text() | st.integers(), children, max_size=4)
+            ),
             max_leaves=20,
         )
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 import tracemalloc
 from datetime import UTC, datetime
@@ -27,10 +28,7 @@ GET_VARIABLE = {"key": "foo", "type": "GetVariable"}
 
 #: GetVariable(key="foo") as request 1, exactly as Airflow 3.3's runtime writes it (3 elements).
 GET_VARIABLE_FRAME = (
-    bytes.fromhex("0000001d 93 01 82")
-    + b"\xa3key\xa3foo"
-    + b"\xa4type\xabGetVariable"
-    + b"\xc0"
+    bytes.fromhex("0000001d 93 01 82") + b"\xa3key\xa3foo" + b"\xa4type\xabGetVariable" + b"\xc0"
 )
 
 
@@ -77,7 +75,7 @@ def _feed_chunks(data: bytes, cuts: list[int]) -> tuple[list[RawFrame], list[Pro
     frames: list[RawFrame] = []
     errors: list[ProtocolError] = []
     bounds = [0, *sorted(c % (len(data) + 1) for c in cuts), len(data)]
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
+    for lo, hi in itertools.pairwise(bounds):
         decoder.feed(data[lo:hi])
         got, errs = _drain(decoder)
         frames += got
@@ -232,7 +230,7 @@ class TestOversizedFrames:
         decoder.end_of_stream()
 
     def test_oversized_frame_within_one_chunk_is_skipped_and_the_next_decoded(self):
-        """With a small limit, an oversized frame is skipped and the frame after it still decodes."""
+        """With a small limit, an oversized frame is skipped and the frame after it decodes."""
         decoder = FrameDecoder(max_frame_size=16)
         big = _frame(b"z" * 100)
         small = encode_request(2, None)
@@ -474,7 +472,8 @@ MALFORMED = {
     "ext-id": b"\x92\xd4\x05\x00\xc0",
     "timestamp-id": b"\x92\xd6\xff\x00\x00\x00\x01\xc0",
     "bad-timestamp-size": b"\x92\x01\x81\xa1t\xd5\xff\x00\x00",
-    "bad-timestamp-nanoseconds": b"\x92\x01\x81\xa1t\xd7\xff" + struct.pack(">Q", (2**30 - 1) << 34),
+    "bad-timestamp-nanoseconds": b"\x92\x01\x81\xa1t\xd7\xff"
+    + (2**30 - 1 << 34).to_bytes(8, "big"),
     "timestamp-beyond-9999": b"\x92\x01\x81\xa1t\xc7\x0c\xff" + struct.pack(">Iq", 0, 2**62),
     "timestamp-before-1": b"\x92\x01\x81\xa1t\xc7\x0c\xff" + struct.pack(">Iq", 0, -(2**40)),
     "array-key": b"\x92\x01\x81\x91\x01\x02",

@@ -111,9 +111,7 @@ def _table(model: Model) -> list[str]:
         presence = field.presence
         if field.name == "type" and field.type.describe() == repr(model.name):
             presence = "required on the wire (the union's discriminator)"
-        lines.append(
-            f"| `{field.name}` | {_cell(field.type.describe())} | {_cell(presence)} |"
-        )
+        lines.append(f"| `{field.name}` | {_cell(field.type.describe())} | {_cell(presence)} |")
     lines.append("")
     return lines
 

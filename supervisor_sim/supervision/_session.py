@@ -12,6 +12,7 @@ in their own task, so a slow API call for one request never delays them.
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import trio
@@ -45,7 +47,7 @@ from ._dispatch import (
 )
 from ._events import Journal, Violation
 from ._logs import parse_log_line, stream_record
-from ._masking import SecretsMasker
+from ._masking import SecretsMasker, is_sensitive_name
 from ._process import ChildProcess, StartupError, spawn, tree_owns_connection
 
 __all__ = ["TaskOutcome", "TaskSession", "TaskSpec"]
@@ -103,6 +105,10 @@ class TaskSession:
         self.state = TaskState(ti_id=str(spec.ti["id"]))
         self.state.on_terminal.append(self._on_terminal)
         self.dispatcher = Dispatcher(api, self.state, self.masker, self.journal.now)
+        # Learn secrets from API responses before anyone records them (Airflow registers them
+        # when it fetches them for the runtime), so no transcript or log ever holds them.
+        self._downstream_exchange = api.on_exchange
+        api.on_exchange = self._on_exchange
         self.child: ChildProcess | None = None
         self._nursery: trio.Nursery | None = None
         self._open_channels = 0
@@ -112,6 +118,11 @@ class TaskSession:
         self._killing = False
 
     # --- public ----------------------------------------------------------------------------------
+
+    def _on_exchange(self, exchange: Any) -> None:
+        learn_secrets(self.masker, exchange)
+        if self._downstream_exchange is not None:
+            self._downstream_exchange(exchange)
 
     def forward_signal(self, sig: int) -> None:
         """Airflow forwards SIGINT/SIGTERM to the child and keeps supervising; a second signal
@@ -134,6 +145,12 @@ class TaskSession:
             )
         elif self._nursery is not None:
             self._nursery.start_soon(self._kill, f"second {name}: escalating")
+
+    def abort(self, reason: str) -> None:
+        """Stop the try from outside: kill the child's group (SIGTERM, then SIGKILL)."""
+        self.journal.emit("note", level="warning", message=f"aborting: {reason}")
+        if self._nursery is not None:
+            self._nursery.start_soon(self._kill, reason)
 
     async def run(self) -> TaskOutcome:
         started_at = self.journal.now()
@@ -764,6 +781,30 @@ class TaskSession:
                 )
             )
         return final
+
+
+def learn_secrets(masker: SecretsMasker, exchange: Any) -> None:
+    """Register the secrets an Execution API exchange carries, as Airflow's supervisor does."""
+    path: str = exchange.path
+    if "/connections/" in path and exchange.status == 200:
+        try:
+            data = json.loads(exchange.response_body)
+        except ValueError:
+            return
+        if isinstance(data, dict):
+            masker.add(data.get("password"))
+            masker.add(data.get("extra"))
+    elif "/variables/" in path and not path.endswith("/variables/keys"):
+        key = unquote(path.rsplit("/variables/", 1)[1])
+        if not is_sensitive_name(key):
+            return
+        raw = exchange.response_body if exchange.status == 200 else exchange.request_body
+        try:
+            data = json.loads(raw) if raw else None
+        except ValueError:
+            return
+        if isinstance(data, dict):
+            masker.add(data.get("value") if "value" in data else data.get("val"))
 
 
 _AIRFLOW_ON_BAD_FRAME = {

@@ -1,0 +1,29 @@
+"""Transcripts: record a session as JSON Lines, read it back, show it, diff two, replay one."""
+
+from ._diff import TranscriptDiff as TranscriptDiff
+from ._diff import diff_transcripts as diff_transcripts
+from ._reader import Transcript as Transcript
+from ._reader import TranscriptError as TranscriptError
+from ._reader import read_transcript as read_transcript
+from ._replay import Divergence as Divergence
+from ._replay import FrameMatcher as FrameMatcher
+from ._replay import ReplayTransport as ReplayTransport
+from ._show import render_timeline as render_timeline
+from ._writer import FORMAT as FORMAT
+from ._writer import VERSION as VERSION
+from ._writer import TranscriptWriter as TranscriptWriter
+
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "Divergence",
+    "FrameMatcher",
+    "ReplayTransport",
+    "Transcript",
+    "TranscriptDiff",
+    "TranscriptError",
+    "TranscriptWriter",
+    "diff_transcripts",
+    "read_transcript",
+    "render_timeline",
+]

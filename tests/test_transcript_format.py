@@ -1,0 +1,151 @@
+"""The transcript file format: writing, reading, truncation, redaction (no processes needed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from supervisor_sim.protocol import encode_response
+from supervisor_sim.supervision import Journal, SecretsMasker
+from supervisor_sim.transcript import (
+    TranscriptError,
+    TranscriptWriter,
+    read_transcript,
+    render_timeline,
+)
+
+
+def _write(path: Path, *, redact: bool = True) -> Path:
+    masker = SecretsMasker()
+    masker.add("s3cret-pw")
+    journal = Journal()
+    writer = TranscriptWriter(
+        path,
+        {"task": {"dag_id": "d", "task_id": "t"}, "runtime": ["x"]},
+        redact=masker.redact if redact else None,
+    )
+    journal.sinks.append(writer)
+    body = {
+        "type": "ConnectionResult",
+        "conn_id": "c",
+        "conn_type": "http",
+        "host": "h",
+        "schema": None,
+        "login": "bob",
+        "password": "s3cret-pw",
+        "port": None,
+        "extra": None,
+    }
+    journal.emit("process", event="spawn", argv=["x"], pid=1)
+    journal.emit(
+        "frame",
+        direction="in",
+        id=0,
+        type="GetConnection",
+        body={"type": "GetConnection", "conn_id": "c"},
+        payload=b"\x93\x00\x81\xc0",
+    )
+    journal.emit(
+        "frame",
+        direction="out",
+        id=0,
+        type="ConnectionResult",
+        body=body,
+        error=None,
+        payload=encode_response(0, body)[4:],
+    )
+    journal.emit(
+        "http",
+        method="GET",
+        path="/execution/connections/c",
+        query="",
+        status=200,
+        request_headers={"authorization": "Bearer eyJabc.def.ghi"},
+        response_headers={"content-type": "application/json"},
+        request_body=b"",
+        response_body=json.dumps(body).encode(),
+        cause=2,
+    )
+    journal.emit(
+        "log",
+        source="logs",
+        record={"level": "info", "event": "at", "ts": datetime(2026, 1, 1, tzinfo=UTC)},
+    )
+    for i in range(20):
+        journal.emit("log", source="stdout", record={"level": "info", "event": f"line {i}"})
+    writer.close({"final_state": "success", "exit_code": 0})
+    return path
+
+
+class TestWriterAndReader:
+    def test_round_trip_keeps_every_record_and_the_footer(self, tmp_path: Path):
+        """Every record written is read back, in order, with a footer whose digest matches."""
+        t = read_transcript(_write(tmp_path / "t.jsonl"))
+        assert t.truncated is None and t.problems == []
+        assert [r["record"] for r in t.records[:4]] == ["process", "frame", "frame", "http"]
+        assert t.footer["final_state"] == "success"
+        assert len(t.of("log")) == 21
+
+    def test_file_is_readable_by_its_owner_only(self, tmp_path: Path):
+        """A transcript is created with mode 0600: it may hold task data."""
+        path = _write(tmp_path / "t.jsonl")
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+    def test_secrets_and_jwts_are_redacted_by_default(self, tmp_path: Path):
+        """The connection password and the bearer token appear nowhere in the file."""
+        text = _write(tmp_path / "t.jsonl").read_text()
+        assert "s3cret-pw" not in text
+        assert "eyJabc" not in text
+
+    def test_no_redact_keeps_secrets(self, tmp_path: Path):
+        """With redaction off the password is kept verbatim."""
+        text = _write(tmp_path / "t.jsonl", redact=False).read_text()
+        assert "s3cret-pw" in text
+
+    def test_truncation_at_every_offset_keeps_every_complete_record(self, tmp_path: Path):
+        """Cut anywhere, the reader returns each record whose line ended before the cut."""
+        full = _write(tmp_path / "t.jsonl").read_bytes()
+        lines = full.split(b"\n")[:-1]
+        header_len = len(lines[0]) + 1
+        ends, pos = [], 0
+        for line in lines:
+            pos += len(line) + 1
+            ends.append(pos)
+        cut_path = tmp_path / "cut.jsonl"
+        for cut in range(header_len, len(full), 7):
+            cut_path.write_bytes(full[:cut])
+            t = read_transcript(cut_path)
+            complete = sum(1 for e in ends[1:-1] if e <= cut)
+            assert len(t.records) == complete, cut
+            assert t.truncated is not None
+        cut_path.write_bytes(full[: header_len - 3])
+        with pytest.raises(TranscriptError, match="truncated before the end of its header"):
+            read_transcript(cut_path)
+
+    def test_not_a_transcript_is_a_clear_error(self, tmp_path: Path):
+        """A random JSON file is refused with a message naming the missing header."""
+        p = tmp_path / "x.jsonl"
+        p.write_text('{"hello": 1}\n')
+        with pytest.raises(TranscriptError, match="not a supervisor-sim transcript"):
+            read_transcript(p)
+
+    def test_edited_transcript_fails_its_digest(self, tmp_path: Path):
+        """Changing a record makes the footer digest disagree, and the reader says so."""
+        path = _write(tmp_path / "t.jsonl")
+        path.write_text(path.read_text().replace("line 3", "line X"))
+        assert "digest" in read_transcript(path).problems[0]
+
+    def test_timeline_shows_frames_http_and_footer(self, tmp_path: Path):
+        """The timeline names each frame and nests the HTTP call under it."""
+        lines = render_timeline(read_transcript(_write(tmp_path / "t.jsonl")))
+        text = "\n".join(lines)
+        assert "GetConnection" in text and "ConnectionResult" in text
+        assert "↳ GET /execution/connections/c → 200" in text
+        assert "final state success" in text
+        only_http = render_timeline(read_transcript(tmp_path / "t.jsonl"), only="http")
+        assert sum("↳" in line for line in only_http) == 1
