@@ -411,10 +411,19 @@ class TestDecodeResponse:
 
 class TestEncoding:
     def test_get_variable_request_has_the_exact_bytes_airflow_writes(self):
-        """GetVariable(key="foo") as request 1 is 1d-byte payload [1, {key, type}, nil]."""
+        """GetVariable(key="foo") as request 1 is the 0x1d-byte payload [1, {key, type}, nil]."""
         # protocol.md §1.2 shows a 2-element array of length 28; Airflow's runtime actually
         # writes the trailing nil carrier too (msgspec keeps it), hence 29 = 0x1d bytes.
         assert encode_request(1, GET_VARIABLE) == GET_VARIABLE_FRAME
+
+    def test_get_variable_bytes_match_protocol_md_modulo_the_third_element(self):
+        """protocol.md's 2-element example differs from ours only in length, array size, nil."""
+        doc = bytes.fromhex(
+            "0000001c 92 01 82 a3 6b6579 a3 666f6f a4 74797065 ab 4765745661726961626c65"
+        )
+        ours = encode_request(1, GET_VARIABLE)
+        assert ours == b"\x00\x00\x00\x1d" + b"\x93" + doc[5:] + b"\xc0"
+        assert decode_request(doc[4:]).body == decode_request(ours[4:]).body == GET_VARIABLE
 
     def test_empty_ack_has_the_exact_bytes_airflow_writes(self):
         """The empty ack to request 1 is 00 00 00 04 93 01 c0 c0."""
