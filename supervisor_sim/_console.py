@@ -52,8 +52,11 @@ _LEVEL_METHOD = {"warn": "warning", "exception": "error", "fatal": "critical"}
 class ConsoleSink:
     """A journal sink: re-emits runtime logs and narrates frames, process events, violations."""
 
-    def __init__(self, *, verbosity: int = 1, **context: Any) -> None:
+    def __init__(self, *, verbosity: int = 1, bind: bool = True, **context: Any) -> None:
         self.verbosity = verbosity
+        #: Masks secrets in what is shown; the session sets it to its secrets masker.
+        self.redact: Any = lambda value: value
+        context = context if bind else {}
         self.task_log = structlog.get_logger("task").bind(**context)
         self.sup_log = structlog.get_logger("supervisor-sim").bind(**context)
 
@@ -80,10 +83,11 @@ class ConsoleSink:
                 kw["error"] = d["error"]
             elif d["direction"] == "out" and d.get("error"):
                 kw["error"] = (d["error"] or {}).get("detail")
-            summary = _summarise(d.get("body"))
+            summary = _summarise(self.redact(d.get("body")))
             if summary:
                 kw["body"] = summary
-            self.sup_log.info(f"{arrow} {d.get('type') or '?'}", **kw)
+            name = d.get("type") or ("ack" if d["direction"] == "out" else "?")
+            self.sup_log.info(f"{arrow} {name}", **kw)
         elif event.kind == "http":
             if self.verbosity >= 2:
                 self.sup_log.debug(f"http {d['method']} {d['path']}", status=d.get("status"))
@@ -114,9 +118,11 @@ def _summarise(body: Any, limit: int = 120) -> str:
         return ""
     parts = []
     for k, v in body.items():
-        if k in ("type", "ti_context", "ti"):
+        if k in ("type", "ti_context"):
             continue
-        text = repr(v)
+        if k == "ti" and isinstance(v, dict):
+            v = f"{v.get('dag_id')}.{v.get('task_id')} try {v.get('try_number')}"
+        text = v.isoformat() if hasattr(v, "isoformat") else repr(v)
         if len(text) > 40:
             text = text[:37] + "..."
         parts.append(f"{k}={text}")

@@ -164,9 +164,14 @@ def _supervisor_config(project: ProjectConfig, overrides: dict[str, Any]) -> Sup
 @click.option("--dag-version-id", help="dag_version_id sent in StartupDetails with --api-url.")
 @click.option(
     "--transcript",
-    type=click.Path(path_type=Path),
-    hidden=True,
-    help="Transcript path (recording arrives with the transcript feature).",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help=f"Where to record the transcript (default: a new file in {DEFAULT_RUNS}/).",
+)
+@click.option("--no-transcript", is_flag=True, help="Do not record a transcript.")
+@click.option(
+    "--no-redact",
+    is_flag=True,
+    help="Keep secrets (JWTs, passwords, masked values) in the transcript.",
 )
 @click.pass_context
 def run_task(ctx: click.Context, dag_id: str, task_id: str, **opts: Any) -> None:
@@ -176,6 +181,7 @@ def run_task(ctx: click.Context, dag_id: str, task_id: str, **opts: Any) -> None
     if fmt == "auto":
         fmt = "console" if sys.stderr.isatty() else "json"
     configure_logging(fmt)
+    opts["log_format"] = fmt
     runtime = runtime_argv(opts["runtime_cmd"]) if opts["runtime_cmd"] else project.runtime
     if not runtime:
         raise UsageError(
@@ -275,6 +281,9 @@ async def supervise(
             http, token=token, retry=retry or RetryPolicy(), on_exchange=_journal_exchanges(journal)
         )
         session = TaskSession(spec, api, config=config, journal=journal)
+        for sink in journal.sinks:
+            if isinstance(sink, ConsoleSink):
+                sink.redact = session.masker.redact
         writer = None
         if transcript is not None:
             masker = session.masker
@@ -384,7 +393,9 @@ async def _run_task(
     context = {"dag_id": dag_id, "task_id": task_id, "try_number": ti["try_number"]}
     if ti["map_index"] != -1:
         context["map_index"] = ti["map_index"]
-    journal.sinks.append(ConsoleSink(verbosity=verbosity, **context))
+    journal.sinks.append(
+        ConsoleSink(verbosity=verbosity, bind=opts["log_format"] == "json", **context)
+    )
     title = f"{dag_id}.{task_id} try {ti['try_number']} (run {ti['run_id']})"
     spec = TaskSpec(ti=ti, runtime=runtime, cwd=project.runtime_cwd, dag_rel_path=f"{dag_id}.py")
     transcript = None

@@ -9,11 +9,10 @@ import sys
 from pathlib import Path
 
 import psutil
+from _session_helpers import SCRIPTED, run_task
 
 from supervisor_sim.api import Fault
 from supervisor_sim.protocol import decode_response
-
-from .conftest import SCRIPTED, run_task
 
 SUCCEED = {
     "type": "SucceedTask",

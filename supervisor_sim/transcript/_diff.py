@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._reader import Transcript, frame_body
-from ._replay import diff_values, normalise
+from ._replay import diff_values, normalise, run_substitutions
 
 __all__ = ["TranscriptDiff", "diff_transcripts"]
 
@@ -32,12 +32,14 @@ def _frames(t: Transcript, direction: str) -> list[dict[str, Any]]:
 
 def _http_calls(t: Transcript) -> tuple[list[str], int]:
     calls, beats = [], 0
+    subs = run_substitutions(t.header)
     for r in t.http():
         if r["path"].endswith("/heartbeat"):
             beats += 1
             continue
         path = "/".join(
-            "<ti>" if len(p) == 36 and p.count("-") == 4 else p for p in r["path"].split("/")
+            "<uuid>" if len(p) == 36 and p.count("-") == 4 else p
+            for p in normalise(r["path"], subs=subs).split("/")
         )
         calls.append(f"{r['method']} {path} -> {r.get('status')}")
     return calls, beats
@@ -45,6 +47,7 @@ def _http_calls(t: Transcript) -> tuple[list[str], int]:
 
 def diff_transcripts(a: Transcript, b: Transcript) -> TranscriptDiff:
     out = TranscriptDiff()
+    sa, sb = run_substitutions(a.header), run_substitutions(b.header)
     for direction, label in (("in", "runtime -> supervisor"), ("out", "supervisor -> runtime")):
         fa, fb = _frames(a, direction), _frames(b, direction)
         for i in range(max(len(fa), len(fb))):
@@ -63,7 +66,9 @@ def diff_transcripts(a: Transcript, b: Transcript) -> TranscriptDiff:
                     f"{label} frame #{i}: type {ra.get('type')} in A, {rb.get('type')} in B"
                 )
                 continue
-            diffs = diff_values(normalise(frame_body(ra)), normalise(frame_body(rb)), "body")
+            diffs = diff_values(
+                normalise(frame_body(ra), subs=sa), normalise(frame_body(rb), subs=sb), "body"
+            )
             if ra.get("id") != rb.get("id"):
                 diffs.insert(0, f"id: {ra.get('id')} in A, {rb.get('id')} in B")
             if normalise(ra.get("error")) != normalise(rb.get("error")):

@@ -22,7 +22,14 @@ import trio
 
 from ._reader import Transcript, frame_body
 
-__all__ = ["Divergence", "FrameMatcher", "ReplayTransport", "diff_values", "normalise"]
+__all__ = [
+    "Divergence",
+    "FrameMatcher",
+    "ReplayTransport",
+    "diff_values",
+    "normalise",
+    "run_substitutions",
+]
 
 #: Keys whose values change from run to run and never make two frames differ.
 VOLATILE_KEYS = frozenset({
@@ -32,21 +39,39 @@ VOLATILE_KEYS = frozenset({
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
-def normalise(value: Any, ignore: frozenset[str] = VOLATILE_KEYS) -> Any:
-    """Replace volatile values (timestamps, ids, pids, ports) with placeholders."""
+def normalise(
+    value: Any,
+    ignore: frozenset[str] = VOLATILE_KEYS,
+    subs: dict[str, str] | None = None,
+) -> Any:
+    """Replace volatile values (timestamps, ids, pids, ports) with placeholders; ``subs`` maps
+    run-specific strings (a run id, a TI id) to names, inside longer strings too."""
     if isinstance(value, dict):
         if set(value) == {"$ts"}:
             return "<datetime>"
         return {
-            k: ("<volatile>" if k in ignore else normalise(v, ignore)) for k, v in value.items()
+            k: ("<volatile>" if k in ignore else normalise(v, ignore, subs))
+            for k, v in value.items()
         }
     if isinstance(value, list):
-        return [normalise(v, ignore) for v in value]
+        return [normalise(v, ignore, subs) for v in value]
     if hasattr(value, "isoformat"):
         return "<datetime>"
-    if isinstance(value, str) and _UUID.match(value):
-        return "<uuid>"
+    if isinstance(value, str):
+        for old, new in (subs or {}).items():
+            if old in value:
+                value = value.replace(old, new)
+        if _UUID.match(value):
+            return "<uuid>"
     return value
+
+
+def run_substitutions(header: dict[str, Any]) -> dict[str, str]:
+    """The identifiers that differ between two runs of the same task, named."""
+    task = header.get("task", {})
+    ti = task.get("ti", {})
+    subs = {str(ti.get("id") or ""): "<ti_id>", str(task.get("run_id") or ""): "<run_id>"}
+    return {k: v for k, v in subs.items() if k}
 
 
 def diff_values(recorded: Any, actual: Any, path: str = "") -> list[str]:
