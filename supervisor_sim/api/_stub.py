@@ -23,9 +23,9 @@ from datetime import UTC, date, datetime
 from http import HTTPStatus
 from typing import Any, NamedTuple
 
-import anyio
 import httpx
 import jwt
+import trio
 
 from ._store import StubStore, api_time, db_time, utcnow
 from ._tokens import TokenIssuer
@@ -626,7 +626,7 @@ class StubTransport(httpx.AsyncBaseTransport, httpx.BaseTransport):
         fault = self._take_fault(request)
         if fault is not None:
             if fault.delay_s:
-                await anyio.sleep(fault.delay_s)
+                await trio.sleep(fault.delay_s)
             injected = self._apply_fault(fault, request)
             if injected is not None:
                 return injected
