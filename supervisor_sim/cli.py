@@ -401,6 +401,7 @@ async def _run_task(
     transcript = None
     if not opts["no_transcript"]:
         transcript = opts["transcript"] or _default_transcript(project.runs_dir or DEFAULT_RUNS, ti)
+        transcript = transcript.resolve()
     outcome = await supervise(
         spec,
         http,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -27,3 +28,49 @@ def store(tmp_path: Path, fixtures_file: Path):
     return s
 
 
+
+
+# --- every transcript the suite writes is checked for secrets --------------------------------
+
+#: Secrets the fixtures hand out; none may appear in a redacted transcript.
+FIXTURE_SECRETS = ("s3cret", "tok-very-secret-123", "etl-pw")
+_JWT = re.compile(rb"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if any redacted transcript written by any test holds a JWT or a password."""
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None:
+        return
+    try:
+        base = factory.getbasetemp()
+    except Exception:  # no test used tmp_path
+        return
+    leaks, checked = [], 0
+    for path in base.rglob("*.jsonl"):
+        data = path.read_bytes()
+        if b'"format":"supervisor-sim-transcript"' not in data[:400]:
+            continue
+        if b'"redacted":false' in data.split(b"\n", 1)[0]:
+            continue
+        checked += 1
+        for secret in FIXTURE_SECRETS:
+            if secret.encode() in data:
+                leaks.append(f"{path}: contains fixture secret {secret!r}")
+        if _JWT.search(data):
+            leaks.append(f"{path}: contains a JWT")
+    session.config.stash[_CHECKED] = checked
+    if leaks:
+        print("\nSECRET LEAK in transcripts:\n  " + "\n  ".join(leaks))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_CHECKED = pytest.StashKey[int]()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    checked = config.stash.get(_CHECKED, None)
+    if checked is not None:
+        terminalreporter.write_line(
+            f"secret scan: {checked} redacted transcript(s) checked for JWTs and fixture secrets"
+        )
