@@ -427,14 +427,32 @@ async def _run_task(
 )
 @click.option("--grep", metavar="REGEX", help="Only lines matching this regular expression.")
 @click.option("--color/--no-color", default=None, help="Colour (default: on a terminal).")
+@click.option(
+    "--html",
+    "html_out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="OUT",
+    help="Write a self-contained HTML sequence diagram to OUT instead.",
+)
 def show(
-    transcript: Path, only: str | None, types: tuple[str, ...], grep: str | None, color: bool | None
+    transcript: Path,
+    only: str | None,
+    types: tuple[str, ...],
+    grep: str | None,
+    color: bool | None,
+    html_out: Path | None,
 ) -> None:
     """Show a transcript as a timeline: frames, the HTTP calls they caused, logs, violations."""
     try:
         t = read_transcript(transcript)
     except TranscriptError as exc:
         raise UsageError(str(exc)) from None
+    if html_out is not None:
+        from .transcript._html import render_html
+
+        html_out.write_text(render_html(t), encoding="utf-8")
+        click.echo(f"wrote {html_out}")
+        return
     try:
         re.compile(grep or "")
     except re.error as exc:
