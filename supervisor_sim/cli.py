@@ -31,6 +31,7 @@ from . import __version__
 from ._config_file import ConfigError, ProjectConfig, load_project_config, runtime_argv
 from ._console import ConsoleSink, configure_logging, print_summary
 from .api import (
+    API_VERSION,
     Exchange,
     ExecutionAPIClient,
     FixtureError,
@@ -40,6 +41,8 @@ from .api import (
     StubTransport,
     TokenIssuer,
     load_fixtures,
+    mint_token,
+    real_api_client,
 )
 from .supervision import Journal, SupervisorConfig, TaskOutcome, TaskSession, TaskSpec
 from .transcript import (
@@ -160,8 +163,37 @@ def _supervisor_config(project: ProjectConfig, overrides: dict[str, Any]) -> Sup
     envvar="SUPERVISOR_SIM_TOKEN",
     help="Task JWT for --api-url (or SUPERVISOR_SIM_TOKEN).",
 )
+@click.option(
+    "--jwt-secret",
+    envvar="SUPERVISOR_SIM_JWT_SECRET",
+    help="With --api-url and no --token: mint a workload token with Airflow's "
+    "[api_auth] jwt_secret (or SUPERVISOR_SIM_JWT_SECRET).",
+)
 @click.option("--ti-id", help="Task instance id (required with --api-url).")
 @click.option("--dag-version-id", help="dag_version_id sent in StartupDetails with --api-url.")
+@click.option(
+    "--api-version",
+    default=API_VERSION,
+    show_default=True,
+    help="Airflow-API-Version header sent to the Execution API.",
+)
+@click.option("--api-retries", type=int, help="HTTP attempts per call (Airflow: 5).")
+@click.option("--api-timeout", type=float, help="Seconds per HTTP attempt (Airflow: 5.0).")
+@click.option(
+    "--ca-file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Extra CA bundle for an https --api-url.",
+)
+@click.option(
+    "--client-cert",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Client certificate for mTLS (with --client-key).",
+)
+@click.option(
+    "--client-key",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Client key for mTLS (with --client-cert).",
+)
 @click.option(
     "--transcript",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -274,11 +306,16 @@ async def supervise(
     redact: bool,
     api_label: str,
     retry: RetryPolicy | None = None,
+    api_version: str = API_VERSION,
 ) -> TaskOutcome:
     """Run one session with signal forwarding and (optionally) a transcript of it."""
     async with http:
         api = ExecutionAPIClient(
-            http, token=token, retry=retry or RetryPolicy(), on_exchange=_journal_exchanges(journal)
+            http,
+            token=token,
+            retry=retry or RetryPolicy(),
+            api_version=api_version,
+            on_exchange=_journal_exchanges(journal),
         )
         session = TaskSession(spec, api, config=config, journal=journal)
         for sink in journal.sinks:
@@ -354,8 +391,18 @@ async def _run_task(
             "map_index": opts["map_index"],
             "queue": opts["queue"],
         }
-        http = httpx.AsyncClient(base_url=opts["api_url"].rstrip("/") + "/")
+        try:
+            http = real_api_client(
+                opts["api_url"],
+                ca_file=opts["ca_file"],
+                client_cert=opts["client_cert"],
+                client_key=opts["client_key"],
+            )
+        except ValueError as exc:
+            raise ConfigError(f"--api-url: {exc}") from None
         token = opts["token"] or ""
+        if not token and opts["jwt_secret"]:
+            token = mint_token(opts["jwt_secret"], opts["ti_id"], scope="workload")
         api_label = opts["api_url"]
     else:
         fixtures_path = opts["fixtures"] or project.fixtures
@@ -402,6 +449,11 @@ async def _run_task(
     if not opts["no_transcript"]:
         transcript = opts["transcript"] or _default_transcript(project.runs_dir or DEFAULT_RUNS, ti)
         transcript = transcript.resolve()
+    retry = RetryPolicy()
+    if opts["api_retries"] is not None:
+        retry = replace(retry, attempts=max(1, opts["api_retries"]))
+    if opts["api_timeout"] is not None:
+        retry = replace(retry, timeout=opts["api_timeout"])
     outcome = await supervise(
         spec,
         http,
@@ -411,6 +463,8 @@ async def _run_task(
         transcript=transcript,
         redact=not opts["no_redact"],
         api_label=api_label,
+        retry=retry,
+        api_version=opts["api_version"],
     )
     return outcome, title, transcript
 

@@ -26,6 +26,8 @@ from ._client import (
 from ._fixtures import FixtureError as FixtureError
 from ._fixtures import Fixtures as Fixtures
 from ._fixtures import load_fixtures as load_fixtures
+from ._real import mint_token as mint_token
+from ._real import real_api_client as real_api_client
 from ._store import StubStore as StubStore
 from ._store import TaskInstanceRecord as TaskInstanceRecord
 from ._stub import Fault as Fault
@@ -47,4 +49,6 @@ __all__ = [
     "TaskInstanceRecord",
     "TokenIssuer",
     "load_fixtures",
+    "mint_token",
+    "real_api_client",
 ]
