@@ -238,34 +238,16 @@ class TaskSession:
             await logs_listener.aclose()
 
         async with comm, logs:
-            try:
-                ti_context = await self._start_call(child)
-            except Exception as exc:  # Airflow: any failure of /run kills the child, no state.
-                outcome.error = f"PATCH task-instances/{self.state.ti_id}/run failed: {_why(exc)}"
-                self.journal.emit("note", level="error", message=outcome.error)
-                child.send(signal.SIGKILL)
-                self.journal.emit(
-                    "process",
-                    event="signal",
-                    signal="SIGKILL",
-                    target="group",
-                    reason="the start call failed",
-                )
-                with trio.move_on_after(5):
-                    await child.exited.wait()
-                outcome.exit_code = child.returncode
+            if not await self._begin(comm, child, outcome):
                 return
             outcome.started = True
-            self.state.should_retry = bool(ti_context.get("should_retry"))
-            await self._send_startup(comm, ti_context)
 
             async with trio.open_nursery() as io:
                 self._channel_opened()
                 io.start_soon(self._comm_reader, comm)
                 self._channel_opened()
                 io.start_soon(self._logs_reader, logs)
-                io.start_soon(self._heartbeat, child)
-                self._io = io
+                self._duties(io, child)
                 await child.exited.wait()
                 with trio.move_on_after(cfg.socket_cleanup_timeout) as cleanup:
                     await self._channels_closed.wait()
@@ -281,6 +263,79 @@ class TaskSession:
 
         outcome.exit_code = child.returncode
         outcome.final_state = await self._report_final_state(child.returncode)
+
+    # --- what makes this a task session (ParseSession overrides these) -------------------------
+
+    #: The request types this session accepts (a union of the catalogue).
+    accepted_types: tuple[str, ...] = TO_SUPERVISOR
+
+    async def _begin(
+        self, comm: trio.SocketStream, child: ChildProcess, outcome: TaskOutcome
+    ) -> bool:
+        """After both connections: PATCH /run, then StartupDetails. False when /run failed."""
+        try:
+            ti_context = await self._start_call(child)
+        except Exception as exc:  # Airflow: any failure of /run kills the child, no state.
+            outcome.error = f"PATCH task-instances/{self.state.ti_id}/run failed: {_why(exc)}"
+            self.journal.emit("note", level="error", message=outcome.error)
+            child.send(signal.SIGKILL)
+            self.journal.emit(
+                "process",
+                event="signal",
+                signal="SIGKILL",
+                target="group",
+                reason="the start call failed",
+            )
+            with trio.move_on_after(5):
+                await child.exited.wait()
+            outcome.exit_code = child.returncode
+            return False
+        self.state.should_retry = bool(ti_context.get("should_retry"))
+        await self._send_startup(comm, ti_context)
+        return True
+
+    def _duties(self, io: trio.Nursery, child: ChildProcess) -> None:
+        io.start_soon(self._heartbeat, child)
+
+    async def _answer(self, body: dict[str, Any], frame_id: int, cause: Any) -> Any:
+        """Reply (body, error) to one valid request."""
+        type_name = body["type"]
+        if type_name in _HITL_TRIGGERER_ONLY:
+            self.journal.violation(
+                Violation(
+                    "triggerer-only-request",
+                    f"{type_name} is only handled by the triggerer, never by a task supervisor",
+                    "Airflow answers with an error frame: API_SERVER_ERROR 'Unhandled request'",
+                    frame_id=frame_id,
+                )
+            )
+        elif type_name == "ResendLoggingFD":
+            self.journal.violation(
+                Violation(
+                    "fork-mode-only-request",
+                    "ResendLoggingFD passes a file descriptor with SCM_RIGHTS, which needs "
+                    "the AF_UNIX comm socket of Airflow's fork mode; this runtime is connected "
+                    "over TCP",
+                    "Airflow's send_fds fails on a TCP socket: the runtime gets an error "
+                    "frame and "
+                    "a socketpair leaks",
+                    frame_id=frame_id,
+                )
+            )
+        elif not self.dispatcher.handles(type_name):
+            self.journal.emit(
+                "note",
+                level="warning",
+                message=f"{type_name} is valid but supervisor-sim does not serve "
+                "it yet; answering with an error frame",
+            )
+        if self.state.terminal_state is not None:
+            self.journal.emit(
+                "note",
+                level="debug",
+                message=f"{type_name} after the terminal message (Airflow serves these normally)",
+            )
+        return await self.dispatcher.dispatch(body, cause=cause)
 
     async def _accept(
         self,
@@ -491,7 +546,7 @@ class TaskSession:
             elements=frame.elements,
             context_carrier=frame.context_carrier,
         )
-        problems = validate_body(frame.body, TO_SUPERVISOR)
+        problems = validate_body(frame.body, self.accepted_types)
         if problems:
             for problem in problems:
                 self.journal.violation(
@@ -526,30 +581,7 @@ class TaskSession:
             )
             return
         assert frame.body is not None
-        type_name = frame.body["type"]
-        if type_name in _HITL_TRIGGERER_ONLY:
-            self.journal.violation(
-                Violation(
-                    "triggerer-only-request",
-                    f"{type_name} is only handled by the triggerer, never by a task supervisor",
-                    "Airflow answers with an error frame: API_SERVER_ERROR 'Unhandled request'",
-                    frame_id=frame.id,
-                )
-            )
-        elif not self.dispatcher.handles(type_name):
-            self.journal.emit(
-                "note",
-                level="warning",
-                message=f"{type_name} is valid but supervisor-sim does not "
-                "serve it yet; answering with an error frame",
-            )
-        if self.state.terminal_state is not None:
-            self.journal.emit(
-                "note",
-                level="debug",
-                message=f"{type_name} after the terminal message (Airflow serves these normally)",
-            )
-        body, error = await self.dispatcher.dispatch(frame.body, cause=event.seq)
+        body, error = await self._answer(frame.body, frame.id, event.seq)
         await self._send(comm, frame.id, body, error)
 
     async def _logs_reader(self, logs: trio.SocketStream) -> None:
