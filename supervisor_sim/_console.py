@@ -92,7 +92,7 @@ class ConsoleSink:
             if self.verbosity >= 2:
                 self.sup_log.debug(f"http {d['method']} {d['path']}", status=d.get("status"))
         elif event.kind == "process":
-            if self.verbosity >= 1 or d.get("event") in ("exit",):
+            if self.verbosity >= 1:
                 kw = {k: v for k, v in d.items() if k != "event"}
                 method = (
                     self.sup_log.warning

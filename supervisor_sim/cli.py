@@ -289,6 +289,32 @@ def _journal_exchanges(journal: Journal) -> Any:
     return on_exchange
 
 
+def _transcript_header(spec: Any, api_label: str, config: SupervisorConfig) -> dict[str, Any]:
+    header: dict[str, Any] = {
+        "command": list(sys.argv),
+        "runtime": list(spec.runtime),
+        "api": api_label,
+        "config": asdict(config),
+    }
+    if isinstance(spec, TaskSpec):
+        header["task"] = {
+            "ti": dict(spec.ti),
+            "dag_rel_path": spec.dag_rel_path,
+            "bundle_info": dict(spec.bundle_info),
+            **{
+                k: spec.ti.get(k)
+                for k in ("dag_id", "task_id", "run_id", "try_number", "map_index")
+            },
+        }
+    else:
+        header["parse"] = {
+            "file": spec.file,
+            "bundle_path": spec.bundle_path,
+            "bundle_name": spec.bundle_name,
+        }
+    return header
+
+
 def _default_transcript(base: Path, ti: dict[str, Any]) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     name = f"{ti['dag_id']}.{ti['task_id']}.{ti['run_id']}.try{ti['try_number']}.{stamp}.jsonl"
@@ -307,6 +333,7 @@ async def supervise(
     api_label: str,
     retry: RetryPolicy | None = None,
     api_version: str = API_VERSION,
+    session_factory: Any = None,
 ) -> TaskOutcome:
     """Run one session with signal forwarding and (optionally) a transcript of it."""
     async with http:
@@ -317,7 +344,10 @@ async def supervise(
             api_version=api_version,
             on_exchange=_journal_exchanges(journal),
         )
-        session = TaskSession(spec, api, config=config, journal=journal)
+        if session_factory is not None:
+            session = session_factory(api)
+        else:
+            session = TaskSession(spec, api, config=config, journal=journal)
         for sink in journal.sinks:
             if isinstance(sink, ConsoleSink):
                 sink.redact = session.masker.redact
@@ -326,21 +356,7 @@ async def supervise(
             masker = session.masker
             writer = TranscriptWriter(
                 transcript,
-                {
-                    "command": list(sys.argv),
-                    "runtime": list(spec.runtime),
-                    "task": {
-                        "ti": dict(spec.ti),
-                        "dag_rel_path": spec.dag_rel_path,
-                        "bundle_info": dict(spec.bundle_info),
-                        **{
-                            k: spec.ti.get(k)
-                            for k in ("dag_id", "task_id", "run_id", "try_number", "map_index")
-                        },
-                    },
-                    "api": api_label,
-                    "config": asdict(config),
-                },
+                _transcript_header(spec, api_label, config),
                 redact=masker.redact if redact else None,
                 redact_bytes=(lambda b: masker.redact(b.decode("utf-8", "replace")).encode())
                 if redact
@@ -467,6 +483,199 @@ async def _run_task(
         api_version=opts["api_version"],
     )
     return outcome, title, transcript
+
+
+@main.command("parse")
+@click.argument("file", required=False)
+@click.option(
+    "--runtime",
+    "runtime_cmd",
+    metavar="CMD",
+    help="Runtime command; default: from the config file.",
+)
+@click.option(
+    "--bundle-path",
+    type=click.Path(file_okay=False),
+    help="Bundle root sent in the request (default: the working directory).",
+)
+@click.option("--bundle-name", default="dags-folder", show_default=True)
+@click.option(
+    "--fixtures",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Fixtures for the requests a parser may make (variables, connections).",
+)
+@click.option("--state", "state_path", metavar="PATH", help="SQLite state of the stub.")
+@click.option(
+    "--transcript",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help=f"Where to record the transcript (default: a new file in {DEFAULT_RUNS}/).",
+)
+@click.option("--no-transcript", is_flag=True, help="Do not record a transcript.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "console", "json"]),
+    default="auto",
+    show_default=True,
+)
+@click.option("-q", "--quiet", count=True, help="Less output.")
+@click.pass_context
+def parse(ctx: click.Context, file: str | None, **opts: Any) -> None:
+    """Ask a runtime to parse a DAG file and check its serialized DAGs against Airflow's schema.
+
+    Sends DagFileParseRequest as the first frame, serves the requests a parser may make, and
+    validates every serialized DAG of the DagFileParsingResult against Airflow 3.3's
+    serialized-DAG JSON schema. FILE is the path sent in the request (default: the runtime's
+    program file). Exit 0 when the runtime parsed and every DAG is valid.
+    """
+    from ._dags import dag_structure, validate_serialized_dag
+    from .supervision import ParseSession, ParseSpec
+
+    project = _project(ctx)
+    fmt = opts["log_format"]
+    if fmt == "auto":
+        fmt = "console" if sys.stderr.isatty() else "json"
+    configure_logging(fmt)
+    runtime = runtime_argv(opts["runtime_cmd"]) if opts["runtime_cmd"] else project.runtime
+    if not runtime:
+        raise UsageError("no runtime command: pass --runtime CMD or set [runtime] command")
+    if file is None:
+        existing = [
+            a
+            for a in runtime
+            if Path(a).is_file() and not a.endswith("python") and "/python" not in a
+        ]
+        file = str(Path(existing[-1] if existing else "dags.py").resolve())
+    bundle_path = str(Path(opts["bundle_path"] or Path.cwd()).resolve())
+    spec = ParseSpec(
+        file=file,
+        runtime=runtime,
+        bundle_path=bundle_path,
+        bundle_name=opts["bundle_name"],
+        cwd=project.runtime_cwd,
+    )
+    config = _supervisor_config(project, {})
+    verbosity = 1 - opts["quiet"]
+
+    async def go() -> tuple[Any, Any, Path | None]:
+        journal = Journal()
+        journal.sinks.append(ConsoleSink(verbosity=verbosity, bind=fmt == "json", parse=file))
+        store = _open_store(
+            opts["state_path"] or project.state, opts["fixtures"] or project.fixtures
+        )
+        http = httpx.AsyncClient(
+            base_url="http://stub.invalid/execution/", transport=StubTransport(store)
+        )
+        transcript = None
+        if not opts["no_transcript"]:
+            base = project.runs_dir or DEFAULT_RUNS
+            transcript = (
+                opts["transcript"]
+                or _default_transcript(
+                    base,
+                    {
+                        "dag_id": "parse",
+                        "task_id": Path(file).stem,
+                        "run_id": "file",
+                        "try_number": 1,
+                    },
+                )
+            ).resolve()
+        holder: list[Any] = []
+
+        def make(api: ExecutionAPIClient) -> Any:
+            session = ParseSession(spec, api, config=config, journal=journal)
+            holder.append(session)
+            return session
+
+        outcome = await supervise(
+            spec,
+            http,
+            token="",
+            config=config,
+            journal=journal,
+            transcript=transcript,
+            redact=True,
+            api_label="stub",
+            session_factory=make,
+        )
+        return outcome, holder[0].result, transcript
+
+    try:
+        outcome, result, transcript = trio.run(go)
+    except (FixtureError, ConfigError) as exc:
+        raise UsageError(str(exc)) from None
+    dags = []
+    all_valid = result is not None
+    for item in (result or {}).get("serialized_dags", []) or []:
+        data = item.get("data") if isinstance(item, dict) else None
+        problems = validate_serialized_dag(data)
+        all_valid = all_valid and not problems
+        entry: dict[str, Any] = {"problems": problems}
+        if isinstance(data, dict):
+            structure = dag_structure(data)
+            entry.update(
+                dag_id=structure.dag_id,
+                fileloc=structure.fileloc,
+                tasks={
+                    tid: {"downstream": n.downstream, "mapped_over": n.mapped_over}
+                    for tid, n in structure.tasks.items()
+                },
+            )
+        dags.append(entry)
+    summary = {
+        "file": file,
+        "parsed": outcome.final_state == "parsed",
+        "valid": all_valid and outcome.final_state == "parsed",
+        "exit_code": outcome.exit_code,
+        "dags": dags,
+        "import_errors": (result or {}).get("import_errors") or {},
+        "warnings": (result or {}).get("warnings") or [],
+        "violations": [v.as_dict() for v in outcome.violations],
+        "error": outcome.error,
+        "transcript": str(transcript) if transcript else None,
+    }
+    if opts["as_json"]:
+        click.echo(json.dumps(summary))
+    else:
+        _print_parse(summary)
+    sys.exit(0 if summary["valid"] else 1)
+
+
+def _print_parse(summary: dict[str, Any]) -> None:
+    out = [
+        f"parsed {summary['file']}: "
+        f"{'OK' if summary['valid'] else 'PROBLEMS'} ({len(summary['dags'])} DAG(s))"
+    ]
+    for dag in summary["dags"]:
+        out.append(f"  DAG {dag.get('dag_id')}  ({len(dag.get('tasks', {}))} tasks)")
+        for tid, task in dag.get("tasks", {}).items():
+            arrow = f" -> {', '.join(task['downstream'])}" if task["downstream"] else ""
+            mapped = f" [mapped over {task['mapped_over']}]" if task["mapped_over"] else ""
+            out.append(f"    {tid}{mapped}{arrow}")
+        for problem in dag["problems"]:
+            out.append(f"    SCHEMA {problem}")
+    for path, error in summary["import_errors"].items():
+        out.append(f"  import error in {path}: {error.strip().splitlines()[-1] if error else ''}")
+    for warning in summary["warnings"]:
+        out.append(f"  warning: {warning}")
+    for v in summary["violations"]:
+        out.append(f"  violation {v['rule']}: {v['message']}")
+    if summary["error"]:
+        out.append(f"  error: {summary['error']}")
+    if summary["transcript"]:
+        out.append(f"  transcript {summary['transcript']}")
+    click.echo("\n".join(out))
+
+
+def _open_store(state: Any, fixtures_path: Any) -> StubStore:
+    fixtures = load_fixtures(fixtures_path) if fixtures_path else Fixtures()
+    state_path = state or DEFAULT_STATE
+    if state_path != ":memory:":
+        Path(state_path).parent.mkdir(parents=True, exist_ok=True)
+    store = StubStore(state_path)
+    store.seed(fixtures)
+    return store
 
 
 @main.command("show")

@@ -696,11 +696,109 @@ def run_task_mode(comms: Comms, channel: LogChannel, details: dict[str, Any], bu
     return code
 
 
+def load_bundle_module(path: Path) -> Any:
+    """Import a bundle file as a module (parse mode reads more than ``DAGS`` from it)."""
+    load_bundle(path)
+    return sys.modules["reference_bundle"]
+
+
+def serialize_dag(module: Any, dag_id: str, fileloc: str, bundle_path: str) -> dict[str, Any]:
+    """One DAG of the bundle in Airflow's serialized form, version 3 (protocol.md §7.5)."""
+    tasks = module.DAGS[dag_id]
+    deps = (getattr(module, "DEPENDENCIES", {}) or {}).get(dag_id, {})
+    mapped = (getattr(module, "MAPPED", {}) or {}).get(dag_id, {})
+    settings = (getattr(module, "TASK_SETTINGS", {}) or {}).get(dag_id, {})
+    downstream: dict[str, list[str]] = {tid: [] for tid in tasks}
+    for tid, upstream in deps.items():
+        for up in upstream:
+            if up in downstream and tid in tasks:
+                downstream[up].append(tid)
+    operators = []
+    for tid in tasks:
+        var: dict[str, Any] = {
+            "task_id": tid,
+            "task_type": "ReferenceRuntimeTask",
+            "_task_module": "reference_runtime",
+            "ui_color": "#ededed",
+            "ui_fgcolor": "#000",
+            "template_fields": [],
+            "downstream_task_ids": sorted(downstream[tid]),
+        }
+        for key, value in (settings.get(tid) or {}).items():
+            var[key] = value
+        if tid in mapped:
+            # How Airflow serializes `task.expand(x=upstream_task())`: an XComArg reference.
+            ref = {"__type": "xcomref", "__var": {"task_id": mapped[tid], "key": "return_value"}}
+            var.update(
+                _is_mapped=True,
+                partial_kwargs={},
+                expand_input={
+                    "type": "dict-of-lists",
+                    "value": {"__type": "dict", "__var": {"value": ref}},
+                },
+            )
+        operators.append({"__type": "operator", "__var": var})
+    try:
+        relative = str(Path(fileloc).resolve().relative_to(Path(bundle_path).resolve()))
+    except ValueError:
+        relative = Path(fileloc).name
+    dag: dict[str, Any] = {
+        "dag_id": dag_id,
+        "fileloc": fileloc,
+        "relative_fileloc": relative,
+        "timezone": "UTC",
+        "timetable": {"__type": "airflow.timetables.simple.NullTimetable", "__var": {}},
+        "catchup": False,
+        "fail_fast": False,
+        "max_active_tasks": 16,
+        "max_active_runs": 16,
+        "tags": ["reference-runtime"],
+        "edge_info": {},
+        "dag_dependencies": [],
+        "params": [],
+        "tasks": operators,
+    }
+    if os.environ.get("REFERENCE_PARSE_BREAK") == dag_id:
+        # A deliberately broken DAG, for testing that supervisor-sim's schema check names it.
+        del dag["fileloc"]
+        dag["catchup"] = "yes"
+    return {"__version": 3, "dag": dag}
+
+
 def run_parse_mode(comms: Comms, channel: LogChannel, request: dict[str, Any], bundle: Path) -> int:
-    channel.logger(RUNTIME_LOGGER).error(
-        "parse mode not implemented in this runtime version", file=request.get("file")
-    )
-    return EXIT_FATAL
+    """Answer DagFileParseRequest with every DAG of the bundle, serialized, then exit."""
+    log = channel.logger(RUNTIME_LOGGER)
+    fileloc = str(request.get("file") or bundle)
+    log.info("Parsing DAG file", file=fileloc, bundle=str(bundle))
+    callbacks = request.get("callback_requests") or []
+    if callbacks:
+        # Airflow's runtime runs the callbacks and sends no parsing result.
+        log.info("Running callbacks instead of parsing", count=len(callbacks))
+        return EXIT_OK
+    import_errors: dict[str, str] = {}
+    serialized: list[dict[str, Any]] = []
+    try:
+        module = load_bundle_module(bundle)
+        for dag_id in module.DAGS:
+            serialized.append(
+                {"data": serialize_dag(module, dag_id, fileloc, str(request["bundle_path"]))}
+            )
+    except Exception as exc:
+        import_errors[Path(fileloc).name] = "".join(traceback.format_exception(exc))
+        log.error("Could not import the bundle", exception=exception_dicts(exc))
+    result = {
+        "fileloc": fileloc,
+        "serialized_dags": serialized,
+        "warnings": [],
+        "import_errors": import_errors,
+        "type": "DagFileParsingResult",
+    }
+    _, error = comms.request(result)
+    if error is not None:
+        log.error("Supervisor rejected the parsing result", error=error)
+        return EXIT_FATAL
+    log.info("Parsed", dags=[s["data"]["dag"]["dag_id"] for s in serialized])
+    return EXIT_OK
 
 
 # The first frame's body type picks the mode of the whole process.
