@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import sys
-from dataclasses import asdict, fields, replace
-from datetime import UTC, datetime
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +28,17 @@ import trio
 from . import __version__
 from ._config_file import ConfigError, ProjectConfig, load_project_config, runtime_argv
 from ._console import ConsoleSink, configure_logging, print_summary
+from ._run import (
+    DEFAULT_RUNS,
+    DEFAULT_STATE,
+    default_transcript,
+    forward_signals_to,
+    journal_exchanges,
+    open_store,
+    supervise,
+)
 from .api import (
     API_VERSION,
-    Exchange,
     ExecutionAPIClient,
     FixtureError,
     Fixtures,
@@ -49,7 +55,6 @@ from .transcript import (
     FrameMatcher,
     ReplayTransport,
     TranscriptError,
-    TranscriptWriter,
     diff_transcripts,
     read_transcript,
     render_timeline,
@@ -57,8 +62,6 @@ from .transcript import (
 
 EXIT_SUCCESS, EXIT_TASK_FAILED, EXIT_USAGE, EXIT_NOT_STARTED, EXIT_INTERNAL = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
-DEFAULT_STATE = Path(".supervisor-sim") / "state.sqlite"
-DEFAULT_RUNS = Path(".supervisor-sim") / "runs"
 EXIT_DIVERGED = 1
 
 
@@ -268,119 +271,6 @@ def exit_status(outcome: TaskOutcome) -> int:
     return EXIT_SUCCESS if outcome.final_state == "success" else EXIT_TASK_FAILED
 
 
-def _journal_exchanges(journal: Journal) -> Any:
-    def on_exchange(exchange: Exchange) -> None:
-        journal.emit(
-            "http",
-            method=exchange.method,
-            path=exchange.path,
-            query=exchange.query,
-            status=exchange.status,
-            error=exchange.error,
-            attempt=exchange.attempt,
-            duration_s=round(exchange.duration_s, 6),
-            cause=exchange.cause,
-            request_headers=exchange.request_headers,
-            request_body=exchange.request_body,
-            response_headers=exchange.response_headers,
-            response_body=exchange.response_body,
-        )
-
-    return on_exchange
-
-
-def _transcript_header(spec: Any, api_label: str, config: SupervisorConfig) -> dict[str, Any]:
-    header: dict[str, Any] = {
-        "command": list(sys.argv),
-        "runtime": list(spec.runtime),
-        "api": api_label,
-        "config": asdict(config),
-    }
-    if isinstance(spec, TaskSpec):
-        header["task"] = {
-            "ti": dict(spec.ti),
-            "dag_rel_path": spec.dag_rel_path,
-            "bundle_info": dict(spec.bundle_info),
-            **{
-                k: spec.ti.get(k)
-                for k in ("dag_id", "task_id", "run_id", "try_number", "map_index")
-            },
-        }
-    else:
-        header["parse"] = {
-            "file": spec.file,
-            "bundle_path": spec.bundle_path,
-            "bundle_name": spec.bundle_name,
-        }
-    return header
-
-
-def _default_transcript(base: Path, ti: dict[str, Any]) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    name = f"{ti['dag_id']}.{ti['task_id']}.{ti['run_id']}.try{ti['try_number']}.{stamp}.jsonl"
-    return base / re.sub(r"[^A-Za-z0-9._+-]", "_", name)
-
-
-async def supervise(
-    spec: TaskSpec,
-    http: httpx.AsyncClient,
-    *,
-    token: str,
-    config: SupervisorConfig,
-    journal: Journal,
-    transcript: Path | None,
-    redact: bool,
-    api_label: str,
-    retry: RetryPolicy | None = None,
-    api_version: str = API_VERSION,
-    session_factory: Any = None,
-) -> TaskOutcome:
-    """Run one session with signal forwarding and (optionally) a transcript of it."""
-    async with http:
-        api = ExecutionAPIClient(
-            http,
-            token=token,
-            retry=retry or RetryPolicy(),
-            api_version=api_version,
-            on_exchange=_journal_exchanges(journal),
-        )
-        if session_factory is not None:
-            session = session_factory(api)
-        else:
-            session = TaskSession(spec, api, config=config, journal=journal)
-        for sink in journal.sinks:
-            if isinstance(sink, ConsoleSink):
-                sink.redact = session.masker.redact
-        writer = None
-        if transcript is not None:
-            masker = session.masker
-            writer = TranscriptWriter(
-                transcript,
-                _transcript_header(spec, api_label, config),
-                redact=masker.redact if redact else None,
-                redact_bytes=(lambda b: masker.redact(b.decode("utf-8", "replace")).encode())
-                if redact
-                else None,
-            )
-            journal.sinks.insert(0, writer)
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_forward_signals, session)
-                outcome = await session.run()
-                nursery.cancel_scope.cancel()
-        finally:
-            if writer is not None:
-                # Shielded: a footer is written even when the run was cancelled.
-                writer.close(
-                    {
-                        "final_state": locals().get("outcome") and outcome.final_state,
-                        "exit_code": locals().get("outcome") and outcome.exit_code,
-                        "violations": len(journal.violations),
-                    }
-                )
-    return outcome
-
-
 async def _run_task(
     dag_id: str,
     task_id: str,
@@ -463,7 +353,7 @@ async def _run_task(
     spec = TaskSpec(ti=ti, runtime=runtime, cwd=project.runtime_cwd, dag_rel_path=f"{dag_id}.py")
     transcript = None
     if not opts["no_transcript"]:
-        transcript = opts["transcript"] or _default_transcript(project.runs_dir or DEFAULT_RUNS, ti)
+        transcript = opts["transcript"] or default_transcript(project.runs_dir or DEFAULT_RUNS, ti)
         transcript = transcript.resolve()
     retry = RetryPolicy()
     if opts["api_retries"] is not None:
@@ -560,7 +450,7 @@ def parse(ctx: click.Context, file: str | None, **opts: Any) -> None:
     async def go() -> tuple[Any, Any, Path | None]:
         journal = Journal()
         journal.sinks.append(ConsoleSink(verbosity=verbosity, bind=fmt == "json", parse=file))
-        store = _open_store(
+        store = open_store(
             opts["state_path"] or project.state, opts["fixtures"] or project.fixtures
         )
         http = httpx.AsyncClient(
@@ -571,7 +461,7 @@ def parse(ctx: click.Context, file: str | None, **opts: Any) -> None:
             base = project.runs_dir or DEFAULT_RUNS
             transcript = (
                 opts["transcript"]
-                or _default_transcript(
+                or default_transcript(
                     base,
                     {
                         "dag_id": "parse",
@@ -666,16 +556,6 @@ def _print_parse(summary: dict[str, Any]) -> None:
     if summary["transcript"]:
         out.append(f"  transcript {summary['transcript']}")
     click.echo("\n".join(out))
-
-
-def _open_store(state: Any, fixtures_path: Any) -> StubStore:
-    fixtures = load_fixtures(fixtures_path) if fixtures_path else Fixtures()
-    state_path = state or DEFAULT_STATE
-    if state_path != ":memory:":
-        Path(state_path).parent.mkdir(parents=True, exist_ok=True)
-    store = StubStore(state_path)
-    store.seed(fixtures)
-    return store
 
 
 @main.command("show")
@@ -862,12 +742,12 @@ async def _replay(
         # The recorded paths already include the base path, so requests are sent absolute.
         http.base_url = httpx.URL("http://replay.invalid" + _base_path(t))
         api = ExecutionAPIClient(
-            http, token="", retry=RetryPolicy(attempts=1), on_exchange=_journal_exchanges(journal)
+            http, token="", retry=RetryPolicy(attempts=1), on_exchange=journal_exchanges(journal)
         )
         session = TaskSession(spec, api, config=config, journal=journal)
         session_ref.append(session)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_forward_signals, session)
+            nursery.start_soon(forward_signals_to, session)
             outcome = await session.run()
             nursery.cancel_scope.cancel()
     matcher.finish()
@@ -880,20 +760,6 @@ def _base_path(t: Any) -> str:
         if "/task-instances/" in path:
             return path.split("task-instances/")[0]
     return "/execution/"
-
-
-async def _forward_signals(session: TaskSession) -> None:
-    if not _in_main_thread():
-        return
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for sig in signals:
-            session.forward_signal(sig)
-
-
-def _in_main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":  # pragma: no cover
