@@ -375,6 +375,70 @@ async def _run_task(
     return outcome, title, transcript
 
 
+@main.command("run-dag")
+@click.argument("dag_id")
+@click.option(
+    "--runtime",
+    "runtime_cmd",
+    metavar="CMD",
+    help="Runtime command; default: from the config file.",
+)
+@click.option(
+    "--parallelism",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Task instances running at once.",
+)
+@click.option("--run-id", help="DAG run id (default: a new manual run).")
+@click.option("--fixtures", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--state", "state_path", metavar="PATH", help="SQLite state of the stub.")
+@click.option(
+    "--retry-delay",
+    type=float,
+    help="Seconds between tries (default: each task's own retry_delay).",
+)
+@click.option("--timeout", type=float, help="Kill any task instance after this many seconds.")
+@click.option(
+    "--runs-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help=f"Where the per-task transcripts go (default {DEFAULT_RUNS}/).",
+)
+@click.option("--no-transcript", is_flag=True, help="Do not record transcripts.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "console", "json"]),
+    default="auto",
+    show_default=True,
+)
+@click.option("-q", "--quiet", count=True, help="Less output (-q: no frames or task logs).")
+@click.pass_context
+def run_dag(ctx: click.Context, dag_id: str, **opts: Any) -> None:
+    """Run every task of DAG_ID in dependency order, several at once, in one process.
+
+    The DAG's tasks and dependencies come from the runtime itself (a parse, as `parse` does).
+    Exit 0 when every task succeeded or was skipped, 1 otherwise, 130 when interrupted.
+    """
+    from ._dagrun_cli import run_dag_command
+
+    project = _project(ctx)
+    fmt = opts["log_format"]
+    if fmt == "auto":
+        fmt = "console" if sys.stderr.isatty() else "json"
+    configure_logging(fmt)
+    opts["log_format"] = fmt
+    runtime = runtime_argv(opts["runtime_cmd"]) if opts["runtime_cmd"] else project.runtime
+    if not runtime:
+        raise UsageError("no runtime command: pass --runtime CMD or set [runtime] command")
+    config = _supervisor_config(project, {"task_timeout": opts["timeout"]})
+    try:
+        status = run_dag_command(dag_id, runtime, project, config, opts)
+    except (FixtureError, ConfigError) as exc:
+        raise UsageError(str(exc)) from None
+    sys.exit(status)
+
+
 @main.command("parse")
 @click.argument("file", required=False)
 @click.option(

@@ -625,6 +625,8 @@ class TaskSession:
                 for line in splitter.feed(data):
                     self._log_line(line, name)
         finally:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()  # the pipe's fd, or it leaks one per task
             last = splitter.end_of_stream()
             if last is not None:
                 self._log_line(last, name)

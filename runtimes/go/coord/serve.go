@@ -19,7 +19,6 @@ import (
 
 	"golang.org/x/exp/slog"
 
-	"supervisor-sim/goruntime/protocol"
 	"supervisor-sim/goruntime/sdk"
 )
 
@@ -235,4 +234,3 @@ func (rt *runtime) exitNow(code int) {
 	rt.env.Exit(code)
 }
 
-var _ = protocol.MaxFrameBytes

@@ -1,0 +1,221 @@
+"""run-dag: every task of a DAG run, in dependency order, many children at once in one process.
+
+Airflow's scheduler decides which task instance may run next and its executor runs each under
+its own supervisor process. Here one trio program plays both: a ready task starts a
+``TaskSession`` of its own (own child, transcript and logs) as soon as a parallelism slot is free.
+Trigger rule ``all_success``: a task runs when all its upstream tasks succeeded; a failed
+upstream makes it ``upstream_failed``, a skipped one ``skipped``. Retries follow the try's final
+state (``up_for_retry``) after the retry delay; a mapped task expands over its upstream's list
+XCom into one task instance per element.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import trio
+
+from ._dags import DagStructure
+from .api import StubStore, TaskInstanceRecord
+from .supervision import TaskOutcome
+
+__all__ = ["DagRunner", "TaskResult"]
+
+FINISHED = {
+    "success",
+    "failed",
+    "upstream_failed",
+    "skipped",
+    "removed",
+    "server_terminated",
+    "not_started",
+}
+
+
+@dataclass
+class TaskResult:
+    """The outcome of one task (all its tries; for a mapped task, all its map indexes)."""
+
+    task_id: str
+    state: str = "none"
+    tries: int = 0
+    map_indexes: list[int] = field(default_factory=list)
+    exit_codes: list[int | None] = field(default_factory=list)
+    transcripts: list[str] = field(default_factory=list)
+    violations: int = 0
+    started: float | None = None
+    ended: float | None = None
+    error: str | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started is None or self.ended is None:
+            return None
+        return round(self.ended - self.started, 3)
+
+
+#: Runs one try of one task instance: (record) -> (outcome, transcript path or None).
+RunOne = Callable[[TaskInstanceRecord], Awaitable[tuple[TaskOutcome, str | None]]]
+
+
+class DagRunner:
+    """Schedules a DAG run's tasks over a runner of single tries."""
+
+    def __init__(
+        self,
+        structure: DagStructure,
+        store: StubStore,
+        run_one: RunOne,
+        *,
+        run_id: str,
+        parallelism: int = 4,
+        retry_delay: float | None = None,
+        on_change: Callable[[TaskResult], None] | None = None,
+    ) -> None:
+        self.structure = structure
+        self.store = store
+        self.run_one = run_one
+        self.run_id = run_id
+        self.limiter = trio.CapacityLimiter(max(1, parallelism))
+        self.retry_delay = retry_delay
+        self.on_change = on_change
+        self.results = {tid: TaskResult(tid) for tid in structure.order()}
+        self.stopping = False
+        self._changed = trio.Event()
+        self.peak_running = 0
+        self._running = 0
+
+    def stop(self) -> None:
+        """Start no new task instances (Ctrl+C); running ones finish or are interrupted."""
+        self.stopping = True
+        self._wake()
+
+    def _wake(self) -> None:
+        self._changed.set()
+
+    def _set(self, result: TaskResult, state: str) -> None:
+        result.state = state
+        if state in FINISHED and result.ended is None:
+            result.ended = time.monotonic()
+        if self.on_change is not None:
+            self.on_change(result)
+        self._wake()
+
+    def _decide(self, tid: str) -> str | None:
+        """'run', a final state to set without running, or None to keep waiting."""
+        ups = [self.results[u].state for u in self.structure.tasks[tid].upstream]
+        if any(s not in FINISHED for s in ups):
+            return None
+        if any(s in ("failed", "upstream_failed", "server_terminated", "not_started") for s in ups):
+            return "upstream_failed"
+        if any(s in ("skipped", "removed") for s in ups):
+            return "skipped"
+        return "run"
+
+    async def run(self) -> dict[str, TaskResult]:
+        started = time.monotonic()
+        self.started = started
+        async with trio.open_nursery() as nursery:
+            pending = list(self.results)
+            while pending:
+                self._changed = trio.Event()
+                for tid in list(pending):
+                    if self.stopping:
+                        break
+                    decision = self._decide(tid)
+                    if decision is None:
+                        continue
+                    pending.remove(tid)
+                    if decision == "run":
+                        nursery.start_soon(self._run_task, tid)
+                    else:
+                        self._set(self.results[tid], decision)
+                if self.stopping:
+                    for tid in pending:
+                        if self.results[tid].state == "none":
+                            self.results[tid].state = "not_run"
+                    break
+                if pending:
+                    await self._changed.wait()
+        self.wall_s = round(time.monotonic() - started, 3)
+        return self.results
+
+    async def _run_task(self, tid: str) -> None:
+        node = self.structure.tasks[tid]
+        result = self.results[tid]
+        self._set(result, "queued")
+        indexes = [-1]
+        if node.mapped_over:
+            value = self.store.get_xcom(
+                self.structure.dag_id, self.run_id, node.mapped_over, "return_value"
+            )
+            if not isinstance(value, list):
+                result.error = (
+                    f"cannot map over {node.mapped_over}: its return_value XCom is "
+                    f"{type(value).__name__}, not a list"
+                )
+                self._set(result, "failed")
+                return
+            indexes = list(range(len(value)))
+            if not indexes:
+                self._set(result, "skipped")  # Airflow: a zero-length map is skipped
+                return
+        result.map_indexes = [i for i in indexes if i >= 0]
+        states: list[str] = []
+        async with trio.open_nursery() as nursery:
+            for index in indexes:
+                nursery.start_soon(self._run_instance, tid, index, states)
+        if self.stopping and not states:
+            self._set(result, "not_run")
+        elif all(s == "success" for s in states):
+            self._set(result, "success")
+        elif all(s in ("skipped", "success") for s in states) and "skipped" in states:
+            self._set(result, "skipped" if len(states) == 1 else "success")
+        elif any(s == "removed" for s in states) and len(states) == 1:
+            self._set(result, "removed")
+        else:
+            self._set(result, "failed")
+
+    async def _run_instance(self, tid: str, map_index: int, states: list[str]) -> None:
+        node = self.structure.tasks[tid]
+        result = self.results[tid]
+        delay = self.retry_delay if self.retry_delay is not None else node.retry_delay
+        while True:
+            if self.stopping:
+                return
+            async with self.limiter:
+                if self.stopping:
+                    return
+                record = self.store.prepare_task_instance(
+                    self.structure.dag_id,
+                    tid,
+                    run_id=self.run_id,
+                    map_index=map_index,
+                    max_tries=node.retries,
+                )
+                self._running += 1
+                self.peak_running = max(self.peak_running, self._running)
+                if result.started is None:
+                    result.started = time.monotonic()
+                self._set(result, "running")
+                try:
+                    outcome, transcript = await self.run_one(record)
+                finally:
+                    self._running -= 1
+            result.tries += 1
+            result.exit_codes.append(outcome.exit_code)
+            result.violations += len(outcome.violations)
+            if transcript:
+                result.transcripts.append(transcript)
+            state = outcome.final_state or "not_started"
+            if outcome.error and not result.error:
+                result.error = outcome.error
+            if state == "up_for_retry" and not self.stopping:
+                self._set(result, "up_for_retry")
+                await trio.sleep(delay if math.isfinite(delay) else 0)
+                continue
+            states.append(state if state != "up_for_retry" else "failed")
+            return
