@@ -69,6 +69,10 @@ async def run_task(
     run_id: str | None = None,
     max_tries: int = 0,
     faults: list[Any] = (),
+    transcript: Path | None = None,
+    http: httpx.AsyncClient | None = None,
+    retry: Any = None,
+    sinks: list[Any] = (),
     **config: Any,
 ) -> Run:
     """Prepare a queued TI in ``store`` and supervise one try of it with a real child."""
@@ -108,16 +112,33 @@ async def run_task(
             request_body=ex.request_body,
         )
 
+    journal.sinks.extend(sinks)
     cfg = replace(SupervisorConfig(), **{**FAST, **config})
-    async with httpx.AsyncClient(
-        base_url="http://stub.invalid/execution/", transport=transport
-    ) as http:
+    if http is None:
+        http = httpx.AsyncClient(base_url="http://stub.invalid/execution/", transport=transport)
+    async with http:
         api = ExecutionAPIClient(
             http,
             token=tokens.issue(record.id, scope="workload"),
-            retry=RetryPolicy(attempts=2, wait_min=0.01, wait_max=0.02, timeout=5),
+            retry=retry or RetryPolicy(attempts=2, wait_min=0.01, wait_max=0.02, timeout=5),
             on_exchange=on_exchange,
         )
         spec = TaskSpec(ti=ti, runtime=runtime or REFERENCE, env=child_env)
-        outcome = await TaskSession(spec, api, config=cfg, journal=journal).run()
-    return Run(outcome, journal, store, record)
+        session = TaskSession(spec, api, config=cfg, journal=journal)
+        writer = None
+        if transcript is not None:
+            from supervisor_sim.transcript import TranscriptWriter
+
+            header = {"task": {"ti": ti}, "runtime": list(spec.runtime)}
+            writer = TranscriptWriter(transcript, header, redact=session.masker.redact)
+            journal.sinks.insert(0, writer)
+        outcome = None
+        try:
+            outcome = await session.run()
+        finally:
+            if writer is not None:
+                writer.close({"final_state": outcome.final_state if outcome else None,
+                              "exit_code": outcome.exit_code if outcome else None})
+    run = Run(outcome, journal, store, record)
+    run.session = session  # type: ignore[attr-defined]
+    return run

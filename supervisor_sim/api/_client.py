@@ -193,8 +193,17 @@ class ExecutionAPIClient:
             cause=cause,
         )
         try:
-            response = await self.http.send(request)
-            await response.aread()
+            # The per-attempt timeout is enforced here too: httpx applies its own only to
+            # network I/O, and an in-process transport (the stub, a replay) has none.
+            with trio.fail_after(self.retry.timeout):
+                response = await self.http.send(request)
+                await response.aread()
+        except trio.TooSlowError:
+            exc = httpx.ReadTimeout(f"no response within {self.retry.timeout:g}s", request=request)
+            exchange.error = f"ReadTimeout: {exc}"
+            exchange.duration_s = time.perf_counter() - started
+            self._emit(exchange)
+            raise exc from None
         except httpx.TransportError as exc:
             exchange.error = f"{type(exc).__name__}: {exc}"
             exchange.duration_s = time.perf_counter() - started

@@ -20,12 +20,20 @@ class ProtocolError(Exception):
     """
 
     def __init__(
-        self, rule: str, message: str, *, offset: int | None = None, request_id: int | None = None
+        self,
+        rule: str,
+        message: str,
+        *,
+        offset: int | None = None,
+        request_id: int | None = None,
+        raw: bytes = b"",
     ) -> None:
         self.rule = rule
         self.message = message
         self.offset = offset
         #: The id of the request the bad frame carried, when it could still be read.
         self.request_id = request_id
+        #: Bytes of the stream the error consumed and no frame holds (e.g. a bad length header).
+        self.raw = raw
         where = f" (at byte offset {offset})" if offset is not None else ""
         super().__init__(f"{rule}: {message}{where}")

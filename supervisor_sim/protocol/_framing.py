@@ -146,6 +146,7 @@ class FrameDecoder:
                 "a frame with length 0 carries no message (Airflow's supervisor would spin "
                 "forever on it; its runtime cannot decode it)",
                 offset=offset,
+                raw=bytes(4),
             )
         if length > self.max_frame_size:
             self._pos += 4
@@ -160,6 +161,7 @@ class FrameDecoder:
                 f"length header announces {length} bytes, over the {self.max_frame_size}-byte "
                 "limit; the payload is discarded without being buffered",
                 offset=offset,
+                raw=_HEADER.pack(length),
             )
         if available - 4 < length:
             return None
@@ -167,6 +169,10 @@ class FrameDecoder:
         self._pos = start + 4 + length
         self._compact()
         return RawFrame(payload, offset)
+
+    def pending(self) -> bytes:
+        """The bytes buffered but not yet part of a returned frame (for reporting at EOF)."""
+        return bytes(self._buf[self._pos :])
 
     def end_of_stream(self) -> None:
         """Call at EOF: raises ``ProtocolError`` if a frame was cut short."""

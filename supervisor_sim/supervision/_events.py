@@ -3,6 +3,7 @@ read this one stream, so none of them can disagree with another about what happe
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,9 +33,14 @@ class Violation:
     airflow: str
     path: str | None = None
     frame_id: int | None = None
+    #: The offending bytes, when they are not already in a frame record.
+    raw: bytes | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        out = {k: v for k, v in self.__dict__.items() if v is not None and k != "raw"}
+        if self.raw:
+            out["raw_b64"] = base64.b64encode(self.raw).decode()
+        return out
 
 
 @dataclass

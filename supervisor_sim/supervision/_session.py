@@ -472,6 +472,7 @@ class TaskSession:
 
     async def _comm_reader(self, comm: trio.SocketStream) -> None:
         decoder = FrameDecoder(max_frame_size=self.config.max_frame_size)
+        received = 0
         try:
             while True:
                 try:
@@ -480,24 +481,35 @@ class TaskSession:
                     break
                 if not data:
                     break
+                received += len(data)
                 decoder.feed(data)
                 while True:
                     try:
                         raw = decoder.next_frame()
                     except ProtocolError as exc:
-                        self._frame_violation(exc, b"")
+                        # What the bad frame consumed is kept (a length header's 4 bytes; an
+                        # oversized payload is counted, not buffered).
+                        self._frame_violation(exc, exc.raw)
                         continue
                     if raw is None:
                         break
                     await self._on_request(comm, raw.payload, raw.offset)
         finally:
+            tail = decoder.pending()
             try:
                 decoder.end_of_stream()
             except ProtocolError as exc:
-                self._frame_violation(exc, b"")
+                self._frame_violation(exc, tail)
+            self.journal.emit(
+                "process",
+                event="channel-bytes",
+                channel="comm",
+                received=received,
+                discarded=decoder.bytes_discarded,
+            )
             self._channel_closed("comm")
 
-    def _frame_violation(self, exc: ProtocolError, payload: bytes) -> None:
+    def _frame_violation(self, exc: ProtocolError, raw: bytes) -> None:
         self.journal.violation(
             Violation(
                 exc.rule,
@@ -507,6 +519,7 @@ class TaskSession:
                     "Airflow's supervisor does not catch this: the exception ends supervise_task",
                 ),
                 frame_id=exc.request_id,
+                raw=raw or None,
             )
         )
 
@@ -524,7 +537,7 @@ class TaskSession:
                 offset=offset,
                 error=str(exc),
             )
-            self._frame_violation(exc, payload)
+            self._frame_violation(exc, b"")  # the bytes are in the frame record above
             if exc.request_id is not None and not self.config.airflow_strict:
                 await self._send(
                     comm,
@@ -586,6 +599,7 @@ class TaskSession:
 
     async def _logs_reader(self, logs: trio.SocketStream) -> None:
         splitter = LineSplitter(max_line_length=self.config.max_log_line)
+        received = 0
         try:
             while True:
                 try:
@@ -594,12 +608,14 @@ class TaskSession:
                     break
                 if not data:
                     break
+                received += len(data)
                 for line in splitter.feed(data):
                     self._log_line(line, "logs")
         finally:
             last = splitter.end_of_stream()
             if last is not None:
                 self._log_line(last, "logs")
+            self.journal.emit("process", event="channel-bytes", channel="logs", received=received)
             self._channel_closed("logs")
 
     def _log_line(self, line: Any, source: str) -> None:

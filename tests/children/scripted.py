@@ -84,10 +84,12 @@ def save() -> None:
             json.dump(jsonable(seen), f)
 
 
-comm = connect(args["comm"]) if "comm" in args else None
-logs = connect(args["logs"]) if "logs" in args else None
-if os.environ.get("SCRIPTED_ONLY") == "comm" and logs:
-    logs.close()
+time.sleep(float(os.environ.get("SCRIPTED_CONNECT_DELAY", "0")))
+only = os.environ.get("SCRIPTED_ONLY")
+comm = connect(args["comm"]) if "comm" in args and only != "logs" else None
+logs = connect(args["logs"]) if "logs" in args and only != "comm" else None
+if only:
+    time.sleep(60)  # hold the one connection; the supervisor must give up on its own
 first = read_frame(comm)
 seen["first"] = first
 save()
@@ -114,6 +116,31 @@ for step in steps:
         elif "ignore_sigterm" in step:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+        elif "grandchild_holding" in step:
+            # A grandchild that inherits both sockets keeps them open after this process exits.
+            fds = [s.fileno() for s in (comm, logs) if s is not None]
+            proc = subprocess.Popen(["sleep", str(step["grandchild_holding"])], pass_fds=fds)
+            seen["grandchild"] = proc.pid
+        elif "flood_logs" in step:
+            line = (
+                json.dumps(
+                    {
+                        "timestamp": "2026-01-01T00:00:00Z",
+                        "level": "info",
+                        "event": "x" * step.get("line", 10_000),
+                    }
+                ).encode()
+                + b"\n"
+            )
+            for _ in range(int(step["flood_logs"] * 1_000_000 // len(line))):
+                logs.sendall(line)
+        elif "flood_stdout" in step:
+            chunk = ("y" * 9_999 + "\n") * 100
+            for _ in range(int(step["flood_stdout"] * 1_000_000 // len(chunk))):
+                sys.stdout.write(chunk)
+            sys.stdout.flush()
+        elif "log_hex" in step:
+            logs.sendall(bytes.fromhex(step["log_hex"]))
         elif "grandchild" in step:
             proc = subprocess.Popen(["sleep", str(step["grandchild"])])
             seen["grandchild"] = proc.pid

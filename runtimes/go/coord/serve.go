@@ -233,4 +233,3 @@ func (rt *runtime) exitNow(code int) {
 	rt.sink.Close()
 	rt.env.Exit(code)
 }
-

@@ -126,7 +126,7 @@ func startupDetailsPayload(t *testing.T) []byte {
 			"id": "0199a3c0-7f6e-7b1a-9c55-3f1e0d2c4b6a", "task_id": "hello",
 			"dag_id": "example_dag", "run_id": "r1", "try_number": 2,
 			"dag_version_id": "0199a3c0-7f6e-7b1a-9c55-000000000001",
-			"pool_slots": 1, "priority_weight": 7, // TaskInstanceDTO extras
+			"pool_slots":     1, "priority_weight": 7, // TaskInstanceDTO extras
 			// map_index missing: it means -1.
 		},
 		"ti_context": map[string]any{
@@ -134,7 +134,7 @@ func startupDetailsPayload(t *testing.T) []byte {
 				"dag_id": "example_dag", "run_id": "r1",
 				"logical_date": nil, "run_after": msgpack.RawMessage(started),
 				"run_type": "manual", "state": "running", "consumed_asset_events": []any{},
-				"conf": map[string]any{"epoch_before": msgpack.RawMessage(mustHex(t, timestampCases[2].ext))},
+				"conf":              map[string]any{"epoch_before": msgpack.RawMessage(mustHex(t, timestampCases[2].ext))},
 				"new_dag_run_field": "ignored",
 			},
 			"max_tries":          1,
