@@ -15,6 +15,7 @@ Exit statuses of ``run-task``:
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from dataclasses import fields, replace
@@ -97,7 +98,16 @@ def _project(ctx: click.Context) -> ProjectConfig:
 
 def _supervisor_config(project: ProjectConfig, overrides: dict[str, Any]) -> SupervisorConfig:
     known = {f.name for f in fields(SupervisorConfig)}
-    values = {k: v for k, v in project.supervisor.items() if k in known}
+    values: dict[str, Any] = {}
+    # Airflow passes its [logging] levels to the runtime; like any Airflow setting they can
+    # come from the environment.
+    for key, env in (
+        ("logging_level", "AIRFLOW__LOGGING__LOGGING_LEVEL"),
+        ("namespace_levels", "AIRFLOW__LOGGING__NAMESPACE_LEVELS"),
+    ):
+        if os.environ.get(env):
+            values[key] = os.environ[env]
+    values.update({k: v for k, v in project.supervisor.items() if k in known})
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return replace(SupervisorConfig(), **values)

@@ -139,6 +139,9 @@ for step in steps:
             for _ in range(int(step["flood_stdout"] * 1_000_000 // len(chunk))):
                 sys.stdout.write(chunk)
             sys.stdout.flush()
+        elif "dump_env" in step:
+            seen["env"] = dict(os.environ)
+            seen["argv"] = list(sys.argv)
         elif "log_hex" in step:
             logs.sendall(bytes.fromhex(step["log_hex"]))
         elif "grandchild" in step:
