@@ -31,11 +31,22 @@ def cli(
     )
 
 
-def run_task_json(task: str, tmp: Path, *extra: str, env: dict[str, str] | None = None,
-                  dag: str = "example_dag") -> tuple[int, dict[str, Any], str]:
+def run_task_json(
+    task: str, tmp: Path, *extra: str, env: dict[str, str] | None = None, dag: str = "example_dag"
+) -> tuple[int, dict[str, Any], str]:
     """run-task with --json into ``tmp``; returns (exit status, result object, stderr)."""
-    proc = cli("run-task", dag, task, "--state", str(tmp / "state.sqlite"), "--json", "-q",
-               *extra, cwd=tmp, env=env)
+    proc = cli(
+        "run-task",
+        dag,
+        task,
+        "--state",
+        str(tmp / "state.sqlite"),
+        "--json",
+        "-q",
+        *extra,
+        cwd=tmp,
+        env=env,
+    )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     assert lines, f"no JSON result; stderr:\n{proc.stderr[-3000:]}"
     return proc.returncode, json.loads(lines[-1]), proc.stderr

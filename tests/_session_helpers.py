@@ -137,8 +137,12 @@ async def run_task(
             outcome = await session.run()
         finally:
             if writer is not None:
-                writer.close({"final_state": outcome.final_state if outcome else None,
-                              "exit_code": outcome.exit_code if outcome else None})
+                writer.close(
+                    {
+                        "final_state": outcome.final_state if outcome else None,
+                        "exit_code": outcome.exit_code if outcome else None,
+                    }
+                )
     run = Run(outcome, journal, store, record)
     run.session = session  # type: ignore[attr-defined]
     return run

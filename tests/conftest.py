@@ -28,8 +28,6 @@ def store(tmp_path: Path, fixtures_file: Path):
     return s
 
 
-
-
 # --- every transcript the suite writes is checked for secrets --------------------------------
 
 #: Secrets the fixtures hand out; none may appear in a redacted transcript.

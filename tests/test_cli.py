@@ -28,9 +28,7 @@ class TestRunTask:
         assert transcript.footer["final_state"] == "success"
         assert Path(result["transcript"]).is_relative_to(tmp_path / ".supervisor-sim" / "runs")
 
-    def test_an_xcom_passes_between_two_invocations_through_the_state_file(
-        self, tmp_path: Path
-    ):
+    def test_an_xcom_passes_between_two_invocations_through_the_state_file(self, tmp_path: Path):
         """push_xcom then pull_xcom in one DAG run, in two processes, share the XCom."""
         s1, _, _ = run_task_json("push_xcom", tmp_path, "--run-id", "r1")
         s2, r2, _ = run_task_json("pull_xcom", tmp_path, "--run-id", "r1")
@@ -64,8 +62,16 @@ class TestRunTask:
         """A fixtures file with a wrong type exits 2 and names the file and key path."""
         bad = tmp_path / "bad.toml"
         bad.write_text('[connections.c]\nconn_type = "http"\nport = "abc"\n')
-        proc = cli("run-task", "example_dag", "hello", "--fixtures", str(bad), "--state",
-                   str(tmp_path / "s.sqlite"), cwd=tmp_path)
+        proc = cli(
+            "run-task",
+            "example_dag",
+            "hello",
+            "--fixtures",
+            str(bad),
+            "--state",
+            str(tmp_path / "s.sqlite"),
+            cwd=tmp_path,
+        )
         assert proc.returncode == 2
         assert "connections.c.port" in proc.stderr
         assert "Traceback" not in proc.stderr
@@ -74,7 +80,10 @@ class TestRunTask:
         """Without a config file or --runtime, run-task explains how to name the runtime."""
         proc = subprocess.run(
             [sys.executable, "-m", "supervisor_sim", "run-task", "d", "t"],
-            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert proc.returncode == 2
         assert "--runtime" in proc.stderr
@@ -83,11 +92,27 @@ class TestRunTask:
         """SIGINT to supervisor-sim reaches the runtime; the final state and footer follow."""
         transcript = tmp_path / "t.jsonl"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "supervisor_sim", "--config", str(CONFIG), "run-task",
-             "example_dag", "sleep", "--state", str(tmp_path / "s.sqlite"), "--transcript",
-             str(transcript), "--json", "-q"],
-            cwd=tmp_path, env={**os.environ, "REFERENCE_SLEEP_S": "30"},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "supervisor_sim",
+                "--config",
+                str(CONFIG),
+                "run-task",
+                "example_dag",
+                "sleep",
+                "--state",
+                str(tmp_path / "s.sqlite"),
+                "--transcript",
+                str(transcript),
+                "--json",
+                "-q",
+            ],
+            cwd=tmp_path,
+            env={**os.environ, "REFERENCE_SLEEP_S": "30"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         try:
             deadline = time.monotonic() + 30
@@ -150,8 +175,13 @@ class TestTranscriptCommands:
 
 def test_module_entry_point_prints_help():
     """python -m supervisor_sim --help works and lists the commands."""
-    proc = subprocess.run([sys.executable, "-m", "supervisor_sim", "--help"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "supervisor_sim", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0
     for command in ("run-task", "show", "replay", "diff"):
         assert command in proc.stdout

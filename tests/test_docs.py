@@ -50,8 +50,9 @@ def test_every_docs_page_is_linked_from_the_index():
             assert f"({page.name})" in index, f"docs/index.md does not link {page.name}"
 
 
-@pytest.mark.parametrize(("page", "number", "lines"), EXAMPLES,
-                         ids=[f"{p.name}#{i}" for p, i, _ in EXAMPLES])
+@pytest.mark.parametrize(
+    ("page", "number", "lines"), EXAMPLES, ids=[f"{p.name}#{i}" for p, i, _ in EXAMPLES]
+)
 def test_documented_commands_run(tmp_path: Path, page: Path, number: int, lines: list[str]):
     """Each command shown in the docs runs and exits as the page says (0 unless marked)."""
     state = tmp_path / "state.sqlite"
@@ -66,7 +67,10 @@ def test_documented_commands_run(tmp_path: Path, page: Path, number: int, lines:
             argv += ["--state", str(state)]
         proc = subprocess.run(
             [sys.executable, "-m", "supervisor_sim", "--config", str(CONFIG), *argv],
-            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
             env={**os.environ, "NO_COLOR": "1"},
         )
         assert proc.returncode == expected, f"{line}\n{proc.stdout[-1500:]}\n{proc.stderr[-1500:]}"
@@ -79,7 +83,8 @@ def test_readme_run_command_works_literally():
     block = re.search(r"## Quick start.*?```sh\n(.*?)```", readme, re.S).group(1)
     run_line, test_line = [ln for ln in block.splitlines() if ln.strip()]
     assert test_line.strip() == "./test"
-    proc = subprocess.run(shlex.split(run_line), cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        shlex.split(run_line), cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "final state   success" in proc.stderr

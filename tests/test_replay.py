@@ -51,9 +51,9 @@ def test_a_changed_runtime_diverges_at_the_frame_and_field(tmp_path: Path):
     _, recorded, _ = run_task_json("read_var_conn", tmp_path)
     bundle = tmp_path / "changed.py"
     bundle.write_text(
-        (ROOT / "runtimes/reference/example_dags.py").read_text().replace(
-            'ctx.get_variable("peer_var")', 'ctx.get_variable("other_var")'
-        )
+        (ROOT / "runtimes/reference/example_dags.py")
+        .read_text()
+        .replace('ctx.get_variable("peer_var")', 'ctx.get_variable("other_var")')
     )
     runtime = f"{sys.executable} {ROOT / 'runtimes/reference/runtime.py'} --bundle {bundle}"
     proc = cli("replay", recorded["transcript"], "--runtime", runtime, "--json", cwd=tmp_path)
@@ -72,13 +72,21 @@ def test_keep_going_counts_every_divergence(tmp_path: Path):
     _, recorded, _ = run_task_json("read_var_conn", tmp_path)
     bundle = tmp_path / "changed.py"
     bundle.write_text(
-        (ROOT / "runtimes/reference/example_dags.py").read_text()
+        (ROOT / "runtimes/reference/example_dags.py")
+        .read_text()
         .replace('ctx.get_variable("peer_var")', 'ctx.get_variable("other_var")')
         .replace('ctx.get_connection("peer_conn")', 'ctx.get_connection("other_conn")')
     )
     runtime = f"{sys.executable} {ROOT / 'runtimes/reference/runtime.py'} --bundle {bundle}"
-    proc = cli("replay", recorded["transcript"], "--runtime", runtime, "--keep-going", "--json",
-               cwd=tmp_path)
+    proc = cli(
+        "replay",
+        recorded["transcript"],
+        "--runtime",
+        runtime,
+        "--keep-going",
+        "--json",
+        cwd=tmp_path,
+    )
     result = json.loads(proc.stdout)
     assert proc.returncode == 1
     assert [d["index"] for d in result["divergences"]][:2] == [0, 1]

@@ -10,31 +10,50 @@ from pathlib import Path
 from _cli import run_task_json
 from _session_helpers import SCRIPTED, run_task
 
-SUCCEED = {"type": "SucceedTask", "state": "success", "end_date": "$now", "task_outlets": [],
-           "outlet_events": []}
+SUCCEED = {
+    "type": "SucceedTask",
+    "state": "success",
+    "end_date": "$now",
+    "task_outlets": [],
+    "outlet_events": [],
+}
 
 
 async def test_listeners_bind_loopback_only(store, tmp_path: Path):
     """Both ports handed to the runtime are on 127.0.0.1."""
     out = tmp_path / "seen.json"
-    run = await run_task(store, "hello", runtime=SCRIPTED, steps=[{"dump_env": True},
-                                                                  {"send": SUCCEED}], out=out)
+    run = await run_task(
+        store, "hello", runtime=SCRIPTED, steps=[{"dump_env": True}, {"send": SUCCEED}], out=out
+    )
     argv = json.loads(out.read_text())["argv"]
     assert [a.split("=")[1].split(":")[0] for a in argv if a.startswith("--")] == [
-        "127.0.0.1", "127.0.0.1"]
+        "127.0.0.1",
+        "127.0.0.1",
+    ]
     assert run.outcome.final_state == "success"
 
 
 async def test_the_jwt_never_reaches_the_child(store, tmp_path: Path):
     """Neither the environment, nor argv, nor any frame the child receives holds a token."""
     out = tmp_path / "seen.json"
-    run = await run_task(store, "hello", runtime=SCRIPTED, out=out, steps=[
-        {"dump_env": True}, {"send": {"type": "GetVariable", "key": "peer_var"}},
-        {"send": SUCCEED}])
+    run = await run_task(
+        store,
+        "hello",
+        runtime=SCRIPTED,
+        out=out,
+        steps=[
+            {"dump_env": True},
+            {"send": {"type": "GetVariable", "key": "peer_var"}},
+            {"send": SUCCEED},
+        ],
+    )
     seen = out.read_text()
     assert "eyJ" not in seen
-    sent = [e.data["payload"] for e in run.journal_events
-            if e.kind == "frame" and e.data["direction"] == "out"]
+    sent = [
+        e.data["payload"]
+        for e in run.journal_events
+        if e.kind == "frame" and e.data["direction"] == "out"
+    ]
     assert sent and not any(b"eyJ" in p for p in sent)
 
 
