@@ -839,8 +839,8 @@ def test_malformed_address_is_a_usage_error():
     assert "HOST:PORT" in proc.stderr
 
 
-def test_parse_request_first_frame_is_not_implemented_yet():
-    """A DagFileParseRequest first frame logs "not implemented" and exits 1."""
+def test_parse_request_first_frame_answers_with_serialized_dags():
+    """A DagFileParseRequest first frame is answered with a DagFileParsingResult, then exit 0."""
     first = {
         "type": "DagFileParseRequest",
         "file": "/bundles/reference/example_dags.py",
@@ -849,12 +849,14 @@ def test_parse_request_first_frame_is_not_implemented_yet():
         "callback_requests": [],
     }
     run = run_runtime(first)
-    assert run.returncode == 1
-    assert run.frames == []
-    assert any(
-        r["level"] == "error" and r["event"] == "parse mode not implemented in this runtime version"
-        for r in run.logs
-    )
+    assert run.returncode == 0
+    (frame,) = run.frames
+    body = frame[1]
+    assert body["type"] == "DagFileParsingResult"
+    assert body["fileloc"] == first["file"]
+    dag = body["serialized_dags"][0]["data"]
+    assert dag["__version"] == 3 and dag["dag"]["dag_id"] == "example_dag"
+    assert dag["dag"]["relative_fileloc"] == "example_dags.py"
 
 
 def test_unknown_first_frame_type_exits_one():
