@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import trio
 
@@ -22,7 +23,7 @@ from ._dags import DagStructure
 from .api import StubStore, TaskInstanceRecord
 from .supervision import TaskOutcome
 
-__all__ = ["DagRunner", "TaskResult"]
+__all__ = ["DagRunner", "RunBackend", "StubBackend", "TaskResult"]
 
 FINISHED = {
     "success",
@@ -61,13 +62,40 @@ class TaskResult:
 RunOne = Callable[[TaskInstanceRecord], Awaitable[tuple[TaskOutcome, str | None]]]
 
 
+class RunBackend(Protocol):
+    """Where task instances and XComs of the DAG run live: the stub's store, or a real Airflow."""
+
+    async def prepare(self, task_id: str, map_index: int, max_tries: int) -> TaskInstanceRecord:
+        """A queued task instance for the next try of ``task_id`` in the run."""
+        ...
+
+    async def xcom(self, task_id: str, map_index: int = -1) -> Any:
+        """The ``return_value`` XCom of a task in the run (None when there is none)."""
+        ...
+
+
+class StubBackend:
+    """The embedded stub: task instances and XComs in its SQLite store."""
+
+    def __init__(self, store: StubStore, dag_id: str, run_id: str) -> None:
+        self.store, self.dag_id, self.run_id = store, dag_id, run_id
+
+    async def prepare(self, task_id: str, map_index: int, max_tries: int) -> TaskInstanceRecord:
+        return self.store.prepare_task_instance(
+            self.dag_id, task_id, run_id=self.run_id, map_index=map_index, max_tries=max_tries
+        )
+
+    async def xcom(self, task_id: str, map_index: int = -1) -> Any:
+        return self.store.get_xcom(self.dag_id, self.run_id, task_id, "return_value", map_index)
+
+
 class DagRunner:
     """Schedules a DAG run's tasks over a runner of single tries."""
 
     def __init__(
         self,
         structure: DagStructure,
-        store: StubStore,
+        backend: RunBackend,
         run_one: RunOne,
         *,
         run_id: str,
@@ -76,7 +104,7 @@ class DagRunner:
         on_change: Callable[[TaskResult], None] | None = None,
     ) -> None:
         self.structure = structure
-        self.store = store
+        self.backend = backend
         self.run_one = run_one
         self.run_id = run_id
         self.limiter = trio.CapacityLimiter(max(1, parallelism))
@@ -149,9 +177,7 @@ class DagRunner:
         self._set(result, "queued")
         indexes = [-1]
         if node.mapped_over:
-            value = self.store.get_xcom(
-                self.structure.dag_id, self.run_id, node.mapped_over, "return_value"
-            )
+            value = await self.backend.xcom(node.mapped_over)
             if not isinstance(value, list):
                 result.error = (
                     f"cannot map over {node.mapped_over}: its return_value XCom is "
@@ -189,13 +215,12 @@ class DagRunner:
             async with self.limiter:
                 if self.stopping:
                     return
-                record = self.store.prepare_task_instance(
-                    self.structure.dag_id,
-                    tid,
-                    run_id=self.run_id,
-                    map_index=map_index,
-                    max_tries=node.retries,
-                )
+                try:
+                    record = await self.backend.prepare(tid, map_index, node.retries)
+                except Exception as exc:
+                    result.error = f"could not queue {tid}: {exc}"
+                    states.append("failed")
+                    return
                 self._running += 1
                 self.peak_running = max(self.peak_running, self._running)
                 if result.started is None:

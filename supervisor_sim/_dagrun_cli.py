@@ -18,7 +18,7 @@ from rich.table import Table
 
 from ._config_file import ConfigError, ProjectConfig
 from ._console import ConsoleSink
-from ._dagrun import DagRunner, TaskResult
+from ._dagrun import DagRunner, StubBackend, TaskResult
 from ._dags import dag_structure, validate_serialized_dag
 from ._run import DEFAULT_RUNS, default_transcript, open_store, supervise
 from .api import StubTransport, TaskInstanceRecord, TokenIssuer
@@ -209,7 +209,7 @@ async def _run_dag_with(
 
     runner = DagRunner(
         structure,
-        store,
+        StubBackend(store, dag_id, run_id),
         run_one,
         run_id=run_id,
         parallelism=opts["parallelism"],
