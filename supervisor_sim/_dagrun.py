@@ -11,11 +11,13 @@ XCom into one task instance per element.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import trio
 
@@ -23,7 +25,7 @@ from ._dags import DagStructure
 from .api import StubStore, TaskInstanceRecord
 from .supervision import TaskOutcome
 
-__all__ = ["DagRunner", "RunBackend", "StubBackend", "TaskResult"]
+__all__ = ["AirflowBackend", "DagRunner", "RunBackend", "StubBackend", "TaskResult"]
 
 FINISHED = {
     "success",
@@ -87,6 +89,72 @@ class StubBackend:
 
     async def xcom(self, task_id: str, map_index: int = -1) -> Any:
         return self.store.get_xcom(self.dag_id, self.run_id, task_id, "return_value", map_index)
+
+
+class AirflowBackend:
+    """A real Airflow: task instances queued by tools/airflow_queue_ti.py (Airflow's own code,
+    run with that Airflow's Python, kept open in batch mode), XComs read over the Execution API.
+
+    There is no scheduler in this picture, so the queue tool does what it would: trigger the
+    run, then queue each task's next try when run-dag finds it ready.
+    """
+
+    def __init__(self, proc: trio.Process, api: Any, dag_id: str, run_id: str) -> None:
+        self.proc = proc
+        self.api = api
+        self.dag_id = dag_id
+        self.run_id = run_id
+        self._lock = trio.Lock()
+        self._buffer = b""
+
+    async def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        async with self._lock:
+            await self.proc.stdin.send_all(json.dumps(request).encode() + b"\n")
+            with trio.fail_after(120):
+                while b"\n" not in self._buffer:
+                    chunk = await self.proc.stdout.receive_some()
+                    if not chunk:
+                        raise RuntimeError("the Airflow queue tool exited")
+                    self._buffer += chunk
+            line, self._buffer = self._buffer.split(b"\n", 1)
+        answer = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(answer["error"])
+        return answer
+
+    async def prepare(self, task_id: str, map_index: int, max_tries: int) -> TaskInstanceRecord:
+        if map_index >= 0:
+            raise RuntimeError(
+                "mapped task instances on a real Airflow are created by its "
+                "scheduler; run-dag --api-url does not queue them"
+            )
+        answer = await self._ask({"dag_id": self.dag_id, "tasks": [task_id], "run_id": self.run_id})
+        ti = answer["tis"][0]
+        return TaskInstanceRecord(
+            id=ti["ti_id"],
+            dag_id=ti["dag_id"],
+            task_id=ti["task_id"],
+            run_id=ti["run_id"],
+            map_index=ti.get("map_index", -1),
+            try_number=ti["try_number"],
+            max_tries=ti.get("max_tries", max_tries),
+            dag_version_id=ti["dag_version_id"],
+            queue=ti.get("queue", "default"),
+            state="queued",
+        )
+
+    async def xcom(self, task_id: str, map_index: int = -1) -> Any:
+        path = (
+            f"xcoms/{quote(self.dag_id, safe='')}/{quote(self.run_id, safe='')}/"
+            f"{quote(task_id, safe='')}/return_value"
+        )
+        params = {"map_index": map_index} if map_index >= 0 else {}
+        try:
+            response = await self.api.request("GET", path, params=params, cause="run-dag")
+        except Exception:
+            return None
+        return response.json().get("value")
 
 
 class DagRunner:

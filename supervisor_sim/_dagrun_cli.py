@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,10 +19,17 @@ from rich.table import Table
 
 from ._config_file import ConfigError, ProjectConfig
 from ._console import ConsoleSink
-from ._dagrun import DagRunner, StubBackend, TaskResult
+from ._dagrun import AirflowBackend, DagRunner, StubBackend, TaskResult
 from ._dags import dag_structure, validate_serialized_dag
 from ._run import DEFAULT_RUNS, default_transcript, open_store, supervise
-from .api import StubTransport, TaskInstanceRecord, TokenIssuer
+from .api import (
+    ExecutionAPIClient,
+    StubTransport,
+    TaskInstanceRecord,
+    TokenIssuer,
+    mint_token,
+    real_api_client,
+)
 from .supervision import (
     Journal,
     ParseSession,
@@ -144,6 +152,35 @@ async def _run_dag_with(
     tty = sys.stderr.isatty() and fmt == "console"
     active: set[TaskSession] = set()
     tokens = TokenIssuer()
+    real: AirflowBackend | None = None
+    backend: Any = StubBackend(store, dag_id, run_id)
+    if opts.get("api_url"):
+        if not opts.get("jwt_secret"):
+            raise ConfigError(
+                "run-dag --api-url needs --jwt-secret (Airflow's [api_auth] "
+                "jwt_secret) to mint each task instance's token"
+            )
+        tool = Path(__file__).resolve().parents[1] / "tools" / "airflow_queue_ti.py"
+        if not tool.exists():
+            raise ConfigError(f"run-dag --api-url needs {tool} (from a supervisor-sim checkout)")
+        queue_tool = await trio.lowlevel.open_process(
+            [opts["airflow_python"], str(tool), "--batch", "-"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        real_http = real_api_client(opts["api_url"])
+        real = AirflowBackend(
+            queue_tool,
+            ExecutionAPIClient(
+                real_http,
+                token=mint_token(
+                    opts["jwt_secret"], "00000000-0000-0000-0000-000000000000", scope="execution"
+                ),
+            ),
+            dag_id,
+            run_id,
+        )
+        backend = real
 
     async def run_one(record: TaskInstanceRecord) -> tuple[TaskOutcome, str | None]:
         ti = {
@@ -165,9 +202,15 @@ async def _run_dag_with(
         transcript = None
         if not opts["no_transcript"]:
             transcript = default_transcript(Path(runs_dir), ti).resolve()
-        http = httpx.AsyncClient(
-            base_url="http://stub.invalid/execution/", transport=StubTransport(store, tokens=tokens)
-        )
+        if real is not None:
+            http = real_api_client(opts["api_url"])
+            token = mint_token(opts["jwt_secret"], record.id)
+        else:
+            http = httpx.AsyncClient(
+                base_url="http://stub.invalid/execution/",
+                transport=StubTransport(store, tokens=tokens),
+            )
+            token = tokens.issue(record.id)
         spec = TaskSpec(
             ti=ti, runtime=runtime, cwd=project.runtime_cwd, dag_rel_path=f"{dag_id}.py"
         )
@@ -181,12 +224,12 @@ async def _run_dag_with(
             outcome = await supervise(
                 spec,
                 http,
-                token=tokens.issue(record.id),
+                token=token,
                 config=config,
                 journal=journal,
                 transcript=transcript,
                 redact=True,
-                api_label="stub",
+                api_label=opts.get("api_url") or "stub",
                 session_factory=make,
                 forward_signals=False,
             )
@@ -209,7 +252,7 @@ async def _run_dag_with(
 
     runner = DagRunner(
         structure,
-        StubBackend(store, dag_id, run_id),
+        backend,
         run_one,
         run_id=run_id,
         parallelism=opts["parallelism"],
@@ -240,6 +283,15 @@ async def _run_dag_with(
     finally:
         if live is not None:
             live.stop()
+        if real is not None:
+            with trio.CancelScope(shield=True):
+                assert real.proc.stdin is not None
+                await real.proc.stdin.aclose()  # EOF ends the queue tool's batch loop
+                with trio.move_on_after(10):
+                    await real.proc.wait()
+                if real.proc.returncode is None:
+                    real.proc.kill()
+                    await real.proc.wait()
     results = runner.results
     ok = all(r.state in ("success", "skipped") for r in results.values())
     summary = {

@@ -415,6 +415,20 @@ async def _run_task(
     help=f"Where the per-task transcripts go (default {DEFAULT_RUNS}/).",
 )
 @click.option("--no-transcript", is_flag=True, help="Do not record transcripts.")
+@click.option("--api-url", help="Run the DAG on a real Execution API instead of the stub.")
+@click.option(
+    "--jwt-secret",
+    envvar="SUPERVISOR_SIM_JWT_SECRET",
+    help="With --api-url: Airflow's [api_auth] jwt_secret, to mint task tokens.",
+)
+@click.option(
+    "--airflow-python",
+    default="python3",
+    show_default=True,
+    envvar="SUPERVISOR_SIM_AIRFLOW_PYTHON",
+    help="With --api-url: the Python of that Airflow, which runs tools/airflow_queue_ti.py to "
+    "queue each task instance when it is ready.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @click.option(
     "--log-format",
