@@ -850,5 +850,10 @@ def _base_path(t: Any) -> str:
     return "/execution/"
 
 
+from ._check import check  # noqa: E402 - registered after the group it joins
+
+main.add_command(check)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
