@@ -1,5 +1,6 @@
 """The stub's state: an SQLite file shaped like the slice of Airflow's metadata DB the Execution
-API touches (variables, connections, XComs, DAG runs, task instances and their history).
+API touches (variables, connections, XComs, DAG runs, task instances and their history; DAGs,
+assets, asset events, state stores and HITL details live in ``_store_meta.py``).
 
 It persists between processes, so ``run-task a`` then ``run-task b`` can pass an XCom. Every
 write is one short ``BEGIN IMMEDIATE`` transaction: two processes may share the file, and SQLite's
@@ -11,22 +12,29 @@ is time order; ``api_time`` renders them the way pydantic does on the wire.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import os
 import sqlite3
 import threading
-import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ._fixtures import DagRunFixture, Fixtures
+from ._store_common import (
+    api_time,
+    dag_version_id,
+    db_time,
+    fixture_changed,
+    json_or_none,
+    opt_time,
+    utcnow,
+    uuid7,
+)
+from ._store_meta import META_SCHEMA, MetadataStore
 
 __all__ = ["StubStore", "TaskInstanceRecord", "api_time", "db_time", "utcnow", "uuid7"]
 
@@ -90,52 +98,9 @@ CREATE TABLE IF NOT EXISTS fixture_seeds (
 );
 """
 
-#: Future schema changes: version -> SQL that upgrades from version - 1.
+#: Future schema changes: version -> SQL that upgrades from version - 1. New tables need no
+#: migration: every ``CREATE TABLE IF NOT EXISTS`` runs on open, so old files simply gain them.
 _MIGRATIONS: dict[int, str] = {}
-
-
-# -- time and ids ------------------------------------------------------------------------------
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def db_time(value: datetime) -> str:
-    """Fixed-width UTC text for storage (sortable as text)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def api_time(value: str | None) -> str | None:
-    """Stored time as pydantic serialises an aware UTC datetime: ``Z``, no zero fraction."""
-    if value is None:
-        return None
-    # shape verified against real Airflow in the differential test tier (issue 6)
-    return value[:19] + "Z" if value[20:26] == "000000" else value
-
-
-def uuid7() -> str:
-    """A time-ordered UUIDv7, the kind Airflow gives task instances."""
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64
-    value |= 0b10 << 62 | (rand & ((1 << 62) - 1))
-    return str(uuid.UUID(int=value))
-
-
-def _dag_version_id(dag_id: str) -> str:
-    # One stable "version" per DAG: the stub has no DAG files, only names.
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"supervisor-sim:dag:{dag_id}"))
-
-
-def _json_or_none(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"))
-
-
-def _opt_time(value: datetime | None) -> str | None:
-    return None if value is None else db_time(value)
 
 
 @dataclass(frozen=True)
@@ -154,7 +119,7 @@ class TaskInstanceRecord:
     state: str
 
 
-class StubStore:
+class StubStore(MetadataStore):
     """SQLite-backed state of the embedded Execution API stub."""
 
     def __init__(self, path: str | os.PathLike[str] = ":memory:") -> None:
@@ -186,7 +151,7 @@ class StubStore:
     def _migrate(self) -> None:
         with self._tx() as db:
             # One statement at a time: executescript() would COMMIT our transaction.
-            for statement in _SCHEMA.split(";"):
+            for statement in (_SCHEMA + META_SCHEMA).split(";"):
                 if statement.strip():
                     db.execute(statement)
             row = db.execute("SELECT version FROM schema_version").fetchone()
@@ -239,7 +204,8 @@ class StubStore:
     # -- fixtures ----------------------------------------------------------------------------
 
     def seed(self, fixtures: Fixtures) -> None:
-        """Write the variables, connections and XComs the fixtures name, and DAG-run defaults.
+        """Write what the fixtures name: variables, connections, XComs, DAG-run defaults, DAGs,
+        assets, aliases, asset events and existing runs with their task instances.
 
         An entry is written when it is new or has changed since it was last seeded; otherwise
         the stored row is left alone, so what tasks wrote (an XCom pushed over a seeded one, a
@@ -249,14 +215,14 @@ class StubStore:
         now = db_time(utcnow())
         with self._tx() as db:
             for key, var in fixtures.variables.items():
-                if not _fixture_changed(db, "variable", key, var):
+                if not fixture_changed(db, "variable", key, var):
                     continue
                 db.execute(
                     "INSERT OR REPLACE INTO variables (key, value, description) VALUES (?, ?, ?)",
                     (key, var.value, var.description),
                 )
             for conn_id, c in fixtures.connections.items():
-                if not _fixture_changed(db, "connection", conn_id, c):
+                if not fixture_changed(db, "connection", conn_id, c):
                     continue
                 db.execute(
                     "INSERT OR REPLACE INTO connections (conn_id, conn_type, host, schema, login,"
@@ -265,7 +231,7 @@ class StubStore:
                 )
             for x in fixtures.xcoms:
                 ident = json.dumps([x.dag_id, x.run_id, x.task_id, x.key, x.map_index])
-                if not _fixture_changed(db, "xcom", ident, x):
+                if not fixture_changed(db, "xcom", ident, x):
                     continue
                 db.execute(
                     "INSERT OR REPLACE INTO xcoms (dag_id, run_id, task_id, map_index, key, value,"
@@ -276,12 +242,13 @@ class StubStore:
                         x.task_id,
                         x.map_index,
                         x.key,
-                        _json_or_none(x.value),
+                        json_or_none(x.value),
                         now,
                     ),
                 )
             for run in fixtures.dag_runs.values():
                 self._seed_dag_run(db, run, now)
+            self._seed_metadata(db, fixtures, now)
 
     def _seed_dag_run(self, db: sqlite3.Connection, run: DagRunFixture, now: str) -> None:
         db.execute(
@@ -291,10 +258,10 @@ class StubStore:
             (
                 run.dag_id,
                 run.run_id,
-                _json_or_none(run.conf),
-                _opt_time(run.logical_date),
-                _opt_time(run.data_interval_start),
-                _opt_time(run.data_interval_end),
+                json_or_none(run.conf),
+                opt_time(run.logical_date),
+                opt_time(run.data_interval_start),
+                opt_time(run.data_interval_end),
                 run.run_type,
                 run.triggering_user_name,
                 run.partition_key,
@@ -310,10 +277,10 @@ class StubStore:
             " data_interval_end = ?, run_type = ?, triggering_user_name = ?, partition_key = ?,"
             " note = ? WHERE dag_id = ? AND run_id = ?",
             (
-                _json_or_none(run.conf),
-                _opt_time(run.logical_date),
-                _opt_time(run.data_interval_start),
-                _opt_time(run.data_interval_end),
+                json_or_none(run.conf),
+                opt_time(run.logical_date),
+                opt_time(run.data_interval_start),
+                opt_time(run.data_interval_end),
                 run.run_type,
                 run.triggering_user_name,
                 run.partition_key,
@@ -349,13 +316,13 @@ class StubStore:
             (
                 dag_id,
                 run_id,
-                _opt_time(logical_date) or defaults.get("logical_date"),
+                opt_time(logical_date) or defaults.get("logical_date"),
                 defaults.get("data_interval_start"),
                 defaults.get("data_interval_end"),
                 now,
                 now,
                 defaults.get("run_type") or "manual",
-                _json_or_none(conf) if conf is not None else defaults.get("conf"),
+                json_or_none(conf) if conf is not None else defaults.get("conf"),
                 defaults.get("triggering_user_name"),
                 defaults.get("partition_key"),
                 defaults.get("note"),
@@ -427,7 +394,7 @@ class StubStore:
                         try_number or 1,
                         max_tries,
                         queue,
-                        _dag_version_id(dag_id),
+                        dag_version_id(dag_id),
                     ),
                 )
             else:
@@ -629,7 +596,7 @@ class StubStore:
                             map_index,
                             stamp,
                             stamp,
-                            _dag_version_id(dag_id),
+                            dag_version_id(dag_id),
                         ),
                     )
                 elif row["state"] not in ("running", "success", "failed"):
@@ -756,22 +723,6 @@ class StubStore:
                 " AND map_index = ?",
                 (dag_id, run_id, task_id, key, map_index),
             )
-
-
-def _fixture_changed(db: sqlite3.Connection, kind: str, ident: str, entry: Any) -> bool:
-    """Record the entry's digest; True when it differs from the one seeded last time."""
-    payload = json.dumps(dataclasses.asdict(entry), sort_keys=True, default=str)
-    digest = hashlib.sha256(payload.encode()).hexdigest()
-    row = db.execute(
-        "SELECT digest FROM fixture_seeds WHERE kind = ? AND ident = ?", (kind, ident)
-    ).fetchone()
-    if row is not None and row["digest"] == digest:
-        return False
-    db.execute(
-        "INSERT OR REPLACE INTO fixture_seeds (kind, ident, digest) VALUES (?, ?, ?)",
-        (kind, ident, digest),
-    )
-    return True
 
 
 def _record(row: sqlite3.Row) -> TaskInstanceRecord:
