@@ -58,6 +58,7 @@ from .transcript import (
     TranscriptError,
     diff_transcripts,
     read_transcript,
+    render_html,
     render_timeline,
 )
 
@@ -679,8 +680,6 @@ def show(
     except TranscriptError as exc:
         raise UsageError(str(exc)) from None
     if html_out is not None:
-        from .transcript._html import render_html
-
         html_out.write_text(render_html(t), encoding="utf-8")
         click.echo(f"wrote {html_out}")
         return

@@ -16,6 +16,9 @@ REFERENCE = [sys.executable, str(ROOT / "runtimes" / "reference" / "runtime.py")
 SCRIPTED = [sys.executable, str(ROOT / "tests" / "children" / "scripted.py")]
 
 #: Short intervals so timing behaviour is exercised without sleeping through Airflow's defaults.
+#: The session run_task built most recently (tests that signal a running session use it).
+LAST_SESSION: Any = None
+
 FAST = dict(
     startup_timeout=5.0,
     heartbeat_interval=0.2,
@@ -125,6 +128,8 @@ async def run_task(
         )
         spec = TaskSpec(ti=ti, runtime=runtime or REFERENCE, env=child_env)
         session = TaskSession(spec, api, config=cfg, journal=journal)
+        global LAST_SESSION
+        LAST_SESSION = session
         writer = None
         if transcript is not None:
             from supervisor_sim.transcript import TranscriptWriter

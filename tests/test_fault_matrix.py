@@ -272,7 +272,7 @@ class TestChildBehaviour:
     async def test_log_stream_without_final_newline(self, store, tmp_path):
         """A last log line with no newline is still processed at EOF."""
         line = b'{"level": "info", "event": "the last words"}'
-        run, t = await row(
+        _run, t = await row(
             store,
             tmp_path,
             steps=[{"send": SUCCEED}, {"log_hex": line.hex()}, {"close": "logs"}, {"exit": 0}],
@@ -281,7 +281,7 @@ class TestChildBehaviour:
 
     async def test_requests_after_the_terminal_message_are_served(self, store, tmp_path):
         """A request after SucceedTask is answered normally, as Airflow does."""
-        run, _ = await row(
+        _run, _ = await row(
             store,
             tmp_path,
             steps=[{"send": SUCCEED}, {"send": {"type": "GetVariable", "key": "peer_var"}}],
@@ -315,7 +315,7 @@ class TestApiFaults:
         """A call that never answers in time is an API_SERVER_ERROR in the error slot."""
         fault = Fault(method="GET", path_regex=r"/variables/peer_var$", delay_s=5, times=10)
         retry = RetryPolicy(attempts=2, wait_min=0.01, wait_max=0.02, timeout=0.3)
-        run, _ = await row(
+        _run, _ = await row(
             store,
             tmp_path,
             faults=[fault],
@@ -391,3 +391,39 @@ class TestApiFaults:
             and slow.t - 1.0 < e.t < slow.t
         ]
         assert len(beats_during) >= 5
+
+
+class TestSupervisorSignals:
+    async def test_a_child_ignoring_the_forwarded_signal_is_killed_after_the_grace(
+        self, store, tmp_path
+    ):
+        """SIGTERM forwarded to a child that ignores it: after the grace, SIGTERM then SIGKILL."""
+        import signal as _signal
+
+        import _session_helpers
+
+        _session_helpers.LAST_SESSION = None
+        started = trio.Event()
+
+        def on_event(event: Any) -> None:
+            if event.kind == "frame" and event.data.get("type") == "StartupDetails":
+                started.set()
+
+        async def interrupt() -> None:
+            await started.wait()
+            await trio.sleep(0.3)  # let the child install its SIG_IGN
+            _session_helpers.LAST_SESSION.forward_signal(_signal.SIGTERM)
+
+        async with trio.open_nursery() as n:
+            n.start_soon(interrupt)
+            run, _ = await row(
+                store,
+                tmp_path,
+                steps=[{"ignore_sigterm": True}, {"sleep": 60}],
+                sinks=[on_event],
+                signal_grace=0.5,
+            )
+        signals = [(r["signal"], r["target"]) for r in run.events("process", event="signal")]
+        assert signals[0] == ("SIGTERM", "child")
+        assert ("SIGKILL", "group") in signals
+        assert run.outcome.interrupted is True

@@ -30,6 +30,9 @@ class SupervisorConfig:
     socket_cleanup_timeout: float = 60.0
     #: How long the connection-ownership lookup retries (Airflow: 1 s, every 50 ms).
     ownership_check_timeout: float = 1.0
+    #: After a SIGINT/SIGTERM forwarded to the runtime, how long it may take to exit before the
+    #: kill escalation starts (Airflow waits forever; a second signal also escalates at once).
+    signal_grace: float = 20.0
     #: Overall limit for the whole task (None: none). The child is killed when it passes.
     task_timeout: float | None = None
     #: Largest comm frame accepted; larger ones are rejected from their header.

@@ -136,6 +136,8 @@ class TaskSession:
             return
         if self._signals_received == 1:
             child.send(sig, group=False)
+            if self._nursery is not None:
+                self._nursery.start_soon(self._signal_grace_watch, name)
             self.journal.emit(
                 "process",
                 event="signal",
@@ -726,6 +728,22 @@ class TaskSession:
                 message="Task success overtime reached; terminating process",
             )
             await self._kill("task_success_overtime reached")
+
+    async def _signal_grace_watch(self, name: str) -> None:
+        """Airflow keeps supervising a child that ignores a forwarded signal, forever; here the
+        child gets ``signal_grace`` seconds, then the kill escalation, so nothing hangs."""
+        child = self.child
+        assert child is not None
+        with trio.move_on_after(self.config.signal_grace):
+            await child.exited.wait()
+        if child.alive:
+            self.journal.emit(
+                "note",
+                level="warning",
+                message=f"the runtime is still alive {self.config.signal_grace:g}s after the "
+                f"forwarded {name}; terminating it",
+            )
+            await self._kill(f"ignored the forwarded {name}")
 
     async def _task_timeout(self, seconds: float) -> None:
         child = self.child
