@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from _cli import CONFIG, ROOT
 
-DOCS = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
+DOCS = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 
 
 def _blocks(path: Path) -> list[list[str]]:
