@@ -97,7 +97,7 @@ def model_expr(name: str, node: dict) -> str:
     if "enum" in node:
         return f"Enum({name!r}, {tuple(node['enum'])!r})"
     required = set(node.get("required", []))
-    lines = [f"Model(", f"    {name!r},", "    ("]
+    lines = ["Model(", f"    {name!r},", "    ("]
     for fname, fnode in node.get("properties", {}).items():
         args = [repr(fname), type_expr(fnode), f"required={fname in required}"]
         if "default" in fnode:
