@@ -67,7 +67,7 @@ class TaskSpec:
     )
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: str | None = None
-    hostname: str = field(default_factory=socket.getfqdn)
+    hostname: str = field(default_factory=lambda: airflow_hostname())
     sentry_integration: str = ""
 
 
@@ -849,6 +849,26 @@ class TaskSession:
                 )
             )
         return final
+
+
+def airflow_hostname(name: str = "") -> str:
+    """The host name Airflow's supervisor reports in /run and heartbeats.
+
+    Airflow's default ``[core] hostname_callable`` is its own patched ``getfqdn``: the canonical
+    name from ``getaddrinfo(gethostname(), AI_CANONNAME)``, which can differ from
+    ``socket.getfqdn()`` (on many containers one says ``localhost``, the other the host name).
+    """
+    name = name.strip()
+    if not name or name == "0.0.0.0":
+        name = socket.gethostname()
+    try:
+        infos = socket.getaddrinfo(name, None, 0, socket.SOCK_DGRAM, 0, socket.AI_CANONNAME)
+    except OSError:
+        return name
+    for info in infos:
+        if info[3]:
+            return info[3]
+    return name
 
 
 def learn_secrets(masker: SecretsMasker, exchange: Any) -> None:

@@ -18,7 +18,6 @@ supervisor-sim side runs, so the module costs about as long as the slower of the
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -423,24 +422,6 @@ def test_a_log_line_that_is_not_json_is_dropped_by_airflow_and_kept_by_superviso
     assert [v["rule"] for v in ours.outcome["violations"]] == ["log-not-json"]
 
 
-def _airflow_fqdn() -> str:
-    """What Airflow's default ``[core] hostname_callable`` returns on this machine."""
-    name = socket.gethostname()
-    try:
-        infos = socket.getaddrinfo(name, None, 0, socket.SOCK_DGRAM, 0, socket.AI_CANONNAME)
-    except OSError:
-        return name
-    return next((info[3] for info in infos if info[3]), name)
-
-
-@pytest.mark.xfail(
-    socket.getfqdn() != _airflow_fqdn(),
-    strict=True,
-    reason="supervisor-sim differs: its hostname is socket.getfqdn() (reverse lookup, "
-    "'localhost' on a host whose name maps to 127.0.0.1) while Airflow's get_hostname() takes "
-    "the AI_CANONNAME of getaddrinfo(gethostname()) (the machine's name); Airflow's DB and UI "
-    "then show a different host for the try (supervision/_session.py TaskSpec.hostname)",
-)
 def test_supervisor_sim_reports_the_hostname_airflows_supervisor_reports(
     runs: dict[tuple[str, str], tuple[Run, Run]],
 ):
