@@ -83,7 +83,7 @@ def random_driver(name: str, seconds: float, seed: int) -> int:
     target = TARGETS[name]
     rng = random.Random(seed)
     start = last_report = time.monotonic()
-    n, slowest = 0, 0.0
+    n, slowest, slowest_input = 0, 0.0, b""
     while time.monotonic() - start < seconds:
         data = mutate(rng, SEEDS[name])
         t0 = time.perf_counter()
@@ -96,7 +96,9 @@ def random_driver(name: str, seconds: float, seed: int) -> int:
             path.write_bytes(data)
             print(f"CRASH {type(exc).__name__}: {exc}; input saved to {path}", flush=True)
             return 1
-        slowest = max(slowest, time.perf_counter() - t0)
+        took = time.perf_counter() - t0
+        if took > slowest:
+            slowest, slowest_input = took, data
         n += 1
         if time.monotonic() - last_report >= 60:
             last_report = time.monotonic()
@@ -106,6 +108,14 @@ def random_driver(name: str, seconds: float, seed: int) -> int:
                 f"{slowest * 1000:.1f} ms, peak RSS {rss} MB",
                 flush=True,
             )
+    # Keep the slowest input, to tell a pathological case from a busy machine: re-time it.
+    (Path(__file__).parent / f"slowest-{name}.bin").write_bytes(slowest_input)
+    t0 = time.perf_counter()
+    target(slowest_input)
+    print(
+        f"{name}: slowest input re-timed alone: {(time.perf_counter() - t0) * 1000:.2f} ms",
+        flush=True,
+    )
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     print(
         f"{name}: DONE {n} inputs in {time.monotonic() - start:.0f}s, no crash, slowest "
