@@ -142,6 +142,8 @@ async def _run_dag_with(
     problems = validate_serialized_dag(by_id[dag_id])
     structure = dag_structure(by_id[dag_id])
     try:
+        if opts.get("tasks"):
+            structure = structure.subset(list(opts["tasks"]))
         structure.order()
     except ValueError as exc:
         raise ConfigError(f"DAG {dag_id!r}: {exc}") from None

@@ -82,6 +82,26 @@ class DagStructure:
     fileloc: str | None
     tasks: dict[str, TaskNode]
 
+    def subset(self, task_ids: list[str]) -> DagStructure:
+        """Only these tasks, with dependencies among them kept and the others dropped."""
+        unknown = [t for t in task_ids if t not in self.tasks]
+        if unknown:
+            raise ValueError(f"no task(s) {', '.join(unknown)} in DAG {self.dag_id!r}")
+        keep = set(task_ids)
+        tasks = {}
+        for tid, node in self.tasks.items():
+            if tid in keep:
+                tasks[tid] = TaskNode(
+                    tid,
+                    [d for d in node.downstream if d in keep],
+                    [u for u in node.upstream if u in keep],
+                    node.mapped_over,
+                    node.trigger_rule,
+                    node.retries,
+                    node.retry_delay,
+                )
+        return DagStructure(self.dag_id, self.fileloc, tasks)
+
     def order(self) -> list[str]:
         """Task ids in a dependency order (upstream first), stable by declaration."""
         done: list[str] = []

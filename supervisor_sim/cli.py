@@ -402,6 +402,13 @@ async def _run_task(
     help="Task instances running at once.",
 )
 @click.option("--run-id", help="DAG run id (default: a new manual run).")
+@click.option(
+    "--task",
+    "tasks",
+    multiple=True,
+    metavar="TASK_ID",
+    help="Run only these tasks (repeatable); dependencies among them are kept.",
+)
 @click.option("--fixtures", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--state", "state_path", metavar="PATH", help="SQLite state of the stub.")
 @click.option(
