@@ -143,6 +143,24 @@ class TestRoutingAndHeaders:
         assert (r.status_code, detail(r)) == (405, "Method Not Allowed")
         assert "GET" in r.headers["allow"]
 
+    def test_405_allows_the_method_of_the_first_route_on_the_path(
+        self, client: httpx.Client, started: Started
+    ):
+        """FastAPI has one route per method; Allow names the first registered one's only."""
+        for method, path, allow in [
+            ("POST", "variables/peer_var", "GET"),  # GET, PUT, DELETE: GET comes first
+            ("PUT", "xcoms/example_dag/run1/t/k", "HEAD"),  # HEAD, GET, POST, DELETE
+            ("DELETE", f"hitlDetails/{started.id}", "POST"),  # POST, PATCH, GET
+        ]:
+            r = client.request(method, path, headers=started.headers)
+            assert (r.status_code, r.headers["allow"]) == (405, allow), (method, path)
+
+    def test_head_is_not_served_on_get_routes(self, client: httpx.Client, started: Started):
+        """Unlike plain Starlette routes, FastAPI's serve no HEAD for GET: 405, no body."""
+        for path in ("health", "variables/peer_var"):
+            r = client.head(path, headers=started.headers)
+            assert (r.status_code, r.headers["allow"], r.content) == (405, "GET", b"")
+
     def test_correlation_id_is_echoed(self, client: httpx.Client):
         """The request's correlation-id comes back on the response, errors included."""
         for path in ("health", "nope"):
@@ -153,30 +171,40 @@ class TestRoutingAndHeaders:
         """Without Airflow-API-Version the server answers as, and echoes, 2026-06-30."""
         assert client.get("health").headers["airflow-api-version"] == "2026-06-30"
 
-    def test_api_version_echoes_the_matched_version(self, client: httpx.Client):
-        """A known version is echoed; a later date is routed to (and echoes) the latest."""
-        for sent, echoed in [("2025-08-10", "2025-08-10"), ("2099-01-01", "2026-06-30")]:
+    def test_api_version_header_is_echoed_as_sent(self, client: httpx.Client):
+        """Cadwyn echoes the request's header verbatim, not the version it routed to: a known
+        version, a later date (served as the latest), an earlier one (404) and even text that
+        is no date (422) all come back as sent, on health as on every route."""
+        for sent, status in [
+            ("2025-08-10", 200),
+            ("2099-01-01", 200),
+            ("2024-01-01", 404),
+            ("garbage", 422),
+            ("", 404),  # sorts before every version
+        ]:
             r = client.get("health", headers={"airflow-api-version": sent})
-            assert r.headers["airflow-api-version"] == echoed
+            assert (r.status_code, r.headers["airflow-api-version"]) == (status, sent), sent
 
     def test_api_version_that_is_not_a_date_is_422(self, client: httpx.Client, started: Started):
-        """A version header that is not YYYY-MM-DD gets a FastAPI-shaped 422 on its header."""
+        """A version header that is not YYYY-MM-DD gets a FastAPI-shaped 422 on its header,
+        named by its declared spelling whatever the case it was sent in."""
         r = client.get(
             "variables/peer_var", headers={**started.headers, "airflow-api-version": "garbage"}
         )
         assert r.status_code == 422
         [error] = detail(r)
-        assert error["loc"] == ["header", "airflow-api-version"]
+        assert error["loc"] == ["header", "Airflow-API-Version"]
         assert error["input"] == "garbage"
 
     def test_api_version_before_the_first_one_matches_no_route(
         self, client: httpx.Client, started: Started
     ):
-        """A date before 2025-04-11 matches no versioned route: 404."""
-        r = client.get(
-            "variables/peer_var", headers={**started.headers, "airflow-api-version": "2024-01-01"}
-        )
-        assert (r.status_code, detail(r)) == (404, "Not Found")
+        """A date before 2025-04-11 has no routes at all: 404, even for a method the path
+        does not serve (no 405)."""
+        old = {**started.headers, "airflow-api-version": "2024-01-01"}
+        for method in ("GET", "POST"):
+            r = client.request(method, "variables/peer_var", headers=old)
+            assert (r.status_code, detail(r)) == (404, "Not Found")
 
 
 # -- authentication ----------------------------------------------------------------------------
@@ -410,7 +438,14 @@ class TestRun:
                 {**RUN_BODY, "start_date": None},
                 {"type": "datetime_type", "loc": ["body", "start_date"]},
             ),
-            ({**RUN_BODY, "state": "queued"}, {"type": "literal_error", "loc": ["body", "state"]}),
+            (
+                {**RUN_BODY, "state": "queued"},
+                {
+                    "type": "literal_error",
+                    "loc": ["body", "state"],
+                    "msg": "Input should be <TaskInstanceState.RUNNING: 'running'>",
+                },
+            ),
             (
                 {**RUN_BODY, "start_date": "2026-01-01T00:00:00"},
                 {"type": "timezone_aware", "loc": ["body", "start_date"]},
@@ -465,8 +500,42 @@ class TestHeartbeat:
             json={"hostname": "h1", "pid": 100},
             headers=started.headers,
         )
-        assert (r.status_code, r.content) == (204, b"")
+        assert (r.status_code, r.headers["content-type"], r.content) == (
+            204,
+            "application/json",
+            b"",
+        )
         assert state.get_ti(started.id)["last_heartbeat_at"] is not None
+
+    def test_heartbeat_of_a_ti_that_never_ran_is_running_elsewhere_with_empty_host(
+        self, state: StubStore, client: httpx.Client, tokens: TokenIssuer
+    ):
+        """A queued TI has Airflow's default hostname "" and no pid."""
+        record = state.prepare_task_instance("example_dag", "t")
+        r = client.put(
+            f"task-instances/{record.id}/heartbeat",
+            json={"hostname": "h1", "pid": 100},
+            headers=bearer(tokens.issue(record.id, "execution")),
+        )
+        assert r.status_code == 409
+        assert detail(r) == {
+            "reason": "running_elsewhere",
+            "message": "TI is already running elsewhere",
+            "current_hostname": "",
+            "current_pid": None,
+        }
+
+    def test_null_body_is_a_missing_body(self, client: httpx.Client, started: Started):
+        """FastAPI takes a JSON null for a required body as none: 422 missing on ["body"]."""
+        r = client.put(
+            f"task-instances/{started.id}/heartbeat",
+            content=b"null",
+            headers={**started.headers, "content-type": "application/json"},
+        )
+        assert r.status_code == 422
+        assert detail(r) == [
+            {"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}
+        ]
 
     def test_heartbeat_from_another_host_is_running_elsewhere(
         self, client: httpx.Client, started: Started
@@ -581,7 +650,11 @@ class TestState:
                 "rendered_map_index": None,
             },
         )
-        assert (r.status_code, r.content) == (204, b"")
+        assert (r.status_code, r.headers["content-type"], r.content) == (
+            204,
+            "application/json",
+            b"",
+        )
         ti = state.get_ti(started.id)
         assert (ti["state"], ti["end_date"]) == ("success", "2026-01-01T00:01:00.000000Z")
 
@@ -592,7 +665,7 @@ class TestState:
         body = {"state": "success", "end_date": NOW, "task_outlets": [], "outlet_events": []}
         patch_state(client, started, body)
         r = patch_state(client, started, body)
-        assert (r.status_code, r.content) == (200, b"")
+        assert (r.status_code, r.content, r.headers.get("content-type")) == (200, b"", None)
 
     @pytest.mark.parametrize("target", ["failed", "skipped", "removed", "upstream_failed"])
     def test_terminal_states_are_applied(
@@ -659,6 +732,57 @@ class TestState:
         assert {"loc": loc, "type": type_} in [
             {"loc": e["loc"], "type": e["type"]} for e in detail(r)
         ]
+
+    def test_bad_payload_lists_the_errors_of_every_union_member(
+        self, client: httpx.Client, started: Started
+    ):
+        """Airflow's callable discriminator is not applied, so pydantic validates a smart union:
+        a body no member takes gets every member's errors, in declaration order, under its tag
+        (literal states named by their enum member)."""
+        r = patch_state(client, started, {"state": "success"})
+        assert r.status_code == 422
+        errors = detail(r)
+        assert [(e["loc"][1], e["type"], e["loc"][2]) for e in errors] == [
+            ("_terminal_", "enum", "state"),
+            ("_terminal_", "missing", "end_date"),
+            ("success", "missing", "end_date"),
+            ("_other_", "enum", "state"),
+            ("deferred", "literal_error", "state"),
+            ("deferred", "missing", "classpath"),
+            ("deferred", "missing", "next_method"),
+            ("up_for_reschedule", "literal_error", "state"),
+            ("up_for_reschedule", "missing", "reschedule_date"),
+            ("up_for_reschedule", "missing", "end_date"),
+            ("awaiting_input", "literal_error", "state"),
+            ("awaiting_input", "missing", "next_method"),
+            ("up_for_retry", "literal_error", "state"),
+            ("up_for_retry", "missing", "end_date"),
+        ]
+        assert errors[4]["msg"] == "Input should be <IntermediateTIState.DEFERRED: 'deferred'>"
+
+    @pytest.mark.parametrize("raw", [b"", b"null"])
+    def test_missing_or_null_payload_is_one_missing_body_error(
+        self, client: httpx.Client, started: Started, raw: bytes
+    ):
+        """No body, or JSON null, is FastAPI's single missing error on ["body"]."""
+        r = client.patch(
+            f"task-instances/{started.id}/state",
+            content=raw,
+            headers={**started.headers, "content-type": "application/json"},
+        )
+        assert r.status_code == 422
+        assert detail(r) == [
+            {"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}
+        ]
+
+    def test_intermediate_state_without_its_fields_is_taken_by_the_catch_all(
+        self, state: StubStore, client: httpx.Client, started: Started
+    ):
+        """{"state": "up_for_retry"} without end_date is no 422: the smart union hands it to
+        ``_other_``, whose transition Airflow cannot build, so the TI is failed (204)."""
+        r = patch_state(client, started, {"state": "up_for_retry"})
+        assert r.status_code == 204
+        assert state.get_ti_state(started.id) == "failed"
 
     def test_invalid_outlet_partition_key_is_422(self, client: httpx.Client, started: Started):
         """An outlet event with a blank partition_key gets 422 invalid_partition_key."""
@@ -1025,9 +1149,14 @@ class TestXComs:
         assert r.headers["content-range"] == "map_indexes 0"
 
     def test_head_with_map_index_is_400(self, client: httpx.Client, started: Started):
-        """HEAD with a map_index query parameter is refused with 400."""
+        """HEAD with a map_index query parameter is refused with 400 and, being a HEAD
+        response, no body (the JSON content type stays)."""
         r = client.head(self.url(), params={"map_index": 0}, headers=started.headers)
-        assert r.status_code == 400
+        assert (r.status_code, r.headers["content-type"], r.content) == (
+            400,
+            "application/json",
+            b"",
+        )
 
     def test_mapped_length_over_the_limit_is_400(self, client: httpx.Client, started: Started):
         """POST with mapped_length > 1024 is refused with 400 unmappable_return_value_length."""

@@ -93,12 +93,11 @@ class Fault:
 
 class _Route(NamedTuple):
     pattern: re.Pattern[str]
-    methods: dict[str, str]  # HTTP method -> handler method name
+    methods: dict[str, str]  # HTTP method -> handler method name, in Airflow's route order
     auth: bool = True
     workload_ok: bool = False  # PATCH /run also accepts workload tokens
     ti_self: bool = False  # the token's sub must be the path's task_instance_id
     body: frozenset[str] = frozenset()  # methods with a JSON body (decoded before auth)
-    versioned: bool = True
     #: The first API version serving the route (Cadwyn ``endpoint(...).didnt_exist``); older
     #: versions see no such route. Only for routes added after the baseline.
     since: str = "2025-04-11"
@@ -123,7 +122,9 @@ _RUN = r"dag-runs/(?P<dag_id>[^/]+)/(?P<run_id>[^/]+)"
 _XCOM = r"xcoms/(?P<dag_id>[^/]+)/(?P<run_id>[^/]+)/(?P<task_id>[^/]+)/(?P<key>.*)"
 #: First path segment -> routes in Airflow's registration order (first full match wins).
 _ROUTES: dict[str, tuple[_Route, ...]] = {
-    "health": (_Route(re.compile("health"), {"GET": "health"}, auth=False, versioned=False),),
+    # Cadwyn versions every route of the app, health included (422 / 404 on a bad header).
+    # checked against real Airflow 3.3.2 by a one-off probe, not in the parity sequence
+    "health": (_Route(re.compile("health"), {"GET": "health"}, auth=False),),
     "task-instances": (
         _ti("run", "PATCH", "ti_run", workload_ok=True),
         _ti("state", "PATCH", "ti_state"),
@@ -298,7 +299,7 @@ class StubTransport(
             body = body.encode()
         content = body if isinstance(body, bytes) else _json(fault.status, body).content
         response = _Response(fault.status, content, fault.content_type)
-        return self._finish(request, response, self._version(request)[0], self._claims(request))
+        return self._finish(request, response, self._claims(request))
 
     # -- the core ----------------------------------------------------------------------------
 
@@ -309,7 +310,7 @@ class StubTransport(
             response = self._dispatch(request, version, version_error, claims)
         except _HTTPError as exc:
             response = _json(exc.status, {"detail": exc.detail}, exc.headers)
-        return self._finish(request, response, version, claims)
+        return self._finish(request, response, claims)
 
     def _claims(self, request: httpx.Request) -> dict[str, Any] | None:
         """The claims of the request's bearer token, or None (no tokens, none sent, invalid)."""
@@ -328,21 +329,24 @@ class StubTransport(
         version_error: _Errors,
         claims: dict[str, Any] | None,
     ) -> _Response:
-        route, params, handler_name = self._route(request.method, request.url.path, version)
-        if route.versioned and version is None:
-            # Cadwyn: a version older than the first one matches no route at all.
+        if version is None:
+            # Cadwyn: a version older than the first one has no routes at all, so even a known
+            # path with the wrong method is 404, not 405.
+            # checked against real Airflow 3.3.2 by a one-off probe, not in the parity sequence
             raise _HTTPError(404, "Not Found")
+        route, params, handler_name = self._route(request.method, request.url.path, version)
         body = self._decode_body(request) if request.method in route.body else _MISSING
+        if body is None:
+            # FastAPI takes a JSON null for a required body as no body: 422 ``missing`` on
+            # ["body"]. (The one body with a default, an XCom's value, treats both as null.)
+            # checked against real Airflow 3.3.2 by a one-off probe, not in the parity sequence
+            body = _MISSING
         claims = self._authenticate(request, route, params, claims)
-        errors = _Errors(version_error if route.versioned else ())
+        errors = _Errors(version_error)
         req = _Request(
             request.method, params, request.url.params, body, claims, self.clock(), errors
         )
-        head_via_get = request.method == "HEAD" and "HEAD" not in route.methods
-        response = getattr(self, "_h_" + handler_name)(req)
-        if head_via_get:
-            response = response._replace(content=b"")
-        return response
+        return getattr(self, "_h_" + handler_name)(req)
 
     def _route(
         self, method: str, path: str, version: str | None = LATEST_VERSION
@@ -352,27 +356,36 @@ class StubTransport(
         rest = path[len(PREFIX) :]
         partial: _Route | None = None
         for route in _ROUTES.get(rest.partition("/")[0], ()):
-            if route.versioned and version is not None and version < route.since:
+            if version is not None and version < route.since:
                 continue  # Cadwyn: the route does not exist in that version
             match = route.pattern.fullmatch(rest)
             if match is None:
                 continue
+            # FastAPI's routes serve only their declared method: no HEAD for a GET route.
             handler = route.methods.get(method)
-            if handler is None and method == "HEAD":
-                handler = route.methods.get("GET")  # Starlette serves HEAD on GET routes
             if handler is not None:
                 return route, match.groupdict(), handler
             partial = partial or route
         if partial is not None:
-            allow = set(partial.methods) | ({"HEAD"} if "GET" in partial.methods else set())
-            raise _HTTPError(405, "Method Not Allowed", {"allow": ", ".join(sorted(allow))})
+            # FastAPI registers one route per method; Starlette answers 405 from the first one
+            # whose path matched, so ``Allow`` names that single method (``methods`` keeps
+            # Airflow's registration order).
+            # checked against real Airflow 3.3.2 by a one-off probe, not in the parity sequence
+            allow = next(iter(partial.methods))
+            raise _HTTPError(405, "Method Not Allowed", {"allow": allow})
         raise _HTTPError(404, "Not Found")
 
     @staticmethod
-    def _version(request: httpx.Request) -> tuple[str | None, _Errors]:
+    def _version_header(request: httpx.Request) -> str | None:
+        """The request's ``Airflow-API-Version`` as Starlette reads it: the first one sent."""
+        values = request.headers.get_list("airflow-api-version")
+        return values[0] if values else None
+
+    @classmethod
+    def _version(cls, request: httpx.Request) -> tuple[str | None, _Errors]:
         """Cadwyn's version pick: the closest version not newer than the requested date."""
         errors = _Errors()
-        raw = request.headers.get("airflow-api-version")
+        raw = cls._version_header(request)
         if raw is None:
             return LATEST_VERSION, errors
         try:
@@ -384,7 +397,7 @@ class StubTransport(
             reason = "input is too short" if len(raw) < 10 else "invalid date format"
             errors.add(
                 "date_from_datetime_parsing",
-                ("header", "airflow-api-version"),
+                ("header", "Airflow-API-Version"),  # FastAPI names the declared alias
                 f"Input should be a valid date or datetime, {reason}",
                 raw,
                 {"error": reason},
@@ -458,7 +471,6 @@ class StubTransport(
         self,
         request: httpx.Request,
         response: _Response,
-        version: str | None,
         claims: dict[str, Any] | None,
     ) -> httpx.Response:
         headers: dict[str, str] = {}
@@ -466,17 +478,22 @@ class StubTransport(
             headers["content-type"] = response.content_type
         if response.headers:
             headers.update(response.headers)
-        if version is not None:
-            headers["airflow-api-version"] = version
+        # Cadwyn's middleware echoes the header exactly as sent (a future date, a date before
+        # the first version, even text that fails validation), not the version it routed to;
+        # without one it sends its default, the latest version.
+        # shape verified against real Airflow in the differential test tier (issue 6)
+        sent = self._version_header(request)
+        headers["airflow-api-version"] = LATEST_VERSION if sent is None else sent
         correlation = request.headers.get("correlation-id")
         if correlation is not None:
             headers["correlation-id"] = correlation
         refreshed = self._sliding_refresh(claims)
         if refreshed is not None and "Refreshed-API-Token" not in headers:
             headers["Refreshed-API-Token"] = refreshed
-        return httpx.Response(
-            response.status, headers=headers, content=response.content, request=request
-        )
+        # The server sends no body on any HEAD response, errors included (only the headers).
+        # shape verified against real Airflow in the differential test tier (issue 6)
+        content = b"" if request.method == "HEAD" else response.content
+        return httpx.Response(response.status, headers=headers, content=content, request=request)
 
     def _sliding_refresh(self, claims: dict[str, Any] | None) -> str | None:
         """Airflow's ``JWTReissueMiddleware``: renew a valid execution token close to expiry."""
@@ -489,4 +506,5 @@ class StubTransport(
     # -- handlers: health --------------------------------------------------------------------
 
     def _h_health(self, req: _Request) -> _Response:
+        req.validated()  # only the version header can be wrong
         return _json(200, {"status": "healthy"})

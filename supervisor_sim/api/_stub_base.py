@@ -38,6 +38,14 @@ def _json(status: int, obj: Any, headers: dict[str, str] | None = None) -> _Resp
     return _Response(status, body.encode(), "application/json", headers)
 
 
+def _no_content() -> _Response:
+    """An empty 204 from a route declared ``status_code=204`` that returns None: FastAPI still
+    renders it through ``JSONResponse``, so it carries ``content-type: application/json``.
+    (A route returning its own ``Response``, like the duplicate-state 200, has none.)"""
+    # shape verified against real Airflow in the differential test tier (issue 6)
+    return _Response(204, b"", "application/json")
+
+
 def _not_found_ti() -> _HTTPError:
     return _HTTPError(404, {"reason": "not_found", "message": "Task Instance not found"})
 

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from ._store import StubStore
-from ._stub_base import _HTTPError, _json, _Request, _Response
+from ._stub_base import _HTTPError, _json, _no_content, _Request, _Response
 from ._validation import _Field, _model, _state_value
 
 _PUT_FIELDS = (_Field("value", _state_value, True),)
@@ -119,11 +119,11 @@ class AssetRoutes:
         asset_id = self._asset_id(req)
         key = req.query_value("key") or ""
         self.store.set_asset_state(asset_id, key, json.dumps(req.body["value"]), req.now)
-        return _Response(204)
+        return _no_content()
 
     def _h_asset_store_delete(self, req: _Request) -> _Response:
         asset_id = self._asset_id(req)
         # ``value`` deletes one key; ``clear`` every key of the asset.
         key = req.query_value("key") if req.params["op"] == "value" else None
         self.store.delete_asset_state(asset_id, key)
-        return _Response(204)
+        return _no_content()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from ._store import StubStore
-from ._stub_base import _HTTPError, _json, _loads, _Request, _Response
+from ._stub_base import _HTTPError, _json, _loads, _no_content, _Request, _Response
 from ._validation import _MISSING, _Field, _int, _model, _str
 
 MAX_MAP_LENGTH = 1024  # [core] max_map_length
@@ -78,7 +78,7 @@ class DataRoutes:
         key = req.path_str("variable_key")
         req.validated()
         self.store.delete_variable(key)
-        return _Response(204)
+        return _no_content()
 
     # -- handlers: XComs --------------------------------------------------------------------
 

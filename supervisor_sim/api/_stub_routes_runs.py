@@ -11,7 +11,7 @@ from typing import Any
 
 from ._fixtures import RUN_STATES, TI_STATES
 from ._store import StubStore, api_time
-from ._stub_base import _dag_run_body, _HTTPError, _json, _Request, _Response
+from ._stub_base import _dag_run_body, _HTTPError, _json, _no_content, _Request, _Response
 from ._validation import _bool, _datetime, _dict, _Field, _model, _str
 
 _TRIGGER_FIELDS = (
@@ -92,7 +92,7 @@ class RunRoutes:
                     "message": f"A run already exists for Dag '{dag_id}' with run_id '{run_id}'",
                 },
             )
-        return _Response(204)
+        return _no_content()
 
     def _h_dag_run_clear(self, req: _Request) -> _Response:
         dag_id, run_id = req.params["dag_id"], req.params["run_id"]
@@ -103,7 +103,7 @@ class RunRoutes:
             message = f"Dag run with run_id: '{run_id}' not found"
             raise _HTTPError(404, {"reason": "not_found", "message": message})
         self.store.clear_dag_run(dag_id, run_id)
-        return _Response(204)
+        return _no_content()
 
     def _h_dag_run_count(self, req: _Request) -> _Response:
         dag_id = req.q_str("dag_id", required=True)

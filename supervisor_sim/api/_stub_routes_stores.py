@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from ._store import StubStore, api_time, db_time
-from ._stub_base import _HTTPError, _json, _Request, _Response
+from ._stub_base import _HTTPError, _json, _no_content, _Request, _Response
 from ._validation import (
     _bool,
     _datetime,
@@ -89,17 +89,17 @@ class StoreRoutes:
         self.store.set_task_state(
             scope, req.params["key"], json.dumps(body["value"]), body.get("expires_at"), req.now
         )
-        return _Response(204)
+        return _no_content()
 
     def _h_ti_store_delete(self, req: _Request) -> _Response:
         scope, _ = self._ti_scope(req)
         self.store.delete_task_state(scope, req.params["key"])
-        return _Response(204)
+        return _no_content()
 
     def _h_ti_store_clear(self, req: _Request) -> _Response:
         scope, _ = self._ti_scope(req)
         self.store.delete_task_state(scope)
-        return _Response(204)
+        return _no_content()
 
     # -- Human in the loop -------------------------------------------------------------------
 

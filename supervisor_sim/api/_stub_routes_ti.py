@@ -14,6 +14,7 @@ from ._stub_base import (
     _HTTPError,
     _json,
     _loads,
+    _no_content,
     _not_found_ti,
     _Request,
     _Response,
@@ -23,22 +24,24 @@ from ._validation import (
     _MISSING,
     _datetime,
     _dict,
-    _dict_or_str,
     _duration,
     _enum,
+    _enum_literal,
+    _Errors,
     _Field,
     _float,
     _int,
-    _list_of_dicts,
-    _literal,
+    _json_dict_or_str,
+    _list_of,
     _model,
-    _opt_dict,
+    _nested,
+    _null_tolerated,
     _skip_tasks,
     _str,
 )
 
 _RUN_FIELDS = (
-    _Field("state", _literal("running"), True),
+    _Field("state", _enum_literal("TaskInstanceState", "RUNNING", "running"), True),
     _Field("hostname", _str(), True),
     _Field("unixname", _str(), True),
     _Field("pid", _int(), True),
@@ -58,63 +61,91 @@ _INTERMEDIATE = (
     "awaiting_input",
 )
 _RMI = _Field("rendered_map_index", _str(nullable=True))
-#: The ``TIStateUpdate`` discriminated union: tag -> payload model.
+_ASSET_PROFILE = _nested(
+    (
+        _Field("name", _str(nullable=True)),
+        _Field("uri", _str(nullable=True)),
+        _Field("type", _str(), True),
+    )
+)
+
+
+def _intermediate(member: str) -> _Field:
+    return _Field("state", _enum_literal("IntermediateTIState", member, member.lower()), True)
+
+
+#: The members of ``TIStateUpdate``, in Airflow's declaration order: tag -> payload model.
 _STATE_PAYLOADS: dict[str, tuple[_Field, ...]] = {
-    "success": (
-        _Field("state", _literal("success"), True),
-        _Field("end_date", _datetime(), True),
-        _Field("task_outlets", _list_of_dicts),
-        _Field("outlet_events", _list_of_dicts),
-        _RMI,
-    ),
     "_terminal_": (
         _Field("state", _enum(*_TERMINAL), True),
         _Field("end_date", _datetime(), True),
         _RMI,
     ),
+    "success": (
+        _Field("state", _enum_literal("TerminalTIState", "SUCCESS", "success"), True),
+        _Field("end_date", _datetime(), True),
+        _Field("task_outlets", _list_of(_ASSET_PROFILE)),
+        _Field("outlet_events", _list_of(_dict)),
+        _RMI,
+    ),
+    "_other_": (_Field("state", _enum(*_INTERMEDIATE), True),),
+    "deferred": (
+        _intermediate("DEFERRED"),
+        _Field("classpath", _str(), True),
+        _Field("trigger_kwargs", _null_tolerated(_json_dict_or_str)),
+        _Field("trigger_timeout", _duration(nullable=True)),
+        _Field("queue", _str(nullable=True)),
+        _Field("next_method", _str(), True),
+        _Field("next_kwargs", _null_tolerated(_dict)),
+        _RMI,
+    ),
+    "up_for_reschedule": (
+        _intermediate("UP_FOR_RESCHEDULE"),
+        _Field("reschedule_date", _datetime(), True),
+        _Field("end_date", _datetime(), True),
+    ),
+    "awaiting_input": (
+        _intermediate("AWAITING_INPUT"),
+        _Field("timeout", _duration(nullable=True)),
+        _Field("next_method", _str(), True),
+        _Field("next_kwargs", _null_tolerated(_dict)),
+        _RMI,
+    ),
     "up_for_retry": (
-        _Field("state", _literal("up_for_retry"), True),
+        _intermediate("UP_FOR_RETRY"),
         _Field("end_date", _datetime(), True),
         _RMI,
         _Field("retry_delay_seconds", _float(nullable=True)),
         _Field("retry_reason", _str(nullable=True)),
     ),
-    "deferred": (
-        _Field("state", _literal("deferred"), True),
-        _Field("classpath", _str(), True),
-        _Field("trigger_kwargs", _dict_or_str),
-        _Field("trigger_timeout", _duration(nullable=True)),
-        _Field("queue", _str(nullable=True)),
-        _Field("next_method", _str(), True),
-        _Field("next_kwargs", _dict_or_str),
-        _RMI,
-    ),
-    "up_for_reschedule": (
-        _Field("state", _literal("up_for_reschedule"), True),
-        _Field("reschedule_date", _datetime(), True),
-        _Field("end_date", _datetime(), True),
-    ),
-    "awaiting_input": (
-        _Field("state", _literal("awaiting_input"), True),
-        _Field("timeout", _duration(nullable=True)),
-        _Field("next_method", _str(), True),
-        _Field("next_kwargs", _opt_dict),
-        _RMI,
-    ),
-    "_other_": (_Field("state", _enum(*_INTERMEDIATE), True),),
 }
 
 
-def _state_tag(body: Any) -> str:
-    """Airflow's ``ti_state_discriminator``."""
-    state = body.get("state") if isinstance(body, dict) else None
-    if state == "success":
-        return "success"
-    if state in _TERMINAL:
-        return "_terminal_"
-    if state in ("deferred", "up_for_reschedule", "up_for_retry", "awaiting_input"):
-        return state
-    return "_other_"
+def _state_update(body: Any, errors: _Errors) -> tuple[str, dict[str, Any]]:
+    """Validate a PATCH .../state body against ``TIStateUpdate``: (tag, fields) of the member
+    that takes it, or ("", {}) with the errors recorded.
+
+    Airflow declares the union with ``Field(discriminator=<callable>)``, which pydantic does not
+    honour (a callable discriminator needs ``Discriminator(...)``), so FastAPI validates it as a
+    smart union of tagged members: the member that validates wins (valid payloads fit exactly
+    one), and a body none takes gets the errors of every member, in declaration order, each
+    located under its tag. A payload with only an intermediate ``state`` (e.g.
+    ``{"state": "up_for_retry"}``) therefore lands in ``_other_``. A missing (or null) body is
+    one ``missing`` error on ``["body"]``.
+    """
+    # shape verified against real Airflow in the differential test tier (issue 6)
+    if body is _MISSING:
+        errors.add("missing", ("body",), "Field required", None)
+        return "", {}
+    tried = _Errors()
+    for tag, fields in _STATE_PAYLOADS.items():
+        member = _Errors()
+        validated = _model(body, fields, ("body", tag), member)
+        if not member:
+            return tag, validated
+        tried.extend(member)
+    errors.extend(tried)
+    return "", {}
 
 
 class TaskInstanceRoutes:
@@ -185,8 +216,7 @@ class TaskInstanceRoutes:
 
     def _h_ti_state(self, req: _Request) -> _Response:
         ti_id = req.ti_id()
-        tag = _state_tag(req.body)
-        body = _model(req.body, _STATE_PAYLOADS[tag], ("body", tag), req.errors)
+        tag, body = _state_update(req.body, req.errors)
         req.validated()
         if tag == "success":
             _check_partition_keys(body.get("outlet_events") or [])
@@ -205,7 +235,7 @@ class TaskInstanceRoutes:
                 },
             )
         self._apply_state(ti, tag, body, req.now)
-        return _Response(204)
+        return _no_content()
 
     def _apply_state(
         self, ti: dict[str, Any], tag: str, body: dict[str, Any], now: datetime
@@ -273,7 +303,7 @@ class TaskInstanceRoutes:
         body = _model(req.body, _HEARTBEAT_FIELDS, ("body",), req.errors)
         req.validated()
         if self.store.heartbeat(ti_id, body["hostname"], body["pid"], req.now):
-            return _Response(204)
+            return _no_content()
         ti = self.store.get_ti(ti_id)
         if ti is None:
             raise _gone_ti() if self.store.in_history(ti_id) else _not_found_ti()
@@ -283,7 +313,10 @@ class TaskInstanceRoutes:
                 {
                     "reason": "running_elsewhere",
                     "message": "TI is already running elsewhere",
-                    "current_hostname": ti["hostname"],
+                    # A TI that never ran has the hostname Airflow's TaskInstance() gives it,
+                    # "" (the store keeps NULL for "never set"); its pid stays null.
+                    # shape verified against real Airflow in the differential test tier (issue 6)
+                    "current_hostname": "" if ti["hostname"] is None else ti["hostname"],
                     "current_pid": ti["pid"],
                 },
             )
@@ -320,7 +353,7 @@ class TaskInstanceRoutes:
             raise _HTTPError(422, "rendered_map_index cannot be empty")
         if not self.store.update_ti(ti_id, rendered_map_index=req.body):
             raise _HTTPError(404, "Task Instance not found")
-        return _Response(204)
+        return _no_content()
 
     def _h_ti_skip_downstream(self, req: _Request) -> _Response:
         ti_id = req.ti_id()
@@ -330,7 +363,7 @@ class TaskInstanceRoutes:
         if ti is None:
             raise _not_found_ti()
         self.store.skip_tasks(ti["dag_id"], ti["run_id"], body["tasks"], req.now)
-        return _Response(204)
+        return _no_content()
 
 
 def _opt_text(value: Any) -> str | None:
