@@ -600,25 +600,8 @@ class TaskSession:
         await self._send(comm, frame.id, body, error)
 
     async def _logs_reader(self, logs: trio.SocketStream) -> None:
-        splitter = LineSplitter(max_line_length=self.config.max_log_line)
-        received = 0
-        try:
-            while True:
-                try:
-                    data = await logs.receive_some(65536)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    break
-                if not data:
-                    break
-                received += len(data)
-                for line in splitter.feed(data):
-                    self._log_line(line, "logs")
-        finally:
-            last = splitter.end_of_stream()
-            if last is not None:
-                self._log_line(last, "logs")
-            self.journal.emit("process", event="channel-bytes", channel="logs", received=received)
-            self._channel_closed("logs")
+        # The socket itself is closed by its owner (the `async with comm, logs` block).
+        await self._read_lines(logs, "logs", close=False)
 
     def _log_line(self, line: Any, source: str) -> None:
         if source == "logs":
@@ -631,7 +614,12 @@ class TaskSession:
             self.journal.violation(v)
 
     async def _pump_stream(self, stream: trio.abc.ReceiveStream, name: str) -> None:
+        await self._read_lines(stream, name, close=True)  # a pipe: close it, or its fd leaks
+
+    async def _read_lines(self, stream: trio.abc.ReceiveStream, name: str, *, close: bool) -> None:
+        """Read a line-oriented channel (logs, stdout, stderr) to EOF, recording every line."""
         splitter = LineSplitter(max_line_length=self.config.max_log_line)
+        received = 0
         try:
             while True:
                 try:
@@ -640,14 +628,17 @@ class TaskSession:
                     break
                 if not data:
                     break
+                received += len(data)
                 for line in splitter.feed(data):
                     self._log_line(line, name)
         finally:
-            with trio.CancelScope(shield=True):
-                await stream.aclose()  # the pipe's fd, or it leaks one per task
+            if close:
+                with trio.CancelScope(shield=True):
+                    await stream.aclose()
             last = splitter.end_of_stream()
             if last is not None:
                 self._log_line(last, name)
+            self.journal.emit("process", event="channel-bytes", channel=name, received=received)
             self._channel_closed(name)
 
     # --- duties --------------------------------------------------------------------------------
