@@ -1,6 +1,7 @@
 """A/B: round trips (and the stub API alone) with two copies of the supervisor_sim package.
 
     .venv/bin/python bench/ab.py A_DIR B_DIR [--n 10000] [--runs 5] [--mode roundtrip|stubapi]
+                                 [-- --transcript PATH]   (more sim_bench.py arguments)
 
 Each directory holds a ``supervisor_sim/`` package (e.g. a scratch copy with one change). Runs
 alternate A, B, A, B, ... so that machine load hits both alike; medians are printed. This is how
@@ -36,8 +37,17 @@ def run_once(tree: Path, mode: str, n: int, tmp: str, extra: list[str]) -> dict:
 def metric(result: dict, mode: str) -> dict[str, float]:
     if mode == "roundtrip":
         child = result["child"]
-        return {"req_per_s": child["req_per_s"], "cpu_s": result["session_cpu_s"]}
-    return {k: v["req_per_s"] for k, v in result.items() if isinstance(v, dict)}
+        requests = child["n"] + child["warmup"]
+        return {
+            "req_per_s": child["req_per_s"],
+            "cpu_us_per_req": result["session_cpu_s"] / requests * 1e6,
+        }
+    out = {}
+    for key, value in result.items():
+        if isinstance(value, dict):
+            out[f"{key}_rps"] = value["req_per_s"]
+            out[f"{key}_cpu_us"] = value["cpu_us_per_req"]
+    return out
 
 
 def main() -> int:
@@ -47,8 +57,8 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=10000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--mode", default="roundtrip", choices=["roundtrip", "stubapi"])
-    parser.add_argument("extra", nargs="*", help="more sim_bench.py arguments (after --)")
-    args = parser.parse_args()
+    args, extra = parser.parse_known_args()
+    args.extra = [a for a in extra if a != "--"]  # more sim_bench.py arguments
     samples: dict[str, list[dict[str, float]]] = {"A": [], "B": []}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.runs):

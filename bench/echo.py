@@ -24,7 +24,9 @@ from datetime import UTC, datetime
 
 import msgpack
 
-VARIABLE_RESULT = msgpack.packb({"key": "bench_var", "value": "bench-value", "type": "VariableResult"})
+VARIABLE_RESULT = msgpack.packb(
+    {"key": "bench_var", "value": "bench-value", "type": "VariableResult"}
+)
 NIL = b"\xc0"
 
 
@@ -96,10 +98,8 @@ def serve(cmd: list[str]) -> dict:
     while sel.get_map():
         for key, _ in sel.select():
             obj = key.fileobj
-            if key.data in ("comm", "logs"):
-                data = obj.recv(65536)  # type: ignore[union-attr]
-            else:
-                data = os.read(obj.fileno(), 65536)  # type: ignore[union-attr]
+            sock = key.data in ("comm", "logs")
+            data = obj.recv(65536) if sock else os.read(obj.fileno(), 65536)  # type: ignore
             if not data:
                 sel.unregister(obj)
                 continue

@@ -21,7 +21,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import sim_bench  # noqa: E402
+import sim_bench
 
 
 def main() -> int:

@@ -126,22 +126,44 @@ async def roundtrip(n: int, warmup: int, transcript: Path | None, out_dir: Path)
     }
 
 
+def _stderr_tail(tails: dict[int, list[str]], index: int) -> Any:
+    """A journal sink keeping a child's last stderr lines (why a child failed)."""
+
+    def sink(event: Any) -> None:
+        if event.kind == "log" and event.data.get("source") == "stderr":
+            record = event.data.get("record") or {}
+            tails.setdefault(index, []).append(str(record.get("event", record))[:300])
+            del tails[index][:-5]
+
+    return sink
+
+
 # --- many children under one process -------------------------------------------------------------
 
 
-async def many(children: int, n: int, out_dir: Path) -> dict[str, Any]:
+async def many(
+    children: int,
+    n: int,
+    out_dir: Path,
+    startup_timeout: float = 300.0,
+    ownership_timeout: float | None = None,
+) -> dict[str, Any]:
     store = new_store()
     tokens = TokenIssuer()
     transport = StubTransport(store, tokens=tokens)
     # Start-up of K Python children at once on a small machine takes a while: give them time.
-    config = replace(SupervisorConfig(), startup_timeout=300.0)
+    config = replace(SupervisorConfig(), startup_timeout=startup_timeout)
+    if ownership_timeout is not None:
+        config = replace(config, ownership_check_timeout=ownership_timeout)
     outcomes: list[Any] = [None] * children
+    stderr_tails: dict[int, list[str]] = {}
     results: list[Path] = []
     async with httpx.AsyncClient(base_url=BASE_URL, transport=transport) as http:
         sessions = []
         for i in range(children):
             record = store.prepare_task_instance("bench", f"task_{i:04d}")
             journal = Journal()
+            journal.sinks.append(_stderr_tail(stderr_tails, i))
             api = ExecutionAPIClient(
                 http,
                 token=tokens.issue(record.id, scope="workload"),
@@ -167,9 +189,18 @@ async def many(children: int, n: int, out_dir: Path) -> dict[str, Any]:
     child_results = [read_child_result(p) for p in results]
     ok = [r for r in child_results if r]
     states: dict[str, int] = {}
+    errors: dict[str, int] = {}
+    violations: dict[str, int] = {}
     for o in outcomes:
         key = str(o.final_state if o else None)
         states[key] = states.get(key, 0) + 1
+        if o is not None and o.error:
+            why = o.error[:200]
+            if o is not None and o.error and stderr_tails.get(outcomes.index(o)):
+                why += " | child stderr: " + stderr_tails[outcomes.index(o)][-1][:200]
+            errors[why] = errors.get(why, 0) + 1
+        for v in o.violations if o is not None else ():
+            violations[v.rule] = violations.get(v.rule, 0) + 1
     window = None
     if ok:
         window = max(r["rt_end_wall"] for r in ok) - min(r["rt_start_wall"] for r in ok)
@@ -177,7 +208,11 @@ async def many(children: int, n: int, out_dir: Path) -> dict[str, Any]:
     return {
         "children": children,
         "n_per_child": n,
+        "ownership_check_timeout": config.ownership_check_timeout,
+        "succeeded": states.get("success", 0),
         "final_states": states,
+        "errors": errors,
+        "violations": violations,
         "wall_s": wall,
         "total_req_per_s": total / wall if wall else None,
         "round_trip_window_s": window,
@@ -210,10 +245,16 @@ async def stubapi(n: int) -> dict[str, Any]:
         for _ in range(min(200, n)):
             await call()
         started = time.perf_counter()
+        cpu0 = time.process_time()
         for _ in range(n):
             await call()
         elapsed = time.perf_counter() - started
-        out[name] = {"req_per_s": n / elapsed, "us_per_req": elapsed / n * 1e6}
+        cpu = time.process_time() - cpu0
+        out[name] = {
+            "req_per_s": n / elapsed,
+            "us_per_req": elapsed / n * 1e6,
+            "cpu_us_per_req": cpu / n * 1e6,
+        }
 
     async def transport_only() -> None:
         request = httpx.Request("GET", url, headers=headers)
@@ -263,6 +304,8 @@ def main() -> int:
     p = sub.add_parser("many")
     p.add_argument("--children", type=int, required=True)
     p.add_argument("--n", type=int, default=200)
+    p.add_argument("--startup-timeout", type=float, default=300.0)
+    p.add_argument("--ownership-timeout", type=float, help="ownership_check_timeout (1.0)")
     p.add_argument("--tmp", type=Path, required=True)
     p = sub.add_parser("stubapi")
     p.add_argument("--n", type=int, default=5000)
@@ -270,7 +313,9 @@ def main() -> int:
     if args.mode == "roundtrip":
         result = trio.run(roundtrip, args.n, args.warmup, args.transcript, args.tmp)
     elif args.mode == "many":
-        result = trio.run(many, args.children, args.n, args.tmp)
+        result = trio.run(
+            many, args.children, args.n, args.tmp, args.startup_timeout, args.ownership_timeout
+        )
     else:
         result = trio.run(stubapi, args.n)
     result["peak_rss_kb"] = peak_rss_kb()

@@ -114,6 +114,16 @@ class ExecutionAPIClient:
         self.retry = retry or RetryPolicy()
         self.on_exchange = on_exchange
         self.user_agent = user_agent
+        # An in-process transport (the stub, a replay) is called directly: AsyncClient's
+        # machinery (URL merging, cookies, auth, redirects, hooks) costs more than the stub
+        # itself, and none of it applies to a transport that never touches a network.
+        transport = getattr(http, "_transport", None)
+        plain = not http.event_hooks["request"] and not http.event_hooks["response"]
+        self._direct = transport if getattr(transport, "in_process", False) and plain else None
+        self._base = str(http.base_url)
+        # The stub also answers synchronously; without injected faults it cannot block.
+        self._sync = self._direct if hasattr(self._direct, "handle_request") else None
+        self._urls: dict[str, httpx.URL] = {}  # parsed URLs by path: parsing is ~10 us
 
     async def request(
         self,
@@ -171,14 +181,22 @@ class ExecutionAPIClient:
             headers["authorization"] = f"Bearer {self.token}"
         if content is not None:
             headers["content-type"] = "application/json"
-        request = self.http.build_request(
-            method,
-            path,
-            params=params,
-            content=content,
-            headers=headers,
-            timeout=self.retry.timeout,
-        )
+        if self._direct is not None:
+            url = self._urls.get(path)
+            if url is None:
+                url = httpx.URL(self._base + path.lstrip("/"))
+                if len(self._urls) < 1024:
+                    self._urls[path] = url
+            request = httpx.Request(method, url, params=params, content=content, headers=headers)
+        else:
+            request = self.http.build_request(
+                method,
+                path,
+                params=params,
+                content=content,
+                headers=headers,
+                timeout=self.retry.timeout,
+            )
         started = time.perf_counter()
         exchange = Exchange(
             method=method,
@@ -187,17 +205,28 @@ class ExecutionAPIClient:
             query=request.url.query.decode()
             if isinstance(request.url.query, bytes)
             else str(request.url.query),
-            request_headers=dict(request.headers),
+            request_headers=dict(request.headers.items()),
             request_body=content or b"",
             attempt=attempt,
             cause=cause,
         )
         try:
-            # The per-attempt timeout is enforced here too: httpx applies its own only to
-            # network I/O, and an in-process transport (the stub, a replay) has none.
-            with trio.fail_after(self.retry.timeout):
-                response = await self.http.send(request)
-                await response.aread()
+            if self._sync is not None and not getattr(self._sync, "faults", None):
+                # Nothing in a synchronous stub call can block or be cancelled: no timeout
+                # scope, no async iteration of a body that is already in memory.
+                response = self._sync.handle_request(request)
+                response.request = request
+                response.read()
+            else:
+                # The per-attempt timeout is enforced here too: httpx applies its own only
+                # to network I/O, and an in-process transport (the stub, a replay) has none.
+                with trio.fail_after(self.retry.timeout):
+                    if self._direct is not None:
+                        response = await self._direct.handle_async_request(request)
+                        response.request = request
+                    else:
+                        response = await self.http.send(request)
+                    await response.aread()
         except trio.TooSlowError:
             exc = httpx.ReadTimeout(f"no response within {self.retry.timeout:g}s", request=request)
             exchange.error = f"ReadTimeout: {exc}"
@@ -210,7 +239,7 @@ class ExecutionAPIClient:
             self._emit(exchange)
             raise
         exchange.status = response.status_code
-        exchange.response_headers = dict(response.headers)
+        exchange.response_headers = dict(response.headers.items())
         exchange.response_body = response.content
         exchange.duration_s = time.perf_counter() - started
         # Airflow swaps its bearer token for any refreshed one, on errors too.

@@ -612,6 +612,11 @@ class StubStore(MetadataStore):
         row = self._one("SELECT value FROM variables WHERE key = ?", (key,))
         return row["value"] if row else None
 
+    def lookup_variable(self, key: str) -> tuple[bool, str | None]:
+        """(exists, value) in one query."""
+        row = self._one("SELECT value FROM variables WHERE key = ?", (key,))
+        return (True, row["value"]) if row else (False, None)
+
     def has_variable(self, key: str) -> bool:
         return self._one("SELECT 1 FROM variables WHERE key = ?", (key,)) is not None
 

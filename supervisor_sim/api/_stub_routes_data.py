@@ -58,11 +58,12 @@ class DataRoutes:
     def _h_get_variable(self, req: _Request) -> _Response:
         key = req.path_str("variable_key")
         req.validated()
-        if not self.store.has_variable(key):
+        found, value = self.store.lookup_variable(key)
+        if not found:
             raise _HTTPError(
                 404, {"reason": "not_found", "message": f"Variable with key '{key}' not found"}
             )
-        return _json(200, {"key": key, "value": self.store.get_variable(key)})
+        return _json(200, {"key": key, "value": value})
 
     def _h_put_variable(self, req: _Request) -> _Response:
         key = req.path_str("variable_key")

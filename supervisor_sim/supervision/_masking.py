@@ -7,6 +7,7 @@ payloads. JWT-shaped strings are always redacted.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -26,9 +27,13 @@ _JWT = re.compile(r"eyJ[.A-Za-z0-9\-_]*")
 MASK = "***"
 
 
+_SENSITIVE = re.compile("|".join(sorted(SENSITIVE_NAMES)))
+
+
+@functools.lru_cache(maxsize=4096)
 def is_sensitive_name(name: str) -> bool:
-    lowered = name.lower()
-    return any(word in lowered for word in SENSITIVE_NAMES)
+    # One regex search, cached per key: the transcript redacts every key of every record.
+    return _SENSITIVE.search(name.lower()) is not None
 
 
 class SecretsMasker:

@@ -405,13 +405,19 @@ class TaskSession:
         )
 
     async def _owned(self, child: ChildProcess, peer: Any, local: Any) -> bool:
-        # The child's side of the socket may not be visible in /proc yet: retry like Airflow.
-        with trio.move_on_after(self.config.ownership_check_timeout):
-            while True:
-                if await trio.to_thread.run_sync(tree_owns_connection, child.pid, peer, local):
-                    return True
-                await trio.sleep(0.05)
-        return False
+        # The child's side of the socket may not be visible in /proc yet: retry like Airflow,
+        # for ownership_check_timeout counted from the first answer, so that time spent
+        # queueing for a worker thread (many children starting at once) does not count.
+        deadline = None
+        while True:
+            if await trio.to_thread.run_sync(tree_owns_connection, child.pid, peer, local):
+                return True
+            now = trio.current_time()
+            if deadline is None:
+                deadline = now + self.config.ownership_check_timeout
+            if now >= deadline:
+                return False
+            await trio.sleep(0.05)
 
     async def _start_call(self, child: ChildProcess) -> dict[str, Any]:
         payload = {
@@ -463,7 +469,18 @@ class TaskSession:
             payload=data[4:],
         )
         try:
-            await comm.send_all(data)
+            # A reply is small and the socket buffer nearly always has room: try a plain
+            # non-blocking send first and fall back to send_all (which always yields to the
+            # scheduler) only for what did not fit. Saves one scheduler pass per request.
+            sock = getattr(comm, "socket", None)  # an in-memory stream (tests) has none
+            try:
+                sent = os.write(sock.fileno(), data) if sock is not None else 0
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                raise trio.BrokenResourceError from exc
+            if sent < len(data):
+                await comm.send_all(data[sent:])
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.journal.emit(
                 "note",

@@ -224,6 +224,9 @@ def _body_key(raw: bytes) -> Any:
 class ReplayTransport(httpx.AsyncBaseTransport):
     """Answers HTTP requests from a transcript's recorded exchanges; never touches a network."""
 
+    #: Served inside this process: ExecutionAPIClient calls it without AsyncClient.
+    in_process = True
+
     def __init__(self, transcript: Transcript, *, pace: str = "fast") -> None:
         self.pace = pace
         self.unmatched: list[str] = []

@@ -1,0 +1,613 @@
+"""supervisor-sim's benchmarks, side by side with Airflow 3.3.2's supervisor and the loopback limit.
+
+One command (docs/performance.md)::
+
+    .venv/bin/python bench/run.py [--smoke] [--runs 3] [--out bench/results.json]
+                                  [--only roundtrip,many,startup,transcript,stubapi]
+                                  [--airflow-python PATH | --no-airflow]
+
+Every measurement runs in a process of its own (peak RSS is that process's ``VmHWM``), each is
+repeated ``--runs`` times and the median is reported. A table is printed and the raw runs, the
+medians and the target verdicts are written as JSON. Targets print PASS or MISS; a time never
+makes this program fail (exit 1 only when a benchmark produced no numbers).
+
+Airflow's supervisor runs from the venv of ``tools/airflow_venv.sh`` (built on first use);
+without that script or venv, and without ``--airflow-python``, that benchmark is skipped and
+the reason printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PY = sys.executable
+CHILD = [PY, str(HERE / "child.py")]
+CLI = [PY, "-m", "supervisor_sim"]
+CONSOLE_SCRIPT = Path(PY).parent / "supervisor-sim"
+AIRFLOW_VENV_SCRIPT = ROOT / "tools" / "airflow_venv.sh"
+AIRFLOW_VENV_PYTHON = ROOT / ".cache" / "airflow-venv" / "bin" / "python"
+
+#: name -> (description, comparison, threshold, unit)
+TARGETS: dict[str, tuple[str, str, float, str]] = {
+    "rt_vs_airflow": ("round trips vs Airflow's supervisor", ">=", 2.0, "x"),
+    "rt_vs_echo": ("round trips vs raw loopback echo", ">=", 0.45, "x"),
+    "many_200_rss": ("200 children: supervisor peak RSS", "<=", 150.0, "MB"),
+    "startup": ("spawn -> StartupDetails (seen by the child)", "<=", 50.0, "ms"),
+    "run_task_overhead": ("run-task overhead over the child alone", "<=", 150.0, "ms"),
+    "help": ("supervisor-sim --help wall time", "<=", 300.0, "ms"),
+    "transcript": ("round-trip time, transcript on / off", "<=", 1.15, "x"),
+}
+
+#: A program measuring the peak RSS of the command it runs (and its children), and its wall time.
+MEASURE = r"""
+import json, resource, subprocess, sys, time
+t = time.perf_counter()
+p = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+wall = time.perf_counter() - t
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"rc": p.returncode, "wall_s": wall, "maxrss_kb": ru.ru_maxrss,
+                  "cpu_s": ru.ru_utime + ru.ru_stime, "stdout": p.stdout,
+                  "stderr": p.stderr[-4000:]}))
+"""
+
+
+class BenchError(Exception):
+    pass
+
+
+def median(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def run_json(
+    cmd: list[str], *, timeout: float, cwd: Path = ROOT, env: dict[str, str] | None = None
+) -> dict:
+    """Run a command that prints one JSON object as its last stdout line."""
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env, check=False
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise BenchError(
+            f"`{shlex.join(cmd)}` exited {proc.returncode}\n{proc.stdout[-1500:]}\n"
+            f"{proc.stderr[-3000:]}"
+        )
+    return json.loads(lines[-1])
+
+
+def measured(
+    cmd: list[str], *, timeout: float, cwd: Path = ROOT, env: dict[str, str] | None = None
+) -> dict:
+    return run_json([PY, "-c", MEASURE, *cmd], timeout=timeout, cwd=cwd, env=env)
+
+
+def load() -> list[float]:
+    return list(os.getloadavg())
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_kb = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "mem_mb": mem_kb // 1024,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+# --- individual benchmarks -----------------------------------------------------------------
+
+
+def child_summary(child: dict | None, requests_fallback: int) -> dict[str, Any]:
+    child = child or {}
+    return {
+        "req_per_s": child.get("req_per_s"),
+        "us_per_req": child.get("us_per_req"),
+        "p50_us": child.get("p50_us"),
+        "p99_us": child.get("p99_us"),
+        "spawn_to_startup_ms": child.get("spawn_to_startup_ms"),
+        "main_to_startup_ms": child.get("main_to_startup_ms"),
+        "requests": (child.get("n", 0) + child.get("warmup", 0)) or requests_fallback,
+    }
+
+
+def bench_sim_roundtrip(n: int, warmup: int, tmp: Path, transcript: bool) -> dict[str, Any]:
+    cmd = [PY, str(HERE / "sim_bench.py"), "roundtrip", "--n", str(n), "--warmup", str(warmup)]
+    cmd += ["--tmp", str(tmp)]
+    if transcript:
+        cmd += ["--transcript", str(tmp / f"transcript-{time.monotonic_ns()}.jsonl")]
+    result = run_json(cmd, timeout=600)
+    if result.get("final_state") != "success":
+        raise BenchError(f"supervisor-sim session did not succeed: {result}")
+    out = child_summary(result.get("child"), n + warmup)
+    out["peak_rss_mb"] = result["peak_rss_kb"] / 1024
+    out["cpu_us_per_req"] = result["session_cpu_s"] / out["requests"] * 1e6
+    out["transcript_bytes"] = result.get("transcript_bytes")
+    return out
+
+
+def bench_echo_roundtrip(n: int, warmup: int) -> dict[str, Any]:
+    cmd = [PY, str(HERE / "echo.py"), "--", *CHILD, "--n", str(n), "--warmup", str(warmup)]
+    result = run_json(cmd, timeout=600)
+    if result.get("exit_code") != 0 or not result.get("child"):
+        raise BenchError(f"echo run failed: {result}")
+    out = child_summary(result["child"], n + warmup)
+    out["peak_rss_mb"] = result["peak_rss_kb"] / 1024
+    out["cpu_us_per_req"] = result["cpu_s"] / out["requests"] * 1e6
+    return out
+
+
+def bench_airflow_roundtrip(airflow_py: str, n: int, warmup: int, tmp: Path) -> dict[str, Any]:
+    child_out = tmp / f"airflow-child-{time.monotonic_ns()}.json"
+    child = [*CHILD, "--n", str(n), "--warmup", str(warmup), "--out", str(child_out)]
+    result = run_json([airflow_py, str(HERE / "airflow_sup.py"), "--", *child], timeout=900)
+    if result.get("exit_code") != 0:
+        raise BenchError(f"Airflow's supervise_task returned {result.get('exit_code')}: {result}")
+    child_result = json.loads(child_out.read_text())
+    out = child_summary(child_result, n + warmup)
+    out["peak_rss_mb"] = result["peak_rss_kb"] / 1024
+    out["peak_rss_after_import_mb"] = result["peak_rss_before_task_kb"] / 1024
+    out["cpu_us_per_req"] = result["session_cpu_s"] / out["requests"] * 1e6
+    out["import_s"] = result["import_s"]
+    out["supervise_wall_s"] = result["wall_s"]
+    return out
+
+
+def bench_cli_roundtrip(n: int, tmp: Path) -> dict[str, Any]:
+    """The same round trips through ``supervisor-sim run-task -q --no-transcript``."""
+    child_out = tmp / f"cli-child-{time.monotonic_ns()}.json"
+    runtime = shlex.join([*CHILD, "--n", str(n), "--warmup", "200", "--out", str(child_out)])
+    fixtures = write_fixtures(tmp)
+    cmd = [*CLI, "run-task", "bench", "bench_task", "--runtime", runtime, "--state", ":memory:"]
+    cmd += ["--fixtures", str(fixtures), "--no-transcript", "-q", "--log-format", "json"]
+    # From a scratch directory: no project config, nothing written into the checkout.
+    # BENCH_SPAWN_WALL is taken when the command is launched: the child then reports the time
+    # from `supervisor-sim run-task` starting (imports included) to its StartupDetails.
+    env = {**os.environ, "BENCH_SPAWN_WALL": repr(time.time())}
+    result = measured(cmd, timeout=600, cwd=tmp, env=env)
+    if result["rc"] != 0:
+        raise BenchError(f"run-task exited {result['rc']}: {result['stderr']}")
+    out = child_summary(json.loads(child_out.read_text()), n + 200)
+    out["launch_to_startup_ms"] = out.pop("spawn_to_startup_ms")
+    out["peak_rss_mb"] = result["maxrss_kb"] / 1024
+    out["wall_s"] = result["wall_s"]
+    return out
+
+
+def write_fixtures(tmp: Path) -> Path:
+    path = tmp / "bench-fixtures.toml"
+    if not path.exists():
+        path.write_text('[variables]\nbench_var = "bench-value"\n')
+    return path
+
+
+def bench_many(children: int, n: int, tmp: Path, ownership: float | None) -> dict[str, Any]:
+    cmd = [PY, str(HERE / "sim_bench.py"), "many", "--children", str(children), "--n", str(n)]
+    cmd += ["--tmp", str(tmp), "--startup-timeout", "120"]
+    if ownership is not None:
+        cmd += ["--ownership-timeout", str(ownership)]
+    result = run_json(cmd, timeout=1200)
+    result["peak_rss_mb"] = result["peak_rss_kb"] / 1024
+    return result
+
+
+MANY_KEYS = (
+    "succeeded",
+    "wall_s",
+    "total_req_per_s",
+    "window_req_per_s",
+    "median_child_req_per_s",
+    "peak_rss_mb",
+    "cpu_s",
+    "cpu_pct",
+)
+
+
+def run_many(k: int, runs: int, n: int, tmp: Path, smoke: bool) -> dict[str, Any]:
+    """K children, default settings; when some were lost (the ownership check timing out while
+    many children start at once, docs/performance.md), again with ownership_check_timeout=60."""
+    default = repeat(runs, bench_many, k, n, tmp, None)
+    out: dict[str, Any] = {"default": default}
+    if any(r["succeeded"] != k for r in default):
+        if smoke:
+            raise BenchError(f"{k} children: {[r['final_states'] for r in default]}")
+        out["ownership_60"] = repeat(runs, bench_many, k, n, tmp, 60.0)
+    return out
+
+
+def bench_startup(tmp: Path, repeats: int) -> dict[str, Any]:
+    """Wall times of whole commands, median of ``repeats``; each figure twice: as this machine
+    runs Python (``cold``: with PYTHONDONTWRITEBYTECODE=1, as set here, every start compiles
+    supervisor-sim's sources again) and with a warm bytecode cache (``PYTHONPYCACHEPREFIX`` in
+    the scratch directory, as any normal install has)."""
+    fixtures = write_fixtures(tmp)
+    quick = shlex.join([*CHILD, "--n", "0", "--warmup", "0"])
+    run_task = [*CLI, "run-task", "bench", "bench_task", "--runtime", quick]
+    run_task += ["--state", ":memory:", "--fixtures", str(fixtures), "--no-transcript", "-q"]
+    run_task += ["--log-format", "json"]
+    help_cmd = [str(CONSOLE_SCRIPT), "--help"] if CONSOLE_SCRIPT.exists() else [*CLI, "--help"]
+    commands = {
+        "python": [PY, "-c", "pass"],
+        "child_alone": [*CHILD, "--alone"],
+        "help": help_cmd,
+        "run_task": run_task,
+    }
+    cold_env = dict(os.environ)
+    warm_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    warm_env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
+    envs = {"cold": cold_env, "warm": warm_env}
+    samples: dict[str, list[float]] = {f"{k}_{e}": [] for e in envs for k in commands}
+
+    def wall_ms(cmd: list[str], env: dict[str, str]) -> float:
+        started = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, env=env, check=False)
+        wall = time.perf_counter() - started
+        if proc.returncode != 0:
+            raise BenchError(f"`{shlex.join(cmd)}` exited {proc.returncode}: {proc.stderr}")
+        return wall * 1e3
+
+    for cmd in commands.values():  # fill the warm bytecode cache
+        wall_ms(cmd, warm_env)
+    for _ in range(repeats):
+        for env_name, env in envs.items():
+            for name, cmd in commands.items():
+                samples[f"{name}_{env_name}"].append(wall_ms(cmd, env))
+    out: dict[str, Any] = {f"{k}_ms": median(v) for k, v in samples.items()}
+    for env_name in envs:
+        out[f"run_task_overhead_{env_name}_ms"] = (
+            out[f"run_task_{env_name}_ms"] - out[f"child_alone_{env_name}_ms"]
+        )
+    out["samples_ms"] = samples
+    out["help_cmd"] = shlex.join(help_cmd)
+    return out
+
+
+def bench_stubapi(n: int) -> dict[str, Any]:
+    return run_json([PY, str(HERE / "sim_bench.py"), "stubapi", "--n", str(n)], timeout=600)
+
+
+# --- orchestration ---------------------------------------------------------------------------
+
+
+def find_airflow_python(args: argparse.Namespace) -> tuple[str | None, str]:
+    if args.no_airflow:
+        return None, "--no-airflow given"
+    if args.airflow_python:
+        return args.airflow_python, "--airflow-python"
+    if AIRFLOW_VENV_SCRIPT.exists():
+        proc = subprocess.run(
+            ["sh", str(AIRFLOW_VENV_SCRIPT)], capture_output=True, text=True, check=False
+        )
+        path = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+        if proc.returncode == 0 and path and Path(path).exists():
+            return path, f"{AIRFLOW_VENV_SCRIPT.relative_to(ROOT)}"
+        return None, f"tools/airflow_venv.sh failed (exit {proc.returncode}): {proc.stderr[-500:]}"
+    if AIRFLOW_VENV_PYTHON.exists():
+        return str(AIRFLOW_VENV_PYTHON), ".cache/airflow-venv"
+    return None, "no tools/airflow_venv.sh and no .cache/airflow-venv: Airflow is not installed"
+
+
+def repeat(runs: int, fn: Any, *a: Any) -> list[dict[str, Any]]:
+    return [fn(*a) for _ in range(runs)]
+
+
+def med(runs: list[dict[str, Any]], key: str) -> float | None:
+    return median([r.get(key) for r in runs])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run: it works")
+    parser.add_argument("--runs", type=int, help="repetitions per measurement (default 3; 1)")
+    parser.add_argument("--n", type=int, help="timed round trips per run (default 10000)")
+    parser.add_argument("--out", type=Path, default=HERE / "results.json")
+    parser.add_argument("--only", help="comma-separated: roundtrip,many,startup,transcript,stubapi")
+    parser.add_argument("--many", help="children counts (default 1,10,50,200)")
+    parser.add_argument("--airflow-python", help="interpreter with apache-airflow-task-sdk")
+    parser.add_argument("--no-airflow", action="store_true")
+    args = parser.parse_args()
+
+    smoke = args.smoke
+    runs = args.runs or (1 if smoke else 3)
+    n = args.n or (300 if smoke else 10000)
+    warmup = 50 if smoke else 200
+    many_counts = [int(x) for x in (args.many or ("1,3" if smoke else "1,10,50,200")).split(",")]
+    many_n = 20 if smoke else 200
+    selected = set((args.only or "roundtrip,many,startup,transcript,stubapi").split(","))
+
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "load_before": load(),
+        "config": {"smoke": smoke, "runs": runs, "n": n, "warmup": warmup, "many": many_counts},
+        "runs": {},
+        "summary": {},
+        "skipped": {},
+        "errors": {},
+    }
+    summary = report["summary"]
+
+    def attempt(name: str, fn: Any, *a: Any) -> Any:
+        print(f"  running {name} ...", file=sys.stderr, flush=True)
+        try:
+            result = fn(*a)
+        except (BenchError, subprocess.TimeoutExpired, OSError, ValueError, KeyError) as exc:
+            report["errors"][name] = str(exc)
+            print(f"  ERROR in {name}: {exc}", file=sys.stderr)
+            return None
+        report["runs"][name] = result
+        return result
+
+    with tempfile.TemporaryDirectory(prefix="supsim-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        if "roundtrip" in selected or "transcript" in selected:
+            sim = attempt("roundtrip_sim", repeat, runs, bench_sim_roundtrip, n, warmup, tmp, False)
+            if sim:
+                summary["roundtrip_sim"] = summarise(sim)
+        if "roundtrip" in selected:
+            echo = attempt("roundtrip_echo", repeat, runs, bench_echo_roundtrip, n, warmup)
+            if echo:
+                summary["roundtrip_echo"] = summarise(echo)
+            airflow_py, why = find_airflow_python(args)
+            report["airflow_python"] = airflow_py
+            if airflow_py is None:
+                report["skipped"]["roundtrip_airflow"] = why
+                print(f"  SKIPPED Airflow's supervisor: {why}", file=sys.stderr)
+            else:
+                af = attempt(
+                    "roundtrip_airflow",
+                    repeat,
+                    runs,
+                    bench_airflow_roundtrip,
+                    airflow_py,
+                    n,
+                    warmup,
+                    tmp,
+                )
+                if af:
+                    summary["roundtrip_airflow"] = summarise(af)
+            cli = attempt("roundtrip_cli", repeat, runs, bench_cli_roundtrip, n, tmp)
+            if cli:
+                summary["roundtrip_cli"] = summarise(cli)
+        if "transcript" in selected:
+            on = attempt("roundtrip_sim_transcript", repeat, runs, bench_sim_roundtrip, n,
+                         warmup, tmp, True)  # fmt: skip
+            if on:
+                summary["roundtrip_sim_transcript"] = summarise(on)
+        if "many" in selected:
+            for k in many_counts:
+                result = attempt(f"many_{k}", run_many, k, runs, many_n, tmp, smoke)
+                if result:
+                    for variant, variant_runs in result.items():
+                        key = f"many_{k}" if variant == "default" else f"many_{k}_{variant}"
+                        summary[key] = {m: med(variant_runs, m) for m in MANY_KEYS}
+                        summary[key]["children"] = k
+                        summary[key]["violations"] = variant_runs[0].get("violations")
+        if "startup" in selected:
+            result = attempt("startup", bench_startup, tmp, 2 if smoke else 7)
+            if result:
+                summary["startup"] = {k: v for k, v in result.items() if k.endswith("_ms")}
+        if "stubapi" in selected:
+            result = attempt("stubapi", repeat, runs, bench_stubapi, 300 if smoke else 5000)
+            if result:
+                summary["stubapi"] = {
+                    layer: {
+                        "req_per_s": median([r[layer]["req_per_s"] for r in result]),
+                        "us_per_req": median([r[layer]["us_per_req"] for r in result]),
+                        "cpu_us_per_req": median([r[layer]["cpu_us_per_req"] for r in result]),
+                    }
+                    for layer in ("transport", "httpx_client", "api_client", "dispatcher")
+                }
+
+    report["load_after"] = load()
+    report["targets"] = evaluate(summary)
+    text = render(report)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1, default=repr) + "\n")
+    print(f"\nresults written to {args.out}")
+    return 1 if report["errors"] else 0
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, v in runs[0].items() if isinstance(v, int | float) and not isinstance(v, bool)]
+    out = {k: med(runs, k) for k in keys}
+    out["runs"] = len(runs)
+    out["req_per_s_all"] = [r.get("req_per_s") for r in runs]
+    return out
+
+
+def evaluate(s: dict[str, Any]) -> list[dict[str, Any]]:
+    values: dict[str, float | None] = {}
+    sim = s.get("roundtrip_sim", {}).get("req_per_s")
+    af = s.get("roundtrip_airflow", {}).get("req_per_s")
+    echo = s.get("roundtrip_echo", {}).get("req_per_s")
+    values["rt_vs_airflow"] = sim / af if sim and af else None
+    values["rt_vs_echo"] = sim / echo if sim and echo else None
+    # Peak RSS of a run where all 200 children succeeded (the default settings when they all
+    # did, else the run with a longer ownership check timeout).
+    for key in ("many_200", "many_200_ownership_60"):
+        if s.get(key, {}).get("succeeded") == 200:
+            values["many_200_rss"] = s[key]["peak_rss_mb"]
+            break
+    values["startup"] = s.get("roundtrip_sim", {}).get("spawn_to_startup_ms")
+    values["run_task_overhead"] = s.get("startup", {}).get("run_task_overhead_warm_ms")
+    values["help"] = s.get("startup", {}).get("help_warm_ms")
+    on = s.get("roundtrip_sim_transcript", {}).get("us_per_req")
+    off = s.get("roundtrip_sim", {}).get("us_per_req")
+    values["transcript"] = on / off if on and off else None
+    verdicts = []
+    for name, (label, op, threshold, unit) in TARGETS.items():
+        value = values.get(name)
+        if value is None:
+            verdict = "N/A"
+        elif op == ">=":
+            verdict = "PASS" if value >= threshold else "MISS"
+        else:
+            verdict = "PASS" if value <= threshold else "MISS"
+        verdicts.append(
+            {
+                "target": name,
+                "label": label,
+                "value": value,
+                "op": op,
+                "threshold": threshold,
+                "unit": unit,
+                "verdict": verdict,
+            }
+        )
+    return verdicts
+
+
+def fmt(value: Any, spec: str = ",.0f") -> str:
+    if value is None:
+        return "-"
+    return format(value, spec)
+
+
+def render(report: dict[str, Any]) -> str:
+    s = report["summary"]
+    m = report["machine"]
+    lines = [
+        "",
+        f"machine: {m['nproc']} x {m['cpu_model']}, {m['mem_mb']} MB, Python {m['python']}",
+        f"load average before/after: {report['load_before'][0]:.2f} / "
+        f"{report['load_after'][0]:.2f}   runs per figure: {report['config']['runs']} (medians)",
+        "",
+        "Round trips (lock-step GetVariable, measured by the child)",
+        f"{'supervisor':<34}{'req/s':>9}{'us/req':>8}{'p50 us':>8}{'p99 us':>8}"
+        f"{'CPU us/req':>11}{'peak RSS MB':>12}",
+    ]
+    rows = [
+        ("supervisor-sim (in-process, -q)", "roundtrip_sim"),
+        ("supervisor-sim + transcript", "roundtrip_sim_transcript"),
+        ("supervisor-sim run-task -q (CLI)", "roundtrip_cli"),
+        ("Airflow 3.3.2 supervise_task", "roundtrip_airflow"),
+        ("raw loopback echo (selectors)", "roundtrip_echo"),
+    ]
+    for label, key in rows:
+        r = s.get(key)
+        if r is None:
+            why = report["skipped"].get(key) or report["errors"].get(key) or "not run"
+            lines.append(f"{label:<34}  ({why.splitlines()[0][:80]})")
+            continue
+        lines.append(
+            f"{label:<34}{fmt(r.get('req_per_s')):>9}{fmt(r.get('us_per_req')):>8}"
+            f"{fmt(r.get('p50_us')):>8}{fmt(r.get('p99_us')):>8}"
+            f"{fmt(r.get('cpu_us_per_req')):>11}{fmt(r.get('peak_rss_mb'), '.1f'):>12}"
+        )
+    counts = report["config"]["many"]
+    af_rss = s.get("roundtrip_airflow", {}).get("peak_rss_mb")
+    lines += [
+        "",
+        "Many children under one supervisor-sim process (each child: lock-step round trips)",
+        f"{'children':>8}{'wall s':>8}{'total req/s':>12}{'steady req/s':>13}{'peak RSS MB':>12}"
+        f"{'CPU s':>7}{'CPU %':>7}{'Airflow N x RSS MB':>20}",
+    ]
+    for k in counts:
+        for key in (f"many_{k}", f"many_{k}_ownership_60"):
+            r = s.get(key)
+            if r is None:
+                if key == f"many_{k}":
+                    err = report["errors"].get(key, "not run")
+                    lines.append(f"{k:>8}  ({err[:80]})")
+                continue
+            model = f"{k * af_rss:,.0f}" if af_rss else "-"
+            note = ""
+            if r["succeeded"] != k:
+                note = f"  only {r['succeeded']:.0f}/{k} succeeded: {r.get('violations')}"
+            if key.endswith("ownership_60"):
+                note += "  (ownership_check_timeout=60)"
+            lines.append(
+                f"{k:>8}{fmt(r['wall_s'], '.2f'):>8}{fmt(r['total_req_per_s']):>12}"
+                f"{fmt(r['window_req_per_s']):>13}{fmt(r['peak_rss_mb'], '.1f'):>12}"
+                f"{fmt(r['cpu_s'], '.2f'):>7}{fmt(r['cpu_pct'], '.0f'):>7}{model:>20}{note}"
+            )
+    st = s.get("startup", {})
+    lines += [
+        "",
+        "Start-up (ms)",
+        f"  spawn -> StartupDetails, supervisor-sim: "
+        f"{fmt(s.get('roundtrip_sim', {}).get('spawn_to_startup_ms'), '.1f')}"
+        f"  (child's main -> StartupDetails "
+        f"{fmt(s.get('roundtrip_sim', {}).get('main_to_startup_ms'), '.1f')})",
+        f"  spawn -> StartupDetails, Airflow:        "
+        f"{fmt(s.get('roundtrip_airflow', {}).get('spawn_to_startup_ms'), '.1f')}",
+        f"  spawn -> StartupDetails, echo:           "
+        f"{fmt(s.get('roundtrip_echo', {}).get('spawn_to_startup_ms'), '.1f')}",
+        f"  launch of run-task -> StartupDetails (CLI, imports included): "
+        f"{fmt(s.get('roundtrip_cli', {}).get('launch_to_startup_ms'), '.1f')}",
+        f"  {'(wall ms; bytecode cache)':<34}{'warm':>8}{'cold':>8}",
+    ]
+    for label, key in (
+        ("run-task, child exits at once", "run_task"),
+        ("the child alone", "child_alone"),
+        ("run-task overhead", "run_task_overhead"),
+        ("supervisor-sim --help", "help"),
+        ("python -c pass", "python"),
+    ):
+        lines.append(
+            f"  {label:<34}{fmt(st.get(f'{key}_warm_ms'), '.0f'):>8}"
+            f"{fmt(st.get(f'{key}_cold_ms'), '.0f'):>8}"
+        )
+    api = s.get("stubapi")
+    if api:
+        lines += ["", "Stub Execution API alone (GET variables/KEY, in-process)"]
+        names = {
+            "transport": "StubTransport.handle_async_request",
+            "httpx_client": "httpx.AsyncClient.get -> stub",
+            "api_client": "ExecutionAPIClient.request -> stub",
+            "dispatcher": "Dispatcher GetVariable -> stub",
+        }
+        for layer, label in names.items():
+            r = api[layer]
+            lines.append(
+                f"  {label:<38}{fmt(r['req_per_s']):>9} req/s{fmt(r['us_per_req'], '.0f'):>6} us"
+                f"  ({fmt(r['cpu_us_per_req'], '.0f')} us CPU)"
+            )
+    lines += ["", "Targets"]
+    for t in report["targets"]:
+        value = "-" if t["value"] is None else f"{t['value']:.2f}{t['unit']}"
+        lines.append(
+            f"  {t['verdict']:<5} {t['label']:<46} {value:>10}  (target {t['op']} "
+            f"{t['threshold']:g}{t['unit']})"
+        )
+    for name, why in report["skipped"].items():
+        lines.append(f"  skipped {name}: {why}")
+    for name, err in report["errors"].items():
+        lines.append(f"  ERROR {name}: {err.splitlines()[0][:160]}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
