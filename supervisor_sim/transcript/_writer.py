@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,7 +52,6 @@ class TranscriptWriter:
         self._redact_bytes = redact_bytes
         self.counts: dict[str, int] = {}
         self.closed = False
-        self._flushed = 0.0
         self._write(
             {
                 "record": "header",
@@ -69,12 +67,9 @@ class TranscriptWriter:
     def _write(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n"
         self._file.write(line)
-        # Flushed at most every 50 ms (and at close): a write(2) per record cost more than
-        # encoding the record. A crash loses at most the last 50 ms of records.
-        now = time.monotonic()
-        if now - self._flushed >= 0.05:
-            self._file.flush()
-            self._flushed = now
+        # Flushed per record (docs/transcript.md): a crash loses at most the line being written.
+        # Batching measured 1.1x faster with the transcript on, but gives that guarantee up.
+        self._file.flush()
         self._digest.update(line.encode("utf-8"))
         kind = record["record"]
         self.counts[kind] = self.counts.get(kind, 0) + 1
