@@ -21,7 +21,7 @@ from ._config_file import ConfigError, ProjectConfig
 from ._console import ConsoleSink
 from ._dagrun import AirflowBackend, DagRunner, StubBackend, TaskResult
 from ._dags import dag_structure, validate_serialized_dag
-from ._run import DEFAULT_RUNS, default_transcript, open_store, supervise
+from ._run import DEFAULT_RUNS, default_transcript, open_store, supervise, ti_wire
 from .api import (
     ExecutionAPIClient,
     StubTransport,
@@ -185,16 +185,7 @@ async def _run_dag_with(
         backend = real
 
     async def run_one(record: TaskInstanceRecord) -> tuple[TaskOutcome, str | None]:
-        ti = {
-            "id": record.id,
-            "task_id": record.task_id,
-            "dag_id": record.dag_id,
-            "run_id": record.run_id,
-            "try_number": record.try_number,
-            "dag_version_id": record.dag_version_id,
-            "map_index": record.map_index,
-            "queue": record.queue,
-        }
+        ti = ti_wire(record)
         journal = Journal()
         tag: dict[str, Any] = {"task_id": record.task_id, "try_number": record.try_number}
         if record.map_index >= 0:

@@ -31,10 +31,24 @@ from .api import (
 from .supervision import Journal, SupervisorConfig, TaskOutcome, TaskSession, TaskSpec
 from .transcript import TranscriptWriter
 
-__all__ = ["DEFAULT_RUNS", "DEFAULT_STATE", "open_store", "supervise"]
+__all__ = ["DEFAULT_RUNS", "DEFAULT_STATE", "open_store", "supervise", "ti_wire"]
 
 DEFAULT_STATE = Path(".supervisor-sim") / "state.sqlite"
 DEFAULT_RUNS = Path(".supervisor-sim") / "runs"
+
+
+def ti_wire(record: Any) -> dict[str, Any]:
+    """The TaskInstance a StartupDetails carries, from a queued task-instance record."""
+    return {
+        "id": record.id,
+        "task_id": record.task_id,
+        "dag_id": record.dag_id,
+        "run_id": record.run_id,
+        "try_number": record.try_number,
+        "dag_version_id": record.dag_version_id,
+        "map_index": record.map_index,
+        "queue": record.queue,
+    }
 
 
 def journal_exchanges(journal: Journal) -> Any:

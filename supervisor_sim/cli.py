@@ -37,6 +37,7 @@ from ._run import (
     journal_exchanges,
     open_store,
     supervise,
+    ti_wire,
 )
 from .api import (
     API_VERSION,
@@ -338,16 +339,7 @@ async def _run_task(
             queue=opts["queue"],
             try_number=opts["try_number"],
         )
-        ti = {
-            "id": record.id,
-            "task_id": record.task_id,
-            "dag_id": record.dag_id,
-            "run_id": record.run_id,
-            "try_number": record.try_number,
-            "dag_version_id": record.dag_version_id,
-            "map_index": record.map_index,
-            "queue": record.queue,
-        }
+        ti = ti_wire(record)
         tokens = TokenIssuer()
         token = tokens.issue(record.id, scope="workload")
         http = httpx.AsyncClient(
