@@ -9,6 +9,9 @@ from ._client import (
     API_VERSION as API_VERSION,
 )
 from ._client import (
+    APIResponse as APIResponse,
+)
+from ._client import (
     APIStatusError as APIStatusError,
 )
 from ._client import (
@@ -36,6 +39,7 @@ from ._tokens import TokenIssuer as TokenIssuer
 
 __all__ = [
     "API_VERSION",
+    "APIResponse",
     "APIStatusError",
     "Exchange",
     "ExecutionAPIClient",

@@ -23,6 +23,7 @@ import trio
 
 __all__ = [
     "API_VERSION",
+    "APIResponse",
     "APIStatusError",
     "Exchange",
     "ExecutionAPIClient",
@@ -34,14 +35,56 @@ __all__ = [
 API_VERSION = "2026-06-30"
 
 
+class ResponseHeaders(dict[str, str]):
+    """Response headers by lower-case name; ``get`` and ``in`` ignore case, as HTTP does."""
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return dict.get(self, name.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and dict.__contains__(self, name.lower())
+
+    def __getitem__(self, name: str) -> str:
+        return dict.__getitem__(self, name.lower())
+
+
+class APIResponse:
+    """One Execution API response, whichever transport answered it.
+
+    Only what the supervisor reads: the stub's in-process path builds it without any httpx
+    objects, and a network response is copied into it once its body has been read.
+    """
+
+    __slots__ = ("content", "headers", "method", "path", "status_code")
+
+    def __init__(
+        self, method: str, path: str, status_code: int, headers: ResponseHeaders, content: bytes
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.status_code = status_code
+        self.headers = headers
+        self.content = content
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def __repr__(self) -> str:
+        return f"<APIResponse {self.method} {self.path} -> {self.status_code}>"
+
+
 class APIStatusError(Exception):
     """An HTTP error whose body is not ``application/json`` (Airflow: plain ``HTTPStatusError``)."""
 
-    def __init__(self, response: httpx.Response) -> None:
+    def __init__(self, response: APIResponse) -> None:
         self.response = response
         self.status_code = response.status_code
         super().__init__(
-            f"{response.request.method} {response.request.url.path} -> {response.status_code} "
+            f"{response.method} {response.path} -> {response.status_code} "
             f"({response.headers.get('content-type') or 'no content type'})"
         )
 
@@ -49,7 +92,7 @@ class APIStatusError(Exception):
 class ServerResponseError(APIStatusError):
     """An HTTP error with a JSON body, as Airflow's client raises it; ``detail`` is the body."""
 
-    def __init__(self, response: httpx.Response) -> None:
+    def __init__(self, response: APIResponse) -> None:
         super().__init__(response)
         try:
             self.detail: Any = response.json()
@@ -121,9 +164,11 @@ class ExecutionAPIClient:
         plain = not http.event_hooks["request"] and not http.event_hooks["response"]
         self._direct = transport if getattr(transport, "in_process", False) and plain else None
         self._base = str(http.base_url)
-        # The stub also answers synchronously; without injected faults it cannot block.
-        self._sync = self._direct if hasattr(self._direct, "handle_request") else None
-        self._urls: dict[str, httpx.URL] = {}  # parsed URLs by path: parsing is ~10 us
+        # The stub also answers synchronously and without httpx objects (``serve``); nothing in
+        # such a call can block or be cancelled, so it needs no timeout scope either.
+        self._lean = self._direct if hasattr(self._direct, "serve") else None
+        self._host = http.base_url.netloc.decode("ascii")
+        self._urls: dict[str, tuple[str, str]] = {}  # path -> (URL, decoded path)
 
     async def request(
         self,
@@ -134,7 +179,7 @@ class ExecutionAPIClient:
         json_body: Any = None,
         content: bytes | None = None,
         cause: Any = None,
-    ) -> httpx.Response:
+    ) -> APIResponse:
         """Send one call with retries; return a < 400 response or raise like Airflow's client.
 
         Raises ``ServerResponseError`` (JSON error body), ``APIStatusError`` (other error body)
@@ -170,7 +215,7 @@ class ExecutionAPIClient:
         content: bytes | None,
         attempt: int,
         cause: Any,
-    ) -> httpx.Response:
+    ) -> APIResponse:
         headers = {
             "airflow-api-version": self.api_version,
             "correlation-id": _uuid7(),
@@ -181,12 +226,11 @@ class ExecutionAPIClient:
             headers["authorization"] = f"Bearer {self.token}"
         if content is not None:
             headers["content-type"] = "application/json"
+        lean = self._lean
+        if lean is not None and not lean.faults:
+            return self._serve_lean(lean, method, path, params, content, headers, attempt, cause)
         if self._direct is not None:
-            url = self._urls.get(path)
-            if url is None:
-                url = httpx.URL(self._base + path.lstrip("/"))
-                if len(self._urls) < 1024:
-                    self._urls[path] = url
+            url, _ = self._url(path)
             request = httpx.Request(method, url, params=params, content=content, headers=headers)
         else:
             request = self.http.build_request(
@@ -202,31 +246,22 @@ class ExecutionAPIClient:
             method=method,
             url=str(request.url),
             path=request.url.path,
-            query=request.url.query.decode()
-            if isinstance(request.url.query, bytes)
-            else str(request.url.query),
+            query=request.url.query.decode("ascii"),
             request_headers=dict(request.headers.items()),
             request_body=content or b"",
             attempt=attempt,
             cause=cause,
         )
         try:
-            if self._sync is not None and not getattr(self._sync, "faults", None):
-                # Nothing in a synchronous stub call can block or be cancelled: no timeout
-                # scope, no async iteration of a body that is already in memory.
-                response = self._sync.handle_request(request)
-                response.request = request
-                response.read()
-            else:
-                # The per-attempt timeout is enforced here too: httpx applies its own only
-                # to network I/O, and an in-process transport (the stub, a replay) has none.
-                with trio.fail_after(self.retry.timeout):
-                    if self._direct is not None:
-                        response = await self._direct.handle_async_request(request)
-                        response.request = request
-                    else:
-                        response = await self.http.send(request)
-                    await response.aread()
+            # The per-attempt timeout is enforced here too: httpx applies its own only to
+            # network I/O, and an in-process transport (the stub, a replay) has none.
+            with trio.fail_after(self.retry.timeout):
+                if self._direct is not None:
+                    response = await self._direct.handle_async_request(request)
+                    response.request = request
+                else:
+                    response = await self.http.send(request)
+                await response.aread()
         except trio.TooSlowError:
             exc = httpx.ReadTimeout(f"no response within {self.retry.timeout:g}s", request=request)
             exchange.error = f"ReadTimeout: {exc}"
@@ -238,16 +273,83 @@ class ExecutionAPIClient:
             exchange.duration_s = time.perf_counter() - started
             self._emit(exchange)
             raise
-        exchange.status = response.status_code
-        exchange.response_headers = dict(response.headers.items())
-        exchange.response_body = response.content
+        return self._received(
+            exchange, started, response.status_code, response.headers.items(), response.content
+        )
+
+    def _serve_lean(
+        self,
+        stub: Any,
+        method: str,
+        path: str,
+        params: Any,
+        content: bytes | None,
+        headers: dict[str, str],
+        attempt: int,
+        cause: Any,
+    ) -> APIResponse:
+        """Call the stub's ``serve`` with exactly the fields httpx would have sent it."""
+        if params:
+            parsed = httpx.URL(self._base + path.lstrip("/"), params=params)
+            url, decoded, query = str(parsed), parsed.path, parsed.query.decode("ascii")
+        else:
+            (url, decoded), query = self._url(path), ""
+        body = content or b""
+        # The headers httpx.Request adds, where it adds them: Host first, then an empty body's
+        # Content-Length for POST/PUT/PATCH, and a body's Content-Length last.
+        pairs = [("host", self._host)]
+        if not body and method in ("POST", "PUT", "PATCH"):
+            pairs.append(("content-length", "0"))
+        pairs += headers.items()
+        if body:
+            pairs.append(("content-length", str(len(body))))
+        started = time.perf_counter()
+        exchange = Exchange(
+            method=method,
+            url=url,
+            path=decoded,
+            query=query,
+            request_headers=dict(pairs),
+            request_body=body,
+            attempt=attempt,
+            cause=cause,
+        )
+        reply = stub.serve(method, decoded, query, pairs, body)
+        return self._received(exchange, started, reply.status, reply.headers, reply.content)
+
+    def _received(
+        self,
+        exchange: Exchange,
+        started: float,
+        status: int,
+        header_pairs: Any,
+        content: bytes,
+    ) -> APIResponse:
+        headers = ResponseHeaders()
+        for name, value in header_pairs:
+            name = name.lower()
+            # Repeated headers read as one comma-separated value, as httpx's ``items()``.
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        exchange.status = status
+        exchange.response_headers = dict(headers)
+        exchange.response_body = content
         exchange.duration_s = time.perf_counter() - started
         # Airflow swaps its bearer token for any refreshed one, on errors too.
-        refreshed = response.headers.get("refreshed-api-token")
+        refreshed = headers.get("refreshed-api-token")
         if refreshed:
             self.token = refreshed
         self._emit(exchange)
-        return response
+        return APIResponse(exchange.method, exchange.path, status, headers, content)
+
+    def _url(self, path: str) -> tuple[str, str]:
+        """The absolute URL httpx makes of ``path`` and its decoded path (parsing is ~10 us)."""
+        hit = self._urls.get(path)
+        if hit is None:
+            url = httpx.URL(self._base + path.lstrip("/"))
+            hit = (str(url), url.path)
+            if len(self._urls) < 1024:
+                self._urls[path] = hit
+        return hit
 
     def _emit(self, exchange: Exchange) -> None:
         if self.on_exchange is not None:

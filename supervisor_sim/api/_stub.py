@@ -41,7 +41,7 @@ from ._stub_routes_ti import TaskInstanceRoutes
 from ._tokens import TokenIssuer
 from ._validation import _MISSING, _Errors
 
-__all__ = ["API_VERSIONS", "Fault", "StubTransport"]
+__all__ = ["API_VERSIONS", "Fault", "StubReply", "StubRequest", "StubTransport"]
 
 #: Every Execution API version of Airflow 3.3 (Cadwyn bundle), oldest first.
 API_VERSIONS = (
@@ -86,6 +86,67 @@ class Fault:
         if self._pattern is None:
             self._pattern = re.compile(self.path_regex)
         return self._pattern.search(path) is not None
+
+
+class StubRequest:
+    """A request as the stub serves it: what an ``httpx.Request`` carries, without the objects.
+
+    Building an ``httpx.Request`` and ``httpx.Response`` costs more than the stub's own work, so
+    the in-process client hands these fields straight to ``StubTransport.serve``.
+    """
+
+    __slots__ = ("content", "headers", "method", "path", "query")
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: list[tuple[str, str]],
+        content: bytes,
+    ) -> None:
+        self.method = method
+        self.path = path  # decoded, as Starlette routes it
+        self.query = query  # encoded
+        self.headers = headers  # lower-case names, in the order sent
+        self.content = content
+
+    @classmethod
+    def of(cls, request: httpx.Request) -> StubRequest:
+        return cls(
+            request.method,
+            request.url.path,
+            request.url.query.decode("ascii"),
+            request.headers.multi_items(),
+            request.content,
+        )
+
+    def header(self, name: str) -> str | None:
+        """The first value sent for ``name`` (lower case), as Starlette reads a header."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+class StubReply(NamedTuple):
+    """The stub's answer: status, lower-case header pairs in order, body."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    content: bytes
+
+
+_NO_QUERY = httpx.QueryParams()
+
+
+def _to_httpx(reply: StubReply, request: httpx.Request) -> httpx.Response:
+    # Raw byte pairs and a ready stream: httpx.Response's own header normalisation and body
+    # encoding cost ~4x more than this.
+    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
+    return httpx.Response(
+        reply.status, headers=raw, stream=httpx.ByteStream(reply.content), request=request
+    )
 
 
 # -- routing -----------------------------------------------------------------------------------
@@ -255,7 +316,23 @@ class StubTransport(
         self.clock = clock or utcnow
         self.faults: list[Fault] = []
 
-    # -- httpx entry points ------------------------------------------------------------------
+    # -- entry points ------------------------------------------------------------------------
+
+    def serve(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: list[tuple[str, str]],
+        content: bytes,
+    ) -> StubReply:
+        """Answer one request without httpx objects: the in-process fast path.
+
+        ``path`` is the decoded path (``/execution/...``), ``query`` the encoded query string,
+        ``headers`` lower-case name/value pairs in the order sent. Injected faults are not
+        applied here: a client with faults pending goes through ``handle_async_request``.
+        """
+        return self._serve(StubRequest(method, path, query, headers, content))
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         request.read()
@@ -266,7 +343,7 @@ class StubTransport(
             injected = self._apply_fault(fault, request)
             if injected is not None:
                 return injected
-        return self._serve(request)
+        return _to_httpx(self._serve(StubRequest.of(request)), request)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         await request.aread()
@@ -277,7 +354,7 @@ class StubTransport(
             injected = self._apply_fault(fault, request)
             if injected is not None:
                 return injected
-        return self._serve(request)
+        return _to_httpx(self._serve(StubRequest.of(request)), request)
 
     def _take_fault(self, request: httpx.Request) -> Fault | None:
         for fault in self.faults:
@@ -302,11 +379,12 @@ class StubTransport(
             body = body.encode()
         content = body if isinstance(body, bytes) else _json(fault.status, body).content
         response = _Response(fault.status, content, fault.content_type)
-        return self._finish(request, response, self._claims(request))
+        lean = StubRequest.of(request)
+        return _to_httpx(self._finish(lean, response, self._claims(lean)), request)
 
     # -- the core ----------------------------------------------------------------------------
 
-    def _serve(self, request: httpx.Request) -> httpx.Response:
+    def _serve(self, request: StubRequest) -> StubReply:
         version, version_error = self._version(request)
         claims = self._claims(request)
         try:
@@ -315,9 +393,9 @@ class StubTransport(
             response = _json(exc.status, {"detail": exc.detail}, exc.headers)
         return self._finish(request, response, claims)
 
-    def _claims(self, request: httpx.Request) -> dict[str, Any] | None:
+    def _claims(self, request: StubRequest) -> dict[str, Any] | None:
         """The claims of the request's bearer token, or None (no tokens, none sent, invalid)."""
-        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        scheme, _, credentials = (request.header("authorization") or "").partition(" ")
         if self.tokens is None or scheme.lower() != "bearer" or not credentials.strip():
             return None
         try:
@@ -327,7 +405,7 @@ class StubTransport(
 
     def _dispatch(
         self,
-        request: httpx.Request,
+        request: StubRequest,
         version: str | None,
         version_error: _Errors,
         claims: dict[str, Any] | None,
@@ -337,7 +415,7 @@ class StubTransport(
             # path with the wrong method is 404, not 405.
             # checked against real Airflow 3.3.2 by a one-off probe, not in the parity sequence
             raise _HTTPError(404, "Not Found")
-        route, params, handler_name = self._route(request.method, request.url.path, version)
+        route, params, handler_name = self._route(request.method, request.path, version)
         body = self._decode_body(request) if request.method in route.body else _MISSING
         if body is None:
             # FastAPI takes a JSON null for a required body as no body: 422 ``missing`` on
@@ -346,9 +424,8 @@ class StubTransport(
             body = _MISSING
         claims = self._authenticate(request, route, params, claims)
         errors = _Errors(version_error)
-        req = _Request(
-            request.method, params, request.url.params, body, claims, self.clock(), errors
-        )
+        query = httpx.QueryParams(request.query) if request.query else _NO_QUERY
+        req = _Request(request.method, params, query, body, claims, self.clock(), errors)
         return getattr(self, "_h_" + handler_name)(req)
 
     def _route(
@@ -379,13 +456,12 @@ class StubTransport(
         raise _HTTPError(404, "Not Found")
 
     @staticmethod
-    def _version_header(request: httpx.Request) -> str | None:
+    def _version_header(request: StubRequest) -> str | None:
         """The request's ``Airflow-API-Version`` as Starlette reads it: the first one sent."""
-        values = request.headers.get_list("airflow-api-version")
-        return values[0] if values else None
+        return request.header("airflow-api-version")
 
     @classmethod
-    def _version(cls, request: httpx.Request) -> tuple[str | None, _Errors]:
+    def _version(cls, request: StubRequest) -> tuple[str | None, _Errors]:
         """Cadwyn's version pick: the closest version not newer than the requested date."""
         errors = _Errors()
         raw = cls._version_header(request)
@@ -412,7 +488,7 @@ class StubTransport(
         return matched, errors
 
     @staticmethod
-    def _decode_body(request: httpx.Request) -> Any:
+    def _decode_body(request: StubRequest) -> Any:
         raw = request.content
         if not raw:
             return _MISSING
@@ -436,14 +512,14 @@ class StubTransport(
 
     def _authenticate(
         self,
-        request: httpx.Request,
+        request: StubRequest,
         route: _Route,
         params: dict[str, str],
         claims: dict[str, Any] | None,
     ) -> dict[str, Any] | None:
         if self.tokens is None or not route.auth:
             return None
-        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        scheme, _, credentials = (request.header("authorization") or "").partition(" ")
         if scheme.lower() != "bearer" or not credentials.strip():
             raise _HTTPError(401, "Missing auth token")
         if claims is None:
@@ -472,10 +548,10 @@ class StubTransport(
 
     def _finish(
         self,
-        request: httpx.Request,
+        request: StubRequest,
         response: _Response,
         claims: dict[str, Any] | None,
-    ) -> httpx.Response:
+    ) -> StubReply:
         headers: dict[str, str] = {}
         if response.content_type is not None:
             headers["content-type"] = response.content_type
@@ -487,7 +563,7 @@ class StubTransport(
         # shape verified against real Airflow in the differential test tier (issue 6)
         sent = self._version_header(request)
         headers["airflow-api-version"] = LATEST_VERSION if sent is None else sent
-        correlation = request.headers.get("correlation-id")
+        correlation = request.header("correlation-id")
         if correlation is not None:
             headers["correlation-id"] = correlation
         refreshed = self._sliding_refresh(claims)
@@ -496,14 +572,10 @@ class StubTransport(
         # The server sends no body on any HEAD response, errors included (only the headers).
         # shape verified against real Airflow in the differential test tier (issue 6)
         content = b"" if request.method == "HEAD" else response.content
-        # Raw byte pairs and a ready stream: httpx.Response's own header normalisation
-        # and body encoding cost ~4x more than this.
-        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        pairs = [(k.lower(), v) for k, v in headers.items()]
         if content:  # as httpx does: no Content-Length for an empty body
-            raw.append((b"Content-Length", str(len(content)).encode()))
-        return httpx.Response(
-            response.status, headers=raw, stream=httpx.ByteStream(content), request=request
-        )
+            pairs.append(("content-length", str(len(content))))
+        return StubReply(response.status, pairs, content)
 
     def _sliding_refresh(self, claims: dict[str, Any] | None) -> str | None:
         """Airflow's ``JWTReissueMiddleware``: renew a valid execution token close to expiry."""
