@@ -96,9 +96,7 @@ def comparable(exchange: Exchange) -> dict[str, Any]:
         "request_headers": [(k, v) for k, v in exchange.request_headers.items() if k not in skip],
         "request_body": exchange.request_body,
         "status": exchange.status,
-        "response_headers": [
-            (k, v) for k, v in exchange.response_headers.items() if k not in skip
-        ],
+        "response_headers": [(k, v) for k, v in exchange.response_headers.items() if k not in skip],
         "response_body": exchange.response_body,
         "error": exchange.error,
     }
@@ -124,7 +122,7 @@ def test_correlation_id_is_echoed_and_headers_ignore_case(store: StubStore) -> N
     exchanges, _ = run_calls(store, lean=True)
     first = exchanges[0]
     assert first.response_headers["correlation-id"] == first.request_headers["correlation-id"]
-    assert list(first.request_headers)[0] == "host"
+    assert next(iter(first.request_headers)) == "host"
     assert first.response_headers["content-length"] == str(len(first.response_body))
 
 
