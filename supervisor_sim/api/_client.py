@@ -10,10 +10,8 @@ structured errors only when the content type is exactly ``application/json``.
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,7 +117,7 @@ class RetryPolicy:
         return random.uniform(min(self.wait_min, upper), max(self.wait_min, upper))
 
 
-@dataclass
+@dataclass(slots=True)
 class Exchange:
     """One HTTP call as it crossed the transport, for transcripts and the console."""
 
@@ -169,6 +167,11 @@ class ExecutionAPIClient:
         self._lean = self._direct if hasattr(self._direct, "serve") else None
         self._host = http.base_url.netloc.decode("ascii")
         self._urls: dict[str, tuple[str, str]] = {}  # path -> (URL, decoded path)
+
+    @property
+    def answers_inline(self) -> bool:
+        """Whether a call completes without yielding: the stub's lean path, no faults pending."""
+        return self._lean is not None and not self._lean.faults
 
     async def request(
         self,
@@ -273,9 +276,9 @@ class ExecutionAPIClient:
             exchange.duration_s = time.perf_counter() - started
             self._emit(exchange)
             raise
-        return self._received(
-            exchange, started, response.status_code, response.headers.items(), response.content
-        )
+        # httpx's ``items()`` gives lower-case names, repeated headers joined with ", ".
+        headers = ResponseHeaders(response.headers.items())
+        return self._received(exchange, started, response.status_code, headers, response.content)
 
     def _serve_lean(
         self,
@@ -315,27 +318,24 @@ class ExecutionAPIClient:
             cause=cause,
         )
         reply = stub.serve(method, decoded, query, pairs, body)
-        return self._received(exchange, started, reply.status, reply.headers, reply.content)
+        # The stub's header names are lower case and never repeated.
+        headers = ResponseHeaders(reply.headers)
+        return self._received(exchange, started, reply.status, headers, reply.content)
 
     def _received(
         self,
         exchange: Exchange,
         started: float,
         status: int,
-        header_pairs: Any,
+        headers: ResponseHeaders,
         content: bytes,
     ) -> APIResponse:
-        headers = ResponseHeaders()
-        for name, value in header_pairs:
-            name = name.lower()
-            # Repeated headers read as one comma-separated value, as httpx's ``items()``.
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
         exchange.status = status
-        exchange.response_headers = dict(headers)
+        exchange.response_headers = headers
         exchange.response_body = content
         exchange.duration_s = time.perf_counter() - started
         # Airflow swaps its bearer token for any refreshed one, on errors too.
-        refreshed = headers.get("refreshed-api-token")
+        refreshed = dict.get(headers, "refreshed-api-token")
         if refreshed:
             self.token = refreshed
         self._emit(exchange)
@@ -359,7 +359,8 @@ class ExecutionAPIClient:
 def _uuid7() -> str:
     """A time-ordered UUIDv7, as Airflow's client uses for correlation ids."""
     ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64
+    rand = random.getrandbits(74)  # an id, not a secret: no system call needed
+    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 62 & 0xFFF) << 64
     value |= 0b10 << 62 | (rand & ((1 << 62) - 1))
-    return str(uuid.UUID(int=value))
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -17,6 +17,7 @@ state store, HITL); request validation is in ``_validation``.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -57,6 +58,8 @@ API_VERSIONS = (
 )
 LATEST_VERSION = API_VERSIONS[-1]
 PREFIX = "/execution/"
+#: Well-formed ``Airflow-API-Version`` values seen -> the version Cadwyn routes them to.
+_VERSION_PICKS: dict[str, str] = {}
 
 
 @dataclass
@@ -138,6 +141,15 @@ class StubReply(NamedTuple):
 
 
 _NO_QUERY = httpx.QueryParams()
+
+
+@functools.lru_cache(maxsize=256)
+def _uuid_or_none(text: str) -> uuid.UUID | None:
+    """``text`` parsed as a UUID (remembered: every request repeats the same ids), or None."""
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
 
 
 def _to_httpx(reply: StubReply, request: httpx.Request) -> httpx.Response:
@@ -467,6 +479,9 @@ class StubTransport(
         raw = cls._version_header(request)
         if raw is None:
             return LATEST_VERSION, errors
+        picked = _VERSION_PICKS.get(raw)
+        if picked is not None:
+            return picked, errors
         try:
             valid = bool(re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw)) and date.fromisoformat(raw)
         except ValueError:
@@ -485,6 +500,8 @@ class StubTransport(
         for known in API_VERSIONS:  # text order is date order for YYYY-MM-DD
             if known <= raw:
                 matched = known
+        if valid and matched is not None and len(_VERSION_PICKS) < 64:
+            _VERSION_PICKS[raw] = matched  # every request sends the same header
         return matched, errors
 
     @staticmethod
@@ -525,11 +542,10 @@ class StubTransport(
         if claims is None:
             raise _HTTPError(403, "Invalid auth token")
         scope = claims.get("scope", "execution")
-        try:
-            subject = uuid.UUID(str(claims.get("sub")))
-        except ValueError:
+        subject = _uuid_or_none(str(claims.get("sub")))
+        if subject is None:
             # shape verified against real Airflow in the differential test tier (issue 6)
-            raise _HTTPError(403, "Invalid auth token: sub is not a valid UUID") from None
+            raise _HTTPError(403, "Invalid auth token: sub is not a valid UUID")
         allowed = ("execution", "workload") if route.workload_ok else ("execution",)
         if scope not in allowed:
             raise _HTTPError(
@@ -537,13 +553,8 @@ class StubTransport(
                 f"Token type '{scope}' not allowed for this endpoint. "
                 f"Allowed types: {', '.join(allowed)}",
             )
-        if route.ti_self:
-            try:
-                same = uuid.UUID(params["task_instance_id"]) == subject
-            except ValueError:
-                same = False
-            if not same:
-                raise _HTTPError(403, "Token subject does not match task instance ID")
+        if route.ti_self and _uuid_or_none(params["task_instance_id"]) != subject:
+            raise _HTTPError(403, "Token subject does not match task instance ID")
         return claims
 
     def _finish(
@@ -552,27 +563,27 @@ class StubTransport(
         response: _Response,
         claims: dict[str, Any] | None,
     ) -> StubReply:
-        headers: dict[str, str] = {}
+        pairs: list[tuple[str, str]] = []
         if response.content_type is not None:
-            headers["content-type"] = response.content_type
-        if response.headers:
-            headers.update(response.headers)
+            pairs.append(("content-type", response.content_type))
+        extra = response.headers
+        if extra:
+            pairs += [(k.lower(), v) for k, v in extra.items()]
         # Cadwyn's middleware echoes the header exactly as sent (a future date, a date before
         # the first version, even text that fails validation), not the version it routed to;
         # without one it sends its default, the latest version.
         # shape verified against real Airflow in the differential test tier (issue 6)
         sent = self._version_header(request)
-        headers["airflow-api-version"] = LATEST_VERSION if sent is None else sent
+        pairs.append(("airflow-api-version", LATEST_VERSION if sent is None else sent))
         correlation = request.header("correlation-id")
         if correlation is not None:
-            headers["correlation-id"] = correlation
+            pairs.append(("correlation-id", correlation))
         refreshed = self._sliding_refresh(claims)
-        if refreshed is not None and "Refreshed-API-Token" not in headers:
-            headers["Refreshed-API-Token"] = refreshed
+        if refreshed is not None and not (extra and "Refreshed-API-Token" in extra):
+            pairs.append(("refreshed-api-token", refreshed))
         # The server sends no body on any HEAD response, errors included (only the headers).
         # shape verified against real Airflow in the differential test tier (issue 6)
         content = b"" if request.method == "HEAD" else response.content
-        pairs = [(k.lower(), v) for k, v in headers.items()]
         if content:  # as httpx does: no Content-Length for an empty body
             pairs.append(("content-length", str(len(content))))
         return StubReply(response.status, pairs, content)

@@ -32,10 +32,12 @@ class _Response(NamedTuple):
     headers: dict[str, str] | None = None
 
 
+#: FastAPI's JSONResponse rendering, byte for byte; one encoder (``json.dumps`` makes one a call).
+_encode_json = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
 def _json(status: int, obj: Any, headers: dict[str, str] | None = None) -> _Response:
-    # FastAPI's JSONResponse rendering, byte for byte.
-    body = json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    return _Response(status, body.encode(), "application/json", headers)
+    return _Response(status, _encode_json(obj).encode(), "application/json", headers)
 
 
 def _no_content() -> _Response:

@@ -4,8 +4,9 @@ read this one stream, so none of them can disagree with another about what happe
 from __future__ import annotations
 
 import base64
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -14,7 +15,7 @@ __all__ = ["Event", "Journal", "Violation"]
 Kind = Literal["frame", "http", "log", "process", "violation", "note"]
 
 
-@dataclass
+@dataclass(slots=True)
 class Event:
     """One thing that happened, ``t`` seconds after the session started."""
 
@@ -52,20 +53,44 @@ class Journal:
     counts: dict[str, int] = field(default_factory=dict)
     violations: list[Violation] = field(default_factory=list)
     _seq: int = 0
+    _held: list[Event] | None = None
 
     def now(self) -> float:
         return time.monotonic() - self.started
 
     def emit(self, kind: Kind, **data: Any) -> Event:
-        self._seq += 1
-        event = Event(kind, round(self.now(), 6), data, self._seq)
-        key = kind
-        if kind == "frame":
-            key = f"frames_{data.get('direction')}"
-        self.counts[key] = self.counts.get(key, 0) + 1
+        self._seq = seq = self._seq + 1
+        event = Event(kind, round(time.monotonic() - self.started, 6), data, seq)
+        key = f"frames_{data.get('direction')}" if kind == "frame" else kind
+        counts = self.counts
+        counts[key] = counts.get(key, 0) + 1
+        if self._held is not None:
+            self._held.append(event)
+            return event
         for sink in self.sinks:
             sink(event)
         return event
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        """Deliver the events emitted inside the block to the sinks when it ends, in order.
+
+        A session answers a request from the embedded stub without ever yielding, so it holds
+        that request's records (frame in, HTTP exchange, frame out) until the reply is on the
+        wire: the runtime gets its answer first and the transcript is written while it works.
+        Numbering, counts and the returned events are immediate; only delivery waits.
+        """
+        if self._held is not None:  # nested: the outer block delivers
+            yield
+            return
+        self._held = held = []
+        try:
+            yield
+        finally:
+            self._held = None
+            for event in held:
+                for sink in self.sinks:
+                    sink(event)
 
     def violation(self, violation: Violation) -> Event:
         self.violations.append(violation)

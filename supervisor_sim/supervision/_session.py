@@ -20,7 +20,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote
 
 import httpx
 import trio
@@ -46,6 +45,7 @@ from ._dispatch import (
     json_default,
 )
 from ._events import Journal, Violation
+from ._io import receive_some, send_all
 from ._logs import parse_log_line, stream_record
 from ._masking import SecretsMasker, is_sensitive_name
 from ._process import ChildProcess, StartupError, spawn, tree_owns_connection
@@ -469,18 +469,7 @@ class TaskSession:
             payload=data[4:],
         )
         try:
-            # A reply is small and the socket buffer nearly always has room: try a plain
-            # non-blocking send first and fall back to send_all (which always yields to the
-            # scheduler) only for what did not fit. Saves one scheduler pass per request.
-            sock = getattr(comm, "socket", None)  # an in-memory stream (tests) has none
-            try:
-                sent = os.write(sock.fileno(), data) if sock is not None else 0
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError as exc:
-                raise trio.BrokenResourceError from exc
-            if sent < len(data):
-                await comm.send_all(data[sent:])
+            await send_all(comm, data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.journal.emit(
                 "note",
@@ -495,7 +484,7 @@ class TaskSession:
         try:
             while True:
                 try:
-                    data = await comm.receive_some(65536)
+                    data = await receive_some(comm)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     break
                 if not data:
@@ -543,6 +532,14 @@ class TaskSession:
         )
 
     async def _on_request(self, comm: trio.SocketStream, payload: bytes, offset: int) -> None:
+        if getattr(self.api, "answers_inline", False):
+            # The reply goes out before this request's records are written (Journal.holding).
+            with self.journal.holding():
+                await self._handle_request(comm, payload, offset)
+        else:
+            await self._handle_request(comm, payload, offset)
+
+    async def _handle_request(self, comm: trio.SocketStream, payload: bytes, offset: int) -> None:
         try:
             frame = decode_request(payload, offset)
         except ProtocolError as exc:
@@ -640,7 +637,7 @@ class TaskSession:
         try:
             while True:
                 try:
-                    data = await stream.receive_some(65536)
+                    data = await receive_some(stream)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     break
                 if not data:
@@ -891,7 +888,7 @@ def learn_secrets(masker: SecretsMasker, exchange: Any) -> None:
             masker.add(data.get("password"))
             masker.add(data.get("extra"))
     elif "/variables/" in path and not path.endswith("/variables/keys"):
-        key = unquote(path.rsplit("/variables/", 1)[1])
+        key = path.rsplit("/variables/", 1)[1]  # already decoded (the URL's path)
         if not is_sensitive_name(key):
             return
         raw = exchange.response_body if exchange.status == 200 else exchange.request_body
