@@ -1,13 +1,17 @@
-"""Socket reads and writes for a session's channels, one scheduler pass cheaper than trio's.
+"""Socket reads and writes for a session's channels, with fewer scheduler passes than trio's.
 
-trio's ``SocketStream`` tries every ``recv`` before waiting and yields to the scheduler after
-every successful one. On the comm channel a request always arrives well after the last reply
-went out, so the first try nearly always fails and the extra yield is pure cost: ~8 µs of a
-~130 µs round trip. These helpers wait for readability first and then read once, and try a
-plain non-blocking write before ``send_all``. Both keep trio's semantics: waiting is a
-checkpoint (cancellable), and a socket closed by another task wakes the waiter with
-``ClosedResourceError``. Streams without a socket (pipes, in-memory test streams) use the
-stream's own methods.
+trio's ``SocketStream.receive_some`` yields to the scheduler after every successful read, and
+``send_all`` always does. A session's comm channel is lock-step: one small request, one small
+reply, ~130 µs apart, so those passes are a visible share of a round trip. Here a read is
+tried first (the next request is often already there, since a session records the previous one
+after replying) and waits for readability only when nothing is; a reply is written with one
+non-blocking ``write`` and falls back to ``send_all`` only for what did not fit.
+
+trio's guarantees are kept: every call is a cancellation point, a socket closed by another
+task wakes its reader with ``ClosedResourceError``, and a reader that keeps finding data still
+yields to the scheduler at least every ``YIELD_EVERY`` reads, so a flood of frames cannot starve
+the heartbeat or the log readers. Other streams (pipes, in-memory test streams, wrappers) use
+the stream's own methods.
 """
 
 from __future__ import annotations
@@ -16,42 +20,60 @@ import os
 
 import trio
 
-__all__ = ["receive_some", "send_all"]
+__all__ = ["YIELD_EVERY", "receive_some", "send_all"]
+
+#: A reader yields to the scheduler at least once per this many immediate reads.
+YIELD_EVERY = 8
+_immediate_reads = 0
 
 
 async def receive_some(stream: trio.abc.ReceiveStream, max_bytes: int = 65536) -> bytes:
     """Like ``stream.receive_some(max_bytes)``: bytes, or ``b""`` at end of stream."""
-    sock = getattr(stream, "socket", None)
-    if sock is None:
+    global _immediate_reads
+    if not isinstance(stream, trio.SocketStream):
         return await stream.receive_some(max_bytes)
+    sock = stream.socket
+    fd = _fileno(sock)
+    try:
+        data = os.read(fd, max_bytes)
+    except (BlockingIOError, InterruptedError):
+        pass  # nothing yet: wait below
+    except OSError as exc:  # ECONNRESET
+        raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
+    else:
+        _immediate_reads += 1
+        if _immediate_reads % YIELD_EVERY:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        else:
+            await trio.lowlevel.checkpoint()
+        return data
     while True:
-        fd = sock.fileno()
-        if fd < 0:
-            raise trio.ClosedResourceError("the socket was closed")
-        await trio.lowlevel.wait_readable(sock)
+        await trio.lowlevel.wait_readable(sock)  # a checkpoint
+        fd = _fileno(sock)
         try:
             return os.read(fd, max_bytes)
         except (BlockingIOError, InterruptedError):
             continue  # a spurious wake-up
-        except OSError as exc:  # ECONNRESET, EBADF after a close from elsewhere
-            if sock.fileno() < 0:
-                raise trio.ClosedResourceError("the socket was closed") from None
+        except OSError as exc:
             raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
 
 
 async def send_all(stream: trio.abc.SendStream, data: bytes) -> None:
     """Like ``stream.send_all(data)``; a reply that fits the socket buffer never yields."""
-    sock = getattr(stream, "socket", None)
     sent = 0
-    if sock is not None:
-        fd = sock.fileno()
-        if fd < 0:
-            raise trio.ClosedResourceError("the socket was closed")
+    if isinstance(stream, trio.SocketStream):
         try:
-            sent = os.write(fd, data)
+            sent = os.write(_fileno(stream.socket), data)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError as exc:
             raise trio.BrokenResourceError(f"send failed: {exc}") from exc
     if sent < len(data):
         await stream.send_all(memoryview(data)[sent:])
+
+
+def _fileno(sock: trio.socket.SocketType) -> int:
+    fd = sock.fileno()
+    if fd < 0:
+        raise trio.ClosedResourceError("the socket was closed")
+    return fd

@@ -1,0 +1,116 @@
+"""The session's socket helpers keep trio's contract: data then b"" at EOF, cancellable waits,
+a close from another task wakes the reader, and a reader that always finds data still yields."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from supervisor_sim.supervision._io import YIELD_EVERY, receive_some, send_all
+
+
+async def socket_stream_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
+    listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    port = listener.socket.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        accepted: list[trio.SocketStream] = []
+
+        async def accept() -> None:
+            accepted.append(await listener.accept())
+
+        nursery.start_soon(accept)
+        client = await trio.open_tcp_stream("127.0.0.1", port)
+    await listener.aclose()
+    return client, accepted[0]
+
+
+async def test_reads_what_was_sent_then_empty_bytes_at_eof() -> None:
+    """Bytes written by the peer arrive whole; a closed peer reads as b""."""
+    a, b = await socket_stream_pair()
+    await send_all(a, b"hello")
+    got = b""
+    while len(got) < 5:
+        got += await receive_some(b)
+    assert got == b"hello"
+    await a.aclose()
+    assert await receive_some(b) == b""
+    await b.aclose()
+
+
+async def test_a_large_write_that_does_not_fit_is_finished_by_send_all() -> None:
+    """A write larger than the socket buffer still arrives complete and in order."""
+    a, b = await socket_stream_pair()
+    payload = bytes(range(256)) * 40_000  # 10 MB: far more than one non-blocking write takes
+    received = bytearray()
+
+    async def reader() -> None:
+        while len(received) < len(payload):
+            received.extend(await receive_some(b))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader)
+        await send_all(a, payload)
+    assert bytes(received) == payload
+    await a.aclose()
+    await b.aclose()
+
+
+async def test_closing_the_socket_elsewhere_wakes_a_waiting_reader() -> None:
+    """A reader blocked on an idle socket gets ClosedResourceError when another task closes it."""
+    a, b = await socket_stream_pair()
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            errors: list[BaseException] = []
+
+            async def reader() -> None:
+                try:
+                    await receive_some(b)
+                except trio.ClosedResourceError as exc:
+                    errors.append(exc)
+
+            nursery.start_soon(reader)
+            await trio.testing.wait_all_tasks_blocked()
+            await b.aclose()
+    assert len(errors) == 1
+    with pytest.raises(trio.ClosedResourceError):
+        await receive_some(b)
+    await a.aclose()
+
+
+async def test_a_waiting_reader_is_cancellable() -> None:
+    """Waiting for data is a checkpoint: a cancel scope ends it."""
+    a, b = await socket_stream_pair()
+    with trio.move_on_after(0.05) as scope:
+        await receive_some(b)
+    assert scope.cancelled_caught
+    await a.aclose()
+    await b.aclose()
+
+
+async def test_a_reader_that_always_finds_data_still_lets_other_tasks_run() -> None:
+    """Immediate reads yield to the scheduler at least every YIELD_EVERY reads."""
+    a, b = await socket_stream_pair()
+    reads = YIELD_EVERY * 10
+    await send_all(a, b"x" * reads)
+    await trio.sleep(0.05)  # let every byte reach b's receive buffer
+    other_ran = 0
+    done = False
+
+    async def other() -> None:
+        nonlocal other_ran
+        while not done:
+            other_ran += 1
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(other)
+        await trio.lowlevel.checkpoint()
+        before = other_ran
+        for _ in range(reads):
+            assert await receive_some(b, 1) == b"x"
+        after = other_ran
+        done = True
+    assert after - before >= reads // YIELD_EVERY - 1
+    await a.aclose()
+    await b.aclose()
