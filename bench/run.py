@@ -426,7 +426,7 @@ def main() -> int:
                         "us_per_req": median([r[layer]["us_per_req"] for r in result]),
                         "cpu_us_per_req": median([r[layer]["cpu_us_per_req"] for r in result]),
                     }
-                    for layer in ("transport", "httpx_client", "api_client", "dispatcher")
+                    for layer in ("serve", "transport", "httpx_client", "api_client", "dispatcher")
                 }
 
     report["load_after"] = load()
@@ -584,13 +584,16 @@ def render(report: dict[str, Any]) -> str:
     if api:
         lines += ["", "Stub Execution API alone (GET variables/KEY, in-process)"]
         names = {
+            "serve": "StubTransport.serve (lean, no httpx)",
             "transport": "StubTransport.handle_async_request",
             "httpx_client": "httpx.AsyncClient.get -> stub",
             "api_client": "ExecutionAPIClient.request -> stub",
             "dispatcher": "Dispatcher GetVariable -> stub",
         }
         for layer, label in names.items():
-            r = api[layer]
+            r = api.get(layer)
+            if r is None:
+                continue
             lines.append(
                 f"  {label:<38}{fmt(r['req_per_s']):>9} req/s{fmt(r['us_per_req'], '.0f'):>6} us"
                 f"  ({fmt(r['cpu_us_per_req'], '.0f')} us CPU)"

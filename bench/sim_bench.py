@@ -263,6 +263,15 @@ async def stubapi(n: int) -> dict[str, Any]:
 
     await timed("transport", transport_only)
 
+    pairs = [("host", "stub.invalid"), *headers.items()]
+    path = f"/execution/variables/{VAR_KEY}"
+
+    async def serve_only() -> None:
+        reply = transport.serve("GET", path, "", pairs, b"")
+        assert reply.status == 200
+
+    await timed("serve", serve_only)
+
     async with httpx.AsyncClient(base_url=BASE_URL, transport=transport) as http:
 
         async def bare_client() -> None:
