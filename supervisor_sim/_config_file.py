@@ -11,16 +11,23 @@ from __future__ import annotations
 
 import shlex
 import sys
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .supervision import SupervisorConfig
-
-__all__ = ["ConfigError", "ProjectConfig", "load_project_config", "runtime_argv"]
+__all__ = [
+    "DEFAULT_RUNS",
+    "DEFAULT_STATE",
+    "ConfigError",
+    "ProjectConfig",
+    "load_project_config",
+    "runtime_argv",
+]
 
 DEFAULT_NAME = "supervisor-sim.toml"
+#: Where the stub's state and the transcripts go when neither a flag nor the file says.
+DEFAULT_STATE = Path(".supervisor-sim") / "state.sqlite"
+DEFAULT_RUNS = Path(".supervisor-sim") / "runs"
 
 
 class ConfigError(Exception):
@@ -56,7 +63,11 @@ def runtime_argv(command: str | list[str], base: Path | None = None) -> list[str
     return out
 
 
-_SUPERVISOR_KEYS = {f.name for f in fields(SupervisorConfig)}
+def _supervisor_keys() -> set[str]:
+    # Imported here: the supervision layer (trio, httpx, ...) is not needed to show --help.
+    from .supervision import SupervisorConfig
+
+    return {f.name for f in fields(SupervisorConfig)}
 
 
 def load_project_config(path: Path | None, *, required: bool = False) -> ProjectConfig:
@@ -68,6 +79,8 @@ def load_project_config(path: Path | None, *, required: bool = False) -> Project
                 raise ConfigError(f"no {DEFAULT_NAME} in {Path.cwd()}")
             return ProjectConfig()
         path = candidate
+    import tomllib  # here: --help reads no config file
+
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -98,11 +111,12 @@ def load_project_config(path: Path | None, *, required: bool = False) -> Project
     if "dir" in transcripts:
         cfg.runs_dir = base / transcripts["dir"]
     sup = data.get("supervisor", {})
-    bad = set(sup) - _SUPERVISOR_KEYS
+    known = _supervisor_keys() if sup else set()
+    bad = set(sup) - known
     if bad:
         raise ConfigError(
             f"{path}: unknown supervisor setting(s) {', '.join(sorted(bad))}; "
-            f"known: {', '.join(sorted(_SUPERVISOR_KEYS))}"
+            f"known: {', '.join(sorted(known))}"
         )
     cfg.supervisor = dict(sup)
     return cfg

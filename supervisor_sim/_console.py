@@ -3,35 +3,45 @@
 On a terminal, structlog's console renderer with colour; otherwise (or with ``--log-format
 json``) one JSON object per line, so CI logs stay machine-readable. Everything goes to stderr:
 stdout is kept for ``--json`` results.
+
+The JSON lines are written without structlog: ``import structlog`` alone loads its console
+renderer, rich and asyncio (~50 ms of start-up), and the JSON format needs none of them.
+``_JsonLogger`` writes exactly what the structlog chain ``configure_logging("json")`` used to
+configure wrote (tests/test_startup_console.py compares the two).
 """
 
 from __future__ import annotations
 
+import json
 import sys
-from typing import Any, TextIO
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TextIO
 
-import structlog
-
-from .supervision import Event, TaskOutcome
+if TYPE_CHECKING:
+    from .supervision import Event, TaskOutcome
 
 __all__ = ["ConsoleSink", "configure_logging", "print_summary"]
 
+#: The stream JSON lines go to, once ``configure_logging("json")`` chose that format; None
+#: while the format is structlog's (configured for the console, or never configured).
+_json_stream: TextIO | None = None
+
 
 def configure_logging(fmt: str, stream: TextIO = sys.stderr) -> None:
-    renderer: Any
+    global _json_stream
     if fmt == "json":
-        renderer = structlog.processors.JSONRenderer(sort_keys=False)
-    else:
-        renderer = structlog.dev.ConsoleRenderer(
-            colors=stream.isatty(), sort_keys=False, pad_event_to=40
-        )
+        _json_stream = stream
+        return
+    _json_stream = None
+    import structlog
+
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
             _timestamp_first,
-            renderer,
+            structlog.dev.ConsoleRenderer(colors=stream.isatty(), sort_keys=False, pad_event_to=40),
         ],
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
@@ -46,6 +56,63 @@ def _timestamp_first(logger: Any, method: str, event_dict: dict[str, Any]) -> di
     return event_dict
 
 
+def _json_fallback(obj: Any) -> Any:
+    # What structlog's JSONRenderer does with a value json cannot encode.
+    try:
+        return obj.__structlog__()
+    except AttributeError:
+        return repr(obj)
+
+
+class _JsonLogger:
+    """A bound logger writing one JSON object per event, as structlog's chain ``merge_contextvars,
+    add_log_level, TimeStamper(fmt="iso", utc=True), _timestamp_first, JSONRenderer()`` into a
+    ``PrintLogger`` does: bound context, then the call's keywords, ``event``, ``level``,
+    ``timestamp``. (No structlog contextvars can be bound here: nothing imported structlog.)"""
+
+    __slots__ = ("_context", "_stream")
+
+    def __init__(self, stream: TextIO, context: dict[str, Any]) -> None:
+        self._stream = stream
+        self._context = context
+
+    def bind(self, **kw: Any) -> _JsonLogger:
+        return _JsonLogger(self._stream, {**self._context, **kw})
+
+    def _log(self, level: str, event: Any, kw: dict[str, Any]) -> None:
+        event_dict = self._context.copy()
+        event_dict.update(kw)
+        if event is not None:
+            event_dict["event"] = event
+        event_dict["level"] = level
+        event_dict["timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        _timestamp_first(None, level, event_dict)
+        print(json.dumps(event_dict, default=_json_fallback), file=self._stream, flush=True)
+
+    def debug(self, event: Any = None, **kw: Any) -> None:
+        self._log("debug", event, kw)
+
+    def info(self, event: Any = None, **kw: Any) -> None:
+        self._log("info", event, kw)
+
+    def warning(self, event: Any = None, **kw: Any) -> None:
+        self._log("warning", event, kw)
+
+    def error(self, event: Any = None, **kw: Any) -> None:
+        self._log("error", event, kw)
+
+    def critical(self, event: Any = None, **kw: Any) -> None:
+        self._log("critical", event, kw)
+
+
+def _logger(name: str, context: dict[str, Any]) -> Any:
+    if _json_stream is not None:
+        return _JsonLogger(_json_stream, dict(context))
+    import structlog
+
+    return structlog.get_logger(name).bind(**context)
+
+
 _LEVEL_METHOD = {"warn": "warning", "exception": "error", "fatal": "critical"}
 
 
@@ -57,8 +124,8 @@ class ConsoleSink:
         #: Masks secrets in what is shown; the session sets it to its secrets masker.
         self.redact: Any = lambda value: value
         context = context if bind else {}
-        self.task_log = structlog.get_logger("task").bind(**context)
-        self.sup_log = structlog.get_logger("supervisor-sim").bind(**context)
+        self.task_log = _logger("task", context)
+        self.sup_log = _logger("supervisor-sim", context)
 
     def __call__(self, event: Event) -> None:
         d = event.data

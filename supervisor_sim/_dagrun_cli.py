@@ -8,7 +8,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import httpx
@@ -17,13 +17,15 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from ._config_file import ConfigError, ProjectConfig
+from ._cmd_common import UsageError, log_format, project_config, supervisor_config
+from ._config_file import ConfigError, ProjectConfig, runtime_argv
 from ._console import ConsoleSink
 from ._dagrun import AirflowBackend, DagRunner, StubBackend, TaskResult
 from ._dags import dag_structure, validate_serialized_dag
 from ._run import DEFAULT_RUNS, default_transcript, open_store, supervise, ti_wire
 from .api import (
     ExecutionAPIClient,
+    FixtureError,
     StubTransport,
     TaskInstanceRecord,
     TokenIssuer,
@@ -40,7 +42,7 @@ from .supervision import (
     TaskSpec,
 )
 
-__all__ = ["run_dag_command"]
+__all__ = ["run_dag_cli", "run_dag_command"]
 
 _STYLE = {
     "success": "green",
@@ -68,6 +70,21 @@ def _table(results: dict[str, TaskResult], title: str) -> Table:
             str(r.violations or ""),
         )
     return table
+
+
+def run_dag_cli(ctx: click.Context, dag_id: str, opts: dict[str, Any]) -> NoReturn:
+    """The body of ``run-dag`` (see ``cli``): settings from the flags and the config file."""
+    project = project_config(ctx)
+    opts["log_format"] = log_format(opts["log_format"])
+    runtime = runtime_argv(opts["runtime_cmd"]) if opts["runtime_cmd"] else project.runtime
+    if not runtime:
+        raise UsageError("no runtime command: pass --runtime CMD or set [runtime] command")
+    config = supervisor_config(project, {"task_timeout": opts["timeout"]})
+    try:
+        status = run_dag_command(dag_id, runtime, project, config, opts)
+    except (FixtureError, ConfigError) as exc:
+        raise UsageError(str(exc)) from None
+    sys.exit(status)
 
 
 def run_dag_command(

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import trio
 
+from ._config_file import DEFAULT_RUNS, DEFAULT_STATE
 from ._console import ConsoleSink
 from .api import (
     API_VERSION,
@@ -29,12 +30,8 @@ from .api import (
     load_fixtures,
 )
 from .supervision import Journal, SupervisorConfig, TaskOutcome, TaskSession, TaskSpec
-from .transcript import TranscriptWriter
 
 __all__ = ["DEFAULT_RUNS", "DEFAULT_STATE", "open_store", "supervise", "ti_wire"]
-
-DEFAULT_STATE = Path(".supervisor-sim") / "state.sqlite"
-DEFAULT_RUNS = Path(".supervisor-sim") / "runs"
 
 
 def ti_wire(record: Any) -> dict[str, Any]:
@@ -137,6 +134,9 @@ async def supervise(
                 sink.redact = session.masker.redact
         writer = None
         if transcript is not None:
+            # Imported here: with --no-transcript the transcript layer is never loaded.
+            from .transcript import TranscriptWriter
+
             masker = session.masker
             writer = TranscriptWriter(
                 transcript,

@@ -13,7 +13,6 @@ import time
 import uuid
 
 import httpx
-import jwt
 
 __all__ = ["DEFAULT_AUDIENCE", "mint_token", "real_api_client"]
 
@@ -30,6 +29,8 @@ def mint_token(
     issuer: str | None = None,
 ) -> str:
     """An HS512 task token for ``ti_id``, as Airflow's JWTGenerator signs it with a secret."""
+    import jwt  # on first use: PyJWT loads cryptography when it is installed
+
     now = int(time.time())
     claims = {
         "jti": uuid.uuid4().hex,

@@ -13,8 +13,6 @@ import time
 import uuid
 from typing import Any, Literal
 
-import jwt
-
 __all__ = ["DEFAULT_AUDIENCE", "TokenIssuer"]
 
 DEFAULT_AUDIENCE = "urn:airflow.apache.org:task"
@@ -62,6 +60,8 @@ class TokenIssuer:
         same token on every heartbeat); the time claims are checked on every call, with PyJWT's
         rules, so an expired token is refused even when remembered.
         """
+        import jwt  # on first use: PyJWT loads cryptography when it is installed
+
         claims = self._seen.get(token)
         if claims is None:
             claims = jwt.decode(
@@ -92,6 +92,8 @@ class TokenIssuer:
         return exp - now <= max(int(0.2 * (exp - iat)), 30)
 
     def _encode(self, extras: dict[str, Any], valid_for: float | None) -> str:
+        import jwt  # on first use: PyJWT loads cryptography when it is installed
+
         now = int(time.time())
         lifetime = self.valid_for if valid_for is None else valid_for
         # The generator's own claims win over the extras, as in Airflow's JWTGenerator.

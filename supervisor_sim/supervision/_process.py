@@ -2,6 +2,10 @@
 
 A session owns its child's process group: every signal goes to the whole group (so wrapper
 scripts and grandchildren get it too), and nothing in the group outlives the session.
+
+psutil is imported only where it is used (processes left in the group after the child exited,
+a runtime whose sockets belong to a descendant, platforms without /proc): a task whose runtime
+connects by itself and leaves nothing behind never loads it.
 """
 
 from __future__ import annotations
@@ -9,10 +13,11 @@ from __future__ import annotations
 import ipaddress
 import os
 import signal
+import socket
+import struct
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 
-import psutil
 import trio
 
 __all__ = ["ChildProcess", "StartupError", "spawn", "tree_owns_connection"]
@@ -64,6 +69,8 @@ class ChildProcess:
         except (ProcessLookupError, PermissionError):
             return False
         # killpg also succeeds while only unreaped zombies remain; those hold nothing open.
+        import psutil
+
         for proc in psutil.process_iter(["status"]):
             try:
                 if (
@@ -130,7 +137,61 @@ async def spawn(
 
 def _socket_inode(peer: tuple[str, int], local: tuple[str, int]) -> int | None:
     """The inode of the TCP socket whose local end is ``peer`` and remote end ``local`` (the
-    child's end of a connection we accepted), from /proc/net/tcp and tcp6; None if unseen."""
+    child's end of a connection we accepted); None if unseen."""
+    inode = _socket_inode_diag(peer, local)
+    return inode if inode is not None else _socket_inode_proc(peer, local)
+
+
+# sock_diag (linux/sock_diag.h, linux/inet_diag.h), the interface `ss` uses.
+_NETLINK_SOCK_DIAG = 4
+_SOCK_DIAG_BY_FAMILY = 20
+_NLM_F_REQUEST = 1
+_INET_DIAG_NOCOOKIE = 0xFFFFFFFF
+_NLMSG_HEADER = struct.Struct("=IHHII")  # len, type, flags, seq, pid
+_INODE_OFFSET = _NLMSG_HEADER.size + 68  # inet_diag_msg: 4 bytes, sockid (48), 4 u32, inode
+
+
+def _socket_inode_diag(peer: tuple[str, int], local: tuple[str, int]) -> int | None:
+    """``_socket_inode`` through the kernel's sock_diag exact lookup: one hash lookup (~0.1 ms).
+    Reading /proc/net/tcp makes the kernel walk every TCP socket of the machine, ~3 ms a table
+    even when it has a few lines. None when the lookup is unavailable or finds nothing (the
+    caller then reads /proc, the ground truth)."""
+    if not hasattr(socket, "AF_NETLINK"):
+        return None
+    (src_host, src_port), (dst_host, dst_port) = _norm(peer), _norm(local)
+    try:
+        src, dst = ipaddress.ip_address(src_host), ipaddress.ip_address(dst_host)
+    except ValueError:
+        return None
+    if src.version != dst.version:
+        return None
+    family = socket.AF_INET if src.version == 4 else socket.AF_INET6
+    # inet_diag_req_v2: family, protocol, ext, pad, states; then inet_diag_sockid: the socket's
+    # own (src) and remote (dst) ends in network order, interface, cookie (none).
+    request = struct.pack("=BBBxI", family, socket.IPPROTO_TCP, 0, 0xFFFFFFFF)
+    request += struct.pack("!HH", src_port, dst_port)
+    request += src.packed.ljust(16, b"\0") + dst.packed.ljust(16, b"\0")
+    request += struct.pack("=III", 0, _INET_DIAG_NOCOOKIE, _INET_DIAG_NOCOOKIE)
+    header = _NLMSG_HEADER.pack(
+        _NLMSG_HEADER.size + len(request), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST, 1, 0
+    )
+    try:
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG) as nl:
+            nl.settimeout(1.0)
+            nl.sendto(header + request, (0, 0))
+            reply = nl.recv(8192)
+    except OSError:
+        return None
+    if len(reply) < _INODE_OFFSET + 4:
+        return None  # an NLMSG_ERROR: ENOENT when no such socket
+    _, kind, _, _, _ = _NLMSG_HEADER.unpack_from(reply)
+    if kind != _SOCK_DIAG_BY_FAMILY:
+        return None
+    return struct.unpack_from("=I", reply, _INODE_OFFSET)[0] or None
+
+
+def _socket_inode_proc(peer: tuple[str, int], local: tuple[str, int]) -> int | None:
+    """``_socket_inode`` from /proc/net/tcp and tcp6."""
     want_local, want_remote = _norm(peer), _norm(local)
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -174,9 +235,10 @@ def _holds(pid: int, target: str) -> bool:
 def tree_owns_connection(pid: int, peer: tuple[str, int], local: tuple[str, int]) -> bool:
     """Does the process ``pid`` or a descendant hold the TCP connection ``peer`` -> ``local``?
 
-    Linux fast path: find the connection's socket inode once, then look for it among the
-    child's file descriptors, then its descendants'. psutil's ``net_connections`` parses every
-    TCP socket of the machine once per process of the tree (~15 ms a check); this is ~1 ms.
+    Linux fast path: find the connection's socket inode once (sock_diag, else /proc/net/tcp),
+    then look for it among the child's file descriptors, then its descendants'. psutil's
+    ``net_connections`` parses every TCP socket of the machine once per process of the tree
+    (~15 ms a check); this is ~0.2 ms.
     """
     if os.path.exists("/proc/net/tcp"):
         inode = _socket_inode(peer, local)
@@ -185,6 +247,8 @@ def tree_owns_connection(pid: int, peer: tuple[str, int], local: tuple[str, int]
         target = f"socket:[{inode}]"
         if _holds(pid, target):
             return True
+        import psutil
+
         try:
             children = psutil.Process(pid).children(recursive=True)
         except psutil.NoSuchProcess:
@@ -199,6 +263,8 @@ def _tree_owns_connection_psutil(pid: int, peer: tuple[str, int], local: tuple[s
     The same check Airflow's coordinator makes with psutil, with IPv4-mapped IPv6 addresses
     normalised to plain IPv4.
     """
+    import psutil
+
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
