@@ -176,6 +176,21 @@ _TAGS = frozenset({"$ts", "$bytes", "$ext", "$map", "$float", "$tuple"})
 
 def to_jsonable(value: Any) -> Any:
     """A JSON-safe view of a decoded value that ``from_jsonable`` turns back into the value."""
+    # Exact types first (the bulk of every body), then the general checks below.
+    t = type(value)
+    if t is str or t is int or value is None or t is bool:
+        return value
+    if t is dict:
+        out = {}
+        for k, v in value.items():
+            if type(k) is not str:
+                break
+            out[k] = to_jsonable(v)
+        else:
+            if len(out) != 1 or next(iter(out)) not in _TAGS:
+                return out
+    elif t is list:
+        return [to_jsonable(v) for v in value]
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
