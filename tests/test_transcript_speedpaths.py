@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from supervisor_sim.protocol import packb, to_jsonable
+from supervisor_sim.protocol._codec import jsonable_as_is
 from supervisor_sim.supervision import Event, SecretsMasker
 from supervisor_sim.transcript import TranscriptWriter, read_transcript
 
@@ -472,6 +473,15 @@ def test_leaves_plain_accepts_clean_plain_data(value: Any) -> None:
     nan = "NaN" in text or "Infinity" in text
     if clean and not nan and repr(reference_redact(set(), value)) == repr(value):
         assert masker.leaves_plain(value)
+
+
+@SETTINGS
+@given(st.one_of(VALUES, BODIES, PLAINISH))
+def test_jsonable_as_is_is_a_proof(value: Any) -> None:
+    """When jsonable_as_is says so, to_jsonable gives the value back (same types)."""
+    if jsonable_as_is(value):
+        assert repr(reference_to_jsonable(value)) == repr(value)
+        assert reference_to_jsonable(value) == value
 
 
 @SETTINGS

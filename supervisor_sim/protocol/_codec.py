@@ -218,6 +218,35 @@ def to_jsonable(value: Any) -> Any:
     return {"$repr": repr(value)}
 
 
+def jsonable_as_is(value: Any) -> bool:
+    """Whether ``to_jsonable(value)`` is ``value`` itself, made again: only ``dict`` with ``str``
+    keys, ``list``, ``str``, ``int``, ``bool``, ``None`` and finite ``float`` (exact types), and
+    no one-key map whose key is a tag. ``False`` only means "convert it"."""
+    t = type(value)
+    if t is dict:
+        if len(value) == 1 and next(iter(value)) in _TAGS:
+            return False
+        for k, v in value.items():
+            if type(k) is not str:
+                return False
+            t = type(v)
+            if not (
+                t is str
+                or t is int
+                or v is None
+                or t is bool
+                or (t is float and math.isfinite(v))
+                or ((t is dict or t is list) and jsonable_as_is(v))
+            ):
+                return False
+        return True
+    if t is list:
+        return all(jsonable_as_is(v) for v in value)
+    return (
+        t is str or t is int or value is None or t is bool or (t is float and math.isfinite(value))
+    )
+
+
 def from_jsonable(value: Any) -> Any:
     """Invert ``to_jsonable``."""
     if isinstance(value, list):

@@ -8,10 +8,11 @@ carries counts and a SHA-256 of every line before it, so truncation is visible. 
 redacted unless the user asks otherwise (docs/transcript.md).
 
 Speed (bench/transcript_micro.py): frames, HTTP exchanges and logs are assembled from JSON
-fragments. When the redactor is a ``SecretsMasker``, a value that ``SecretsMasker.leaves_plain``
-proves has nothing to redact and nothing to tag is encoded as it is, without the redacting copy
-and the ``to_jsonable`` copy; anything else takes the general path (the writer as it was). Both
-give the same bytes (tests/test_transcript_speedpaths.py).
+fragments. A value proven to be its own record value (``SecretsMasker.leaves_plain`` when the
+redactor is a ``SecretsMasker``: nothing to redact, nothing to tag; ``jsonable_as_is`` without
+redaction) is encoded as it is, without the redacting copy and the ``to_jsonable`` copy; anything
+else takes the general path (the writer as it was). Both give the same bytes
+(tests/test_transcript_speedpaths.py).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol import packb, to_jsonable
+from ..protocol._codec import jsonable_as_is
 
 __all__ = ["FORMAT", "VERSION", "TranscriptWriter"]
 
@@ -125,8 +127,11 @@ def _masked_headers(headers: dict[Any, Any]) -> dict[Any, Any]:
     return headers
 
 
-def _masker_check(redact: Callable[[Any], Any] | None) -> Callable[[Any], bool] | None:
-    """``leaves_plain`` of the masker whose ``redact`` this is, when it is a ``SecretsMasker``."""
+def _plain_check(redact: Callable[[Any], Any] | None) -> Callable[[Any], bool] | None:
+    """What proves a value is its own record: with no redaction, that it needs no tags; with a
+    ``SecretsMasker``'s ``redact``, its ``leaves_plain``; with another redactor, nothing."""
+    if redact is None:
+        return jsonable_as_is
     owner = getattr(redact, "__self__", None)
     if owner is None:
         return None
@@ -159,8 +164,8 @@ class TranscriptWriter:
         self._unhashed: list[bytes] = []  # lines written, not yet in the digest
         self._redact = redact
         self._redact_bytes = redact_bytes
-        # Proves a value has nothing to redact (None: no redaction, or an unknown redactor).
-        self._plain = _masker_check(redact)
+        # Proves a value is already its record's value (None: an unknown redactor).
+        self._plain = _plain_check(redact)
         self.counts: dict[str, int] = {}
         self.closed = False
         self._write(
