@@ -38,17 +38,16 @@ VERSION = 1
 _SECRET_HEADERS = {"authorization", "refreshed-api-token", "cookie", "set-cookie"}
 
 # --- JSON text, exactly as json.dumps(value, separators=(",", ":"), ensure_ascii=False) ---------
-# _dumps is that call (header, footer, general path). _json is the same C encoder built once
-# instead of once per call, without the circular-reference check: it only encodes trees (values
-# proven plain by walking them, parsed JSON, header maps of strings), for which the check only
-# costs time.
+# _dumps is that call (header, footer, general path). _join(_chunks(value, 0)) is the same C
+# encoder built once instead of once per call, without the circular-reference check: it only
+# encodes trees (values proven plain by walking them, parsed JSON, header maps of strings), for
+# which the check only costs time. It is written out in the hot paths, where a Python call costs
+# more than encoding a small map.
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _encode_str: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
 _c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
 _join = "".join
 if _c_make_encoder is not None:
-    # _join(_chunks(value, 0)) is the JSON text of value (written out in the hot paths, where a
-    # Python call costs more than the encoding of a small map).
     _chunks = _c_make_encoder(
         None, json.JSONEncoder().default, _encode_str, None, ":", ",", False, False, True
     )
@@ -56,10 +55,6 @@ else:  # pragma: no cover - CPython always has the C encoder
 
     def _chunks(value: Any, _level: int) -> tuple[str, ...]:
         return (_dumps(value),)
-
-
-def _json(value: Any) -> str:
-    return _join(_chunks(value, 0))
 
 
 def _scalar(value: Any) -> str:
