@@ -26,8 +26,8 @@ from .transcript import (
     TranscriptError,
     diff_transcripts,
     read_transcript,
-    render_html,
     render_timeline,
+    write_html,
 )
 
 __all__ = ["diff_command", "replay_command", "show_command"]
@@ -46,7 +46,7 @@ def show_command(
     except TranscriptError as exc:
         raise UsageError(str(exc)) from None
     if html_out is not None:
-        html_out.write_text(render_html(t), encoding="utf-8")
+        write_html(t, html_out)
         click.echo(f"wrote {html_out}")
         return
     try:
@@ -55,7 +55,9 @@ def show_command(
         raise UsageError(f"--grep: not a regular expression: {exc}") from None
     colour = sys.stdout.isatty() if color is None else color
     for line in render_timeline(t, only=only, types=types, grep=grep, colour=colour):
-        click.echo(line)
+        # A recorded string may hold a lone surrogate (valid in JSON, not in UTF-8): show its
+        # escape rather than fail on it.
+        click.echo(line.encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
 def diff_command(a: Path, b: Path, as_json: bool) -> NoReturn:

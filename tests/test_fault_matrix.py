@@ -269,6 +269,13 @@ class TestChildBehaviour:
         assert "log-invalid-utf8" in _rules(run)
         assert "caf\ufffd" in json.dumps(t.of("log"), ensure_ascii=False)
 
+    async def test_log_line_with_a_lone_surrogate_escape(self, store, tmp_path):
+        """A JSON escape of a lone surrogate (valid JSON, not encodable as UTF-8) is kept."""
+        line = b'{"level": "info", "event": "half \\ud800 a pair"}\n'
+        run, t = await row(store, tmp_path, steps=[{"log_hex": line.hex()}, {"send": SUCCEED}])
+        assert run.outcome.final_state == "success"
+        assert any(r["line"]["event"] == "half \ud800 a pair" for r in t.of("log"))
+
     async def test_log_stream_without_final_newline(self, store, tmp_path):
         """A last log line with no newline is still processed at EOF."""
         line = b'{"level": "info", "event": "the last words"}'

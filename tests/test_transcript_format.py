@@ -149,3 +149,46 @@ class TestWriterAndReader:
         assert "final state success" in text
         only_http = render_timeline(read_transcript(tmp_path / "t.jsonl"), only="http")
         assert sum("↳" in line for line in only_http) == 1
+
+
+def test_lone_surrogates_are_recorded_shown_and_rendered(tmp_path: Path) -> None:
+    """A lone surrogate (valid JSON, not UTF-8) in a log or an API body is written escaped, reads
+    back as the same string, and `show` / `show --html` print it instead of failing."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "t.jsonl"
+    masker = SecretsMasker()
+    writer = TranscriptWriter(path, {"runtime": ["x"], "api": "stub"}, redact=masker.redact)
+    journal = Journal(sinks=[writer])
+    journal.emit("log", source="logs", record={"event": "half \ud800 pair", "level": "info"})
+    journal.emit(
+        "http",
+        method="GET",
+        path="/execution/variables/v",
+        query="",
+        status=200,
+        error=None,
+        attempt=1,
+        duration_s=0.0,
+        cause=None,
+        request_headers={},
+        request_body=b"",
+        response_headers={},
+        response_body=b'{"key":"v","value":"\\udc00"}',
+    )
+    writer.close({"final_state": "success"})
+    raw = path.read_bytes()
+    raw.decode("utf-8")  # the file is valid UTF-8
+    t = read_transcript(path)
+    assert t.problems == []
+    assert t.of("log")[0]["line"]["event"] == "half \ud800 pair"
+    assert t.of("http")[0]["response"]["json"]["value"] == "\udc00"
+    cmd = [sys.executable, "-m", "supervisor_sim", "show", str(path)]
+    shown = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert "half \\ud800 pair" in shown.stdout
+    html = tmp_path / "t.html"
+    rendered = subprocess.run([*cmd, "--html", str(html)], capture_output=True, timeout=60)
+    assert rendered.returncode == 0, rendered.stderr
+    assert "\\ud800" in html.read_text(encoding="utf-8")

@@ -3,6 +3,7 @@
 from ._diff import TranscriptDiff as TranscriptDiff
 from ._diff import diff_transcripts as diff_transcripts
 from ._html import render_html as render_html
+from ._html import write_html as write_html
 from ._reader import Transcript as Transcript
 from ._reader import TranscriptError as TranscriptError
 from ._reader import read_transcript as read_transcript
@@ -28,4 +29,5 @@ __all__ = [
     "read_transcript",
     "render_html",
     "render_timeline",
+    "write_html",
 ]

@@ -70,9 +70,12 @@ def render_html(transcript: Transcript) -> str:
 
 
 def write_html(transcript: Transcript, path: str | os.PathLike[str]) -> Path:
-    """Render ``transcript`` and write the page to ``path`` (UTF-8); returns the path."""
+    """Render ``transcript`` and write the page to ``path`` (UTF-8); returns the path.
+
+    A lone surrogate in a recorded string (valid in JSON, not in UTF-8) is written as its
+    ``\\uXXXX`` escape, which the page's JSON data reads back as the same character."""
     out = Path(path)
-    out.write_text(render_html(transcript), encoding="utf-8")
+    out.write_text(render_html(transcript), encoding="utf-8", errors="backslashreplace")
     return out
 
 

@@ -21,6 +21,7 @@ import binascii
 import hashlib
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -44,6 +45,21 @@ _SECRET_HEADERS = {"authorization", "refreshed-api-token", "cookie", "set-cookie
 # which the check only costs time. It is written out in the hot paths, where a Python call costs
 # more than encoding a small map.
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _utf8(line: str) -> bytes:
+    """``line`` as UTF-8. JSON lets a runtime's log line or an API body carry a lone surrogate
+    (``"\\ud800"``), which Python keeps in the string but UTF-8 cannot encode; such a character
+    can only sit inside a JSON string here, so it is written as the same ``\\uXXXX`` escape,
+    which reads back as the same string."""
+    try:
+        return line.encode("utf-8")
+    except UnicodeEncodeError:
+        escaped = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
+        return escaped.encode("utf-8")
+
+
 _encode_str: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
 _c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
 _join = "".join
@@ -179,7 +195,7 @@ class TranscriptWriter:
         self._write_line(_dumps(record) + "\n", record["record"])
 
     def _write_line(self, line: str, kind: str) -> None:
-        data = line.encode("utf-8")
+        data = _utf8(line)
         # One write(2) per record, straight to the kernel: nothing waits in a user-space buffer,
         # so even a SIGKILL right after this returns loses no record. (~1.3 µs per record.)
         written = os.write(self._fd, data)
@@ -209,7 +225,7 @@ class TranscriptWriter:
         if line is None:
             line = self._general_line(event)
         # _write_line, written out (the hot path).
-        data = line.encode("utf-8")
+        data = _utf8(line)
         written = os.write(self._fd, data)
         while written < len(data):
             written += os.write(self._fd, memoryview(data)[written:])
@@ -490,7 +506,7 @@ class TranscriptWriter:
             **to_jsonable(dict(footer or {})),
             "sha256": self._hexdigest(),
         }
-        data = (_dumps(record) + "\n").encode("utf-8")
+        data = _utf8(_dumps(record) + "\n")
         try:
             written = os.write(self._fd, data)
             while written < len(data):
