@@ -115,8 +115,12 @@ async def supervise(
     api_version: str = API_VERSION,
     session_factory: Any = None,
     forward_signals: bool = True,
+    launch: Any = None,
 ) -> TaskOutcome:
-    """Run one session with signal forwarding and (optionally) a transcript of it."""
+    """Run one session with signal forwarding and (optionally) a transcript of it.
+
+    ``launch``: the runtime already started for ``spec`` (``supervision._process.Launch``), for
+    the session to adopt; the caller closes it should this raise before the session runs."""
     async with http:
         api = ExecutionAPIClient(
             http,
@@ -128,7 +132,7 @@ async def supervise(
         if session_factory is not None:
             session = session_factory(api)
         else:
-            session = TaskSession(spec, api, config=config, journal=journal)
+            session = TaskSession(spec, api, config=config, journal=journal, launch=launch)
         for sink in journal.sinks:
             if isinstance(sink, ConsoleSink):
                 sink.redact = session.masker.redact

@@ -1,29 +1,55 @@
-"""Supervising runtime children with trio: launch, connect back, serve, watch, report."""
+"""Supervising runtime children with trio: launch, connect back, serve, watch, report.
 
-from ._config import SupervisorConfig as SupervisorConfig
-from ._events import Event as Event
-from ._events import Journal as Journal
-from ._events import Violation as Violation
-from ._masking import SecretsMasker as SecretsMasker
-from ._parse import PARSE_REQUESTS as PARSE_REQUESTS
-from ._parse import ParseSession as ParseSession
-from ._parse import ParseSpec as ParseSpec
-from ._process import StartupError as StartupError
-from ._session import TaskOutcome as TaskOutcome
-from ._session import TaskSession as TaskSession
-from ._session import TaskSpec as TaskSpec
+The names below load their module on first use (PEP 562): ``run-task`` imports ``_config`` and
+``_process`` (standard library only) to start the runtime before trio and the layers are loaded.
+"""
 
-__all__ = [
-    "PARSE_REQUESTS",
-    "Event",
-    "Journal",
-    "ParseSession",
-    "ParseSpec",
-    "SecretsMasker",
-    "StartupError",
-    "SupervisorConfig",
-    "TaskOutcome",
-    "TaskSession",
-    "TaskSpec",
-    "Violation",
-]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._config import SupervisorConfig as SupervisorConfig
+    from ._events import Event as Event
+    from ._events import Journal as Journal
+    from ._events import Violation as Violation
+    from ._masking import SecretsMasker as SecretsMasker
+    from ._parse import PARSE_REQUESTS as PARSE_REQUESTS
+    from ._parse import ParseSession as ParseSession
+    from ._parse import ParseSpec as ParseSpec
+    from ._process import StartupError as StartupError
+    from ._session import TaskOutcome as TaskOutcome
+    from ._session import TaskSession as TaskSession
+    from ._session import TaskSpec as TaskSpec
+
+#: Where each public name lives.
+_MODULES = {
+    "PARSE_REQUESTS": "_parse",
+    "Event": "_events",
+    "Journal": "_events",
+    "ParseSession": "_parse",
+    "ParseSpec": "_parse",
+    "SecretsMasker": "_masking",
+    "StartupError": "_process",
+    "SupervisorConfig": "_config",
+    "TaskOutcome": "_session",
+    "TaskSession": "_session",
+    "TaskSpec": "_session",
+    "Violation": "_events",
+}
+
+__all__ = sorted(_MODULES)
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_MODULES})

@@ -1,7 +1,13 @@
-"""The runtime child: spawned in its own process group, killed with escalation, reaped.
+"""The runtime child: launched in its own process group, killed with escalation, reaped.
 
 A session owns its child's process group: every signal goes to the whole group (so wrapper
 scripts and grandchildren get it too), and nothing in the group outlives the session.
+
+The launch itself (``start_runtime``: two loopback listeners, then ``subprocess.Popen``) needs
+only the standard library, so that ``run-task`` can start the runtime before it imports trio and
+the layers: the runtime's own start-up then overlaps with ours, and a ``TaskSession`` adopts the
+``Launch`` (a session without one makes the same launch itself). ``ChildProcess`` wraps the
+adopted ``Popen`` for trio; this module imports trio where it is used, never at import time.
 
 psutil is imported only where it is used (processes left in the group after the child exited,
 a runtime whose sockets belong to a descendant, platforms without /proc): a task whose runtime
@@ -17,38 +23,262 @@ import socket
 import struct
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-import trio
+if TYPE_CHECKING:
+    import trio
 
-__all__ = ["ChildProcess", "StartupError", "spawn", "tree_owns_connection"]
+__all__ = [
+    "ChildProcess",
+    "Launch",
+    "StartupError",
+    "runtime_env",
+    "start_runtime",
+    "tree_owns_connection",
+]
 
 
 class StartupError(Exception):
     """The child could not be started or did not connect back in time."""
 
 
-class ChildProcess:
-    """A running runtime child and its process group."""
+def runtime_env(extra: Mapping[str, str], config: Any) -> dict[str, str]:
+    """The runtime's environment: ours, the task's own variables, and Airflow's [logging]
+    levels from ``config`` (a ``SupervisorConfig``)."""
+    return {
+        **os.environ,
+        **extra,
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": config.logging_level,
+        "AIRFLOW__LOGGING__NAMESPACE_LEVELS": config.namespace_levels,
+    }
 
-    def __init__(self, proc: trio.Process, argv: Sequence[str]) -> None:
+
+def _listen() -> socket.socket:
+    """A loopback listener on a free port, set up as ``trio.open_tcp_listeners`` sets one up
+    (SO_REUSEADDR; the largest backlog the kernel allows). Not inherited by children."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(0xFFFF)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class Launch:
+    """A runtime started but not yet supervised: its --comm/--logs listeners and its process
+    (``error`` instead of a process when it could not be started).
+
+    ``start_runtime`` makes one; a ``TaskSession`` adopts it, taking the listeners with
+    ``take_listeners`` and the process with ``ChildProcess.adopt``. Whatever nobody took,
+    ``close`` stops: the process group killed and the process reaped, every descriptor closed.
+    """
+
+    def __init__(self, argv: Sequence[str], comm: socket.socket, logs: socket.socket) -> None:
+        self.argv = list(argv)
+        self.comm_port: int = comm.getsockname()[1]
+        self.logs_port: int = logs.getsockname()[1]
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.error: str | None = None
+        self._listeners: tuple[socket.socket, socket.socket] | None = (comm, logs)
+        # The read ends of stdout and stderr, then a pidfd (Linux) to wait for the exit with;
+        # None once a session took the process (or ``close`` stopped it).
+        self._fds: list[int | None] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def take_listeners(self) -> tuple[socket.socket, socket.socket]:
+        """Hand the two listening sockets (comm, logs) over to the caller."""
+        listeners, self._listeners = self._listeners, None
+        assert listeners is not None, "the listeners were already taken"
+        return listeners
+
+    def take_process(self) -> tuple[subprocess.Popen[bytes], int, int, int | None]:
+        """Hand the process over: (Popen, stdout fd, stderr fd, pidfd or None). The caller now
+        closes the descriptors and reaps the process."""
+        fds, self._fds = self._fds, None
+        assert self.proc is not None and fds is not None, "no process to take"
+        stdout, stderr, pidfd = fds
+        assert stdout is not None and stderr is not None
+        return self.proc, stdout, stderr, pidfd
+
+    def kill_group(self) -> None:
+        """SIGKILL to the process group, if the process was started and is not reaped yet.
+        Fit for a signal handler: no lock, nothing but the system call."""
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def close(self) -> None:
+        """Stop what was not adopted: kill the process group and reap the process (the
+        runtime was never told anything, so SIGKILL, as when the start call fails), then close
+        the pipes, pidfd and listeners. Idempotent; what a session took is not touched.
+        SIGINT and SIGTERM wait until it is done, so a second Ctrl+C cannot cut it short."""
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            fds, self._fds = self._fds, None
+            if fds is not None:
+                if self.proc is not None:
+                    self.kill_group()
+                    try:
+                        self.proc.wait(timeout=10)
+                    except subprocess.TimeoutExpired:  # pragma: no cover - stuck in the kernel
+                        pass
+                for fd in fds:
+                    if fd is not None:
+                        os.close(fd)
+            listeners, self._listeners = self._listeners, None
+            for sock in listeners or ():
+                sock.close()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def start_runtime(
+    runtime: Sequence[str], env: Mapping[str, str], cwd: str | None, config: Any
+) -> Launch:
+    """Open the --comm and --logs listeners and start ``runtime`` with them appended, in a new
+    process group, with stdout and stderr piped, no stdin, and ``runtime_env(env, config)``.
+
+    A runtime that cannot be started (no such file, not executable) gives a ``Launch`` whose
+    ``error`` says why; the session reports it as Airflow's supervisor would.
+    """
+    comm = _listen()
+    try:
+        logs = _listen()
+    except BaseException:
+        comm.close()
+        raise
+    comm_arg = f"--comm=127.0.0.1:{comm.getsockname()[1]}"
+    logs_arg = f"--logs=127.0.0.1:{logs.getsockname()[1]}"
+    launch = Launch([*runtime, comm_arg, logs_arg], comm, logs)
+    try:
+        _start_process(launch, runtime_env(env, config), cwd)
+    except BaseException:
+        launch.close()
+        raise
+    return launch
+
+
+def _start_process(launch: Launch, env: Mapping[str, str], cwd: str | None) -> None:
+    # Pipes made here, as trio's open_process makes them: the read ends are ours alone (not
+    # inherited by any child), the write ends the child's alone once Popen has run.
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    launch._fds = [out_r, err_r, None]
+    try:
+        launch.proc = subprocess.Popen(
+            launch.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out_w,
+            stderr=err_w,
+            env=dict(env),
+            cwd=cwd,
+            process_group=0,
+        )
+    except OSError as exc:
+        launch.error = f"cannot start runtime {launch.argv[0]!r}: {exc.strerror or exc}"
+        return
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+    if hasattr(os, "pidfd_open"):
+        try:
+            launch._fds[2] = os.pidfd_open(launch.proc.pid)
+        except OSError:  # a kernel before 5.3, or a sandbox that refuses it
+            pass
+
+
+class ChildProcess:
+    """A running runtime child and its process group, supervised under trio."""
+
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        argv: Sequence[str],
+        stdout: int,
+        stderr: int,
+        pidfd: int | None = None,
+    ) -> None:
+        import trio
+
         self.proc = proc
         self.argv = list(argv)
         self.pid = proc.pid
-        self.pgid = proc.pid  # spawned with process_group=0: the child leads its own group
+        self.pgid = proc.pid  # started with process_group=0: the child leads its own group
+        self.stdout: trio.lowlevel.FdStream = trio.lowlevel.FdStream(stdout)
+        self.stderr: trio.lowlevel.FdStream = trio.lowlevel.FdStream(stderr)
         self.exited = trio.Event()
         self.returncode: int | None = None
         self.signals_sent: list[str] = []
+        self._pidfd = pidfd
+        self._wait_lock = trio.Lock()
+
+    @classmethod
+    def adopt(cls, launch: Launch) -> ChildProcess:
+        """Take over a launched runtime: its process, pipes and pidfd."""
+        proc, stdout, stderr, pidfd = launch.take_process()
+        return cls(proc, launch.argv, stdout, stderr, pidfd)
 
     @property
     def alive(self) -> bool:
         return self.returncode is None
 
     async def wait(self) -> int:
-        """Reap the child; sets ``returncode`` (negative for a signal, as psutil reports it)."""
-        code = await self.proc.wait()
+        """Reap the child; sets ``returncode`` (negative for a signal, as psutil reports it).
+        Any number of tasks may wait; cancelling one leaves the others waiting."""
+        async with self._wait_lock:
+            if self.proc.poll() is None:
+                await self._exit_reported()
+                # Already exited: returns at once (a pidfd is readable once the child is a
+                # zombie; waitid(WNOWAIT) likewise leaves it to be reaped here).
+                self.proc.wait()
+            self.close_pidfd()
+        code = self.proc.returncode
+        assert code is not None
         self.returncode = code
         self.exited.set()
         return code
+
+    async def _exit_reported(self) -> None:
+        import trio
+
+        if self._pidfd is not None:
+            await trio.lowlevel.wait_readable(self._pidfd)
+        elif hasattr(os, "waitid"):
+            # As trio does without a pidfd: a thread waits without reaping, and is abandoned
+            # (it ends when the child does) if the wait is cancelled.
+            try:
+                await trio.to_thread.run_sync(
+                    os.waitid, os.P_PID, self.pid, os.WEXITED | os.WNOWAIT, abandon_on_cancel=True
+                )
+            except ChildProcessError:
+                pass
+        else:  # pragma: no cover - no pidfd and no waitid
+            while self.proc.poll() is None:
+                await trio.sleep(0.02)
+
+    def close_pidfd(self) -> None:
+        fd, self._pidfd = self._pidfd, None
+        if fd is not None:
+            import trio
+
+            trio.lowlevel.notify_closing(fd)
+            os.close(fd)
+
+    def close(self) -> None:
+        """Close the pipes and the pidfd, whoever was meant to (the session's cleanup calls it
+        last; a closed stream or pidfd is left alone)."""
+        self.stdout.close()
+        self.stderr.close()
+        self.close_pidfd()
 
     def send(self, sig: int, *, group: bool = True) -> bool:
         """Signal the group (or the child alone); False when there was nobody to signal."""
@@ -91,6 +321,8 @@ class ChildProcess:
     ) -> None:
         """Airflow's ``kill(sig, force=True)``: each step of the ladder from ``first`` to SIGKILL
         goes to the group, waiting ``escalation_delay`` for the child to exit between steps."""
+        import trio
+
         ladder = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
         for sig in ladder[ladder.index(first) :]:
             if not self.alive:
@@ -100,10 +332,12 @@ class ChildProcess:
             if sig == signal.SIGKILL:
                 return
             with trio.move_on_after(escalation_delay):
-                await self.exited.wait()
+                await self.wait()  # reaps it, should nobody else be waiting for it
 
     async def reap_group(self, grace: float = 0.5) -> list[str]:
         """After the child exited: TERM then KILL whatever is left of its process group."""
+        import trio
+
         sent: list[str] = []
         for sig in (signal.SIGTERM, signal.SIGKILL):
             if not self.group_alive():
@@ -114,25 +348,6 @@ class ChildProcess:
                 while self.group_alive():
                     await trio.sleep(0.02)
         return sent
-
-
-async def spawn(
-    argv: Sequence[str], env: Mapping[str, str], cwd: str | None = None
-) -> ChildProcess:
-    """Start ``argv`` in a new process group with piped stdout/stderr and no stdin."""
-    try:
-        proc = await trio.lowlevel.open_process(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=dict(env),
-            cwd=cwd,
-            process_group=0,
-        )
-    except OSError as exc:
-        raise StartupError(f"cannot start runtime {argv[0]!r}: {exc.strerror or exc}") from exc
-    return ChildProcess(proc, argv)
 
 
 def _socket_inode(peer: tuple[str, int], local: tuple[str, int]) -> int | None:

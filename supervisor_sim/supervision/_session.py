@@ -1,8 +1,9 @@
 """One task try, supervised as Airflow 3.3's supervisor does it (supervisor-behaviour.md).
 
-spawn (own process group) -> accept --comm and --logs (either order, ownership-checked, within
-the startup timeout) -> ``PATCH .../run`` -> ``[0, StartupDetails, nil]`` -> requests, logs,
-heartbeats and overtime, concurrently -> exit -> channels drained -> final state reported.
+spawn (own process group; or adopt a runtime started earlier, as ``run-task`` does) -> accept
+--comm and --logs (either order, ownership-checked, within the startup timeout) ->
+``PATCH .../run`` -> ``[0, StartupDetails, nil]`` -> requests, logs, heartbeats and overtime,
+concurrently -> exit -> channels drained -> final state reported.
 
 The session owns a nursery and the child's process group: cancelling the session kills the
 group, and nothing it started outlives it. Unlike Airflow's single-threaded loop, heartbeats run
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 import signal
 import socket
 from collections.abc import Mapping, Sequence
@@ -48,7 +48,7 @@ from ._events import Journal, Violation
 from ._io import receive_some, send_all
 from ._logs import parse_log_line, stream_record
 from ._masking import SecretsMasker, is_sensitive_name
-from ._process import ChildProcess, StartupError, spawn, tree_owns_connection
+from ._process import ChildProcess, Launch, StartupError, start_runtime, tree_owns_connection
 
 __all__ = ["TaskOutcome", "TaskSession", "TaskSpec"]
 
@@ -96,7 +96,11 @@ class TaskSession:
         *,
         config: SupervisorConfig | None = None,
         journal: Journal | None = None,
+        launch: Launch | None = None,
     ) -> None:
+        """``launch``: the runtime already started for this spec and config (``start_runtime``
+        with ``spec.runtime``, ``spec.env``, ``spec.cwd``), which the session adopts; without
+        one the session starts it. Either way the session owns it once ``run`` is called."""
         self.spec = spec
         self.api = api
         self.config = config or SupervisorConfig()
@@ -110,6 +114,7 @@ class TaskSession:
         self._downstream_exchange = api.on_exchange
         api.on_exchange = self._on_exchange
         self.child: ChildProcess | None = None
+        self._launch = launch
         self._nursery: trio.Nursery | None = None
         self._open_channels = 0
         self._channels_closed = trio.Event()
@@ -167,6 +172,9 @@ class TaskSession:
                 finally:
                     nursery.cancel_scope.cancel()
         finally:
+            if self._launch is not None:  # never adopted (the session ended before it could)
+                self._launch.close()
+                self._launch = None
             if self.child is not None:
                 with trio.CancelScope(shield=True):
                     await self._cleanup_group()
@@ -180,44 +188,46 @@ class TaskSession:
 
     async def _run(self, nursery: trio.Nursery, outcome: TaskOutcome) -> None:
         cfg = self.config
-        comm_listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
-        logs_listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
-        comm_port = comm_listener.socket.getsockname()[1]
-        logs_port = logs_listener.socket.getsockname()[1]
-        argv = [
-            *self.spec.runtime,
-            f"--comm=127.0.0.1:{comm_port}",
-            f"--logs=127.0.0.1:{logs_port}",
-        ]
-        env = {
-            **os.environ,
-            **self.spec.env,
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": cfg.logging_level,
-            "AIRFLOW__LOGGING__NAMESPACE_LEVELS": cfg.namespace_levels,
-        }
-        try:
-            child = await spawn(argv, env, self.spec.cwd)
-        except StartupError as exc:
-            outcome.error = str(exc)
-            self.journal.emit("process", event="spawn-failed", argv=argv, error=str(exc))
-            await comm_listener.aclose()
-            await logs_listener.aclose()
+        if self._launch is None:
+            # The launch run-task makes before loading trio, here in a worker thread (as trio's
+            # open_process runs Popen) so that a slow fork never stalls the other sessions of
+            # this process. Kept in self._launch until adopted: run() closes it otherwise.
+            self._launch = await trio.to_thread.run_sync(
+                start_runtime, self.spec.runtime, self.spec.env, self.spec.cwd, cfg
+            )
+        launch = self._launch
+        argv = launch.argv
+        if launch.error is not None:
+            outcome.error = launch.error
+            self.journal.emit("process", event="spawn-failed", argv=argv, error=launch.error)
+            self._launch = None
+            launch.close()
             return
+        # Adoption: from here the listeners and the child are the session's (no checkpoint
+        # until self.child is set, so a cancellation cannot fall between the two).
+        comm_sock, logs_sock = launch.take_listeners()
+        comm_listener = trio.SocketListener(trio.socket.from_stdlib_socket(comm_sock))
+        logs_listener = trio.SocketListener(trio.socket.from_stdlib_socket(logs_sock))
+        child = ChildProcess.adopt(launch)
         self.child = child
+        self._launch = None
         self.journal.emit(
             "process",
             event="spawn",
             argv=argv,
             pid=child.pid,
-            comm_port=comm_port,
-            logs_port=logs_port,
+            comm_port=launch.comm_port,
+            logs_port=launch.logs_port,
         )
         nursery.start_soon(self._reap, child)
-        assert child.proc.stdout is not None and child.proc.stderr is not None
         self._channel_opened()
-        nursery.start_soon(self._pump_stream, child.proc.stdout, "stdout")
+        nursery.start_soon(self._pump_stream, child.stdout, "stdout")
         self._channel_opened()
-        nursery.start_soon(self._pump_stream, child.proc.stderr, "stderr")
+        nursery.start_soon(self._pump_stream, child.stderr, "stderr")
+        # The startup and task timeouts count from here, when this session starts watching
+        # the child, also for a child started earlier (run-task starts it before loading
+        # trio): our own start-up never counts against the runtime, which in Airflow meets a
+        # supervisor that is ready to accept as it spawns. Such a child had ~0.1 s more.
         if cfg.task_timeout is not None:
             nursery.start_soon(self._task_timeout, cfg.task_timeout)
 
@@ -236,8 +246,11 @@ class TaskSession:
             outcome.exit_code = child.returncode
             return
         finally:
-            await comm_listener.aclose()
-            await logs_listener.aclose()
+            # Shielded: aclose() closes, then checkpoints, and a cancelled session would raise
+            # there, before the second listener is closed.
+            with trio.CancelScope(shield=True):
+                await comm_listener.aclose()
+                await logs_listener.aclose()
 
         async with comm, logs:
             if not await self._begin(comm, child, outcome):
@@ -783,24 +796,27 @@ class TaskSession:
     async def _cleanup_group(self) -> None:
         child = self.child
         assert child is not None
-        if child.alive:
-            # The session is being torn down (cancelled, or it failed): the child goes too.
-            await child.kill(
-                signal.SIGTERM,
-                escalation_delay=min(self.config.kill_escalation_delay, 2.0),
-                on_signal=self._signal_note("session ended"),
-            )
-            with trio.move_on_after(2):
-                await child.exited.wait()
-        sent = await child.reap_group()
-        if sent:
-            self.journal.emit(
-                "process",
-                event="signal",
-                signal="+".join(sent),
-                target="group",
-                reason="processes left in the runtime's process group after the session",
-            )
+        try:
+            if child.alive:
+                # The session is being torn down (cancelled, or it failed): the child goes too.
+                await child.kill(
+                    signal.SIGTERM,
+                    escalation_delay=min(self.config.kill_escalation_delay, 2.0),
+                    on_signal=self._signal_note("session ended"),
+                )
+                with trio.move_on_after(2):
+                    await child.wait()  # reaps it, also if the session's reaper was cancelled
+            sent = await child.reap_group()
+            if sent:
+                self.journal.emit(
+                    "process",
+                    event="signal",
+                    signal="+".join(sent),
+                    target="group",
+                    reason="processes left in the runtime's process group after the session",
+                )
+        finally:
+            child.close()
 
     async def _report_final_state(self, exit_code: int | None) -> str:
         state = self.state
