@@ -3,10 +3,15 @@ a close from another task wakes the reader, and a reader that always finds data 
 
 from __future__ import annotations
 
+import os
+import threading
+import time
+
 import pytest
 import trio
 import trio.testing
 
+from supervisor_sim.supervision import SupervisorConfig
 from supervisor_sim.supervision._io import YIELD_EVERY, receive_some, send_all
 
 
@@ -114,3 +119,41 @@ async def test_a_reader_that_always_finds_data_still_lets_other_tasks_run() -> N
     assert after - before >= reads // YIELD_EVERY - 1
     await a.aclose()
     await b.aclose()
+
+
+async def test_a_spinning_read_returns_data_that_arrives_later() -> None:
+    """With a spin budget, data written by the peer shortly after is returned whole."""
+    a, b = await socket_stream_pair()
+
+    def write_soon() -> None:
+        time.sleep(0.002)
+        os.write(a.socket.fileno(), b"late")  # from a thread: no trio call
+
+    thread = threading.Thread(target=write_soon)
+    thread.start()
+    got = b""
+    with trio.fail_after(5):
+        while len(got) < 4:
+            got += await receive_some(b, spin=1e-3)
+    thread.join()
+    assert got == b"late"
+    await a.aclose()
+    await b.aclose()
+
+
+async def test_a_spinning_read_is_still_cancellable() -> None:
+    """Spinning then waiting on an idle socket ends when its cancel scope does."""
+    a, b = await socket_stream_pair()
+    with trio.move_on_after(0.05) as scope:
+        await receive_some(b, spin=1e-3)
+    assert scope.cancelled_caught
+    await a.aclose()
+    await b.aclose()
+
+
+def test_the_comm_spin_is_bounded_to_a_millisecond() -> None:
+    """Nothing else runs while a read spins, so SupervisorConfig refuses a budget over 1 ms."""
+    assert SupervisorConfig().comm_spin > 0
+    assert SupervisorConfig(comm_spin=0).comm_spin == 0
+    with pytest.raises(ValueError, match="comm_spin"):
+        SupervisorConfig(comm_spin=0.01)

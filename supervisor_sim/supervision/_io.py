@@ -2,10 +2,11 @@
 
 trio's ``SocketStream.receive_some`` yields to the scheduler after every successful read, and
 ``send_all`` always does. A session's comm channel is lock-step: one small request, one small
-reply, ~130 µs apart, so those passes are a visible share of a round trip. Here a read is
+reply, ~120 µs apart, so those passes are a visible share of a round trip. Here a read is
 tried first (the next request is often already there, since a session records the previous one
-after replying) and waits for readability only when nothing is; a reply is written with one
-non-blocking ``write`` and falls back to ``send_all`` only for what did not fit.
+after replying), may poll for a few tens of microseconds (``spin``) while nothing else is
+runnable, and only then waits for readability; a reply is written with one non-blocking
+``write`` and falls back to ``send_all`` only for what did not fit.
 
 trio's guarantees are kept: every call is a cancellation point, a socket closed by another
 task wakes its reader with ``ClosedResourceError``, and a reader that keeps finding data still
@@ -17,6 +18,7 @@ the stream's own methods.
 from __future__ import annotations
 
 import os
+import time
 
 import trio
 
@@ -27,8 +29,15 @@ YIELD_EVERY = 8
 _immediate_reads = 0
 
 
-async def receive_some(stream: trio.abc.ReceiveStream, max_bytes: int = 65536) -> bytes:
-    """Like ``stream.receive_some(max_bytes)``: bytes, or ``b""`` at end of stream."""
+async def receive_some(
+    stream: trio.abc.ReceiveStream, max_bytes: int = 65536, *, spin: float = 0.0
+) -> bytes:
+    """Like ``stream.receive_some(max_bytes)``: bytes, or ``b""`` at end of stream.
+
+    With ``spin`` (seconds), a read that finds nothing keeps polling the socket that long before
+    sleeping, but only while no other task is runnable: the next lock-step request usually comes
+    within tens of microseconds, and waking a sleeping process costs more than that here.
+    """
     global _immediate_reads
     if not isinstance(stream, trio.SocketStream):
         return await stream.receive_some(max_bytes)
@@ -37,7 +46,17 @@ async def receive_some(stream: trio.abc.ReceiveStream, max_bytes: int = 65536) -
     try:
         data = os.read(fd, max_bytes)
     except (BlockingIOError, InterruptedError):
-        pass  # nothing yet: wait below
+        if spin > 0 and trio.lowlevel.current_statistics().tasks_runnable == 0:
+            deadline = time.perf_counter() + spin
+            while time.perf_counter() < deadline:
+                try:
+                    data = os.read(fd, max_bytes)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError as exc:
+                    raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
+                await trio.lowlevel.checkpoint_if_cancelled()
+                return data
     except OSError as exc:  # ECONNRESET
         raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
     else:

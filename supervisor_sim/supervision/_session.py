@@ -497,7 +497,7 @@ class TaskSession:
         try:
             while True:
                 try:
-                    data = await receive_some(comm)
+                    data = await receive_some(comm, spin=self.config.comm_spin)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     break
                 if not data:
