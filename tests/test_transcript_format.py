@@ -192,3 +192,47 @@ def test_lone_surrogates_are_recorded_shown_and_rendered(tmp_path: Path) -> None
     rendered = subprocess.run([*cmd, "--html", str(html)], capture_output=True, timeout=60)
     assert rendered.returncode == 0, rendered.stderr
     assert "\\ud800" in html.read_text(encoding="utf-8")
+
+
+def test_a_batch_of_events_is_recorded_exactly_as_one_by_one(tmp_path: Path) -> None:
+    """``TranscriptWriter.batch`` (used for a held request) writes the same lines and counts as
+    delivering each event on its own, and a journal's held events reach the file in order."""
+    events = []
+    collect = Journal(sinks=[events.append])
+    with collect.holding():
+        collect.emit(
+            "frame",
+            direction="in",
+            id=1,
+            type="GetVariable",
+            body={"key": "k", "type": "GetVariable"},
+            payload=b"\x93\x01\x80\xc0",
+            offset=0,
+            elements=3,
+            context_carrier=None,
+        )
+        collect.emit("note", level="info", message="between")
+        collect.emit(
+            "frame",
+            direction="out",
+            id=1,
+            type="VariableResult",
+            body={"key": "k", "value": "v", "type": "VariableResult"},
+            error=None,
+            payload=b"\x93\x01\x80\xc0",
+        )
+    assert [e.seq for e in events] == [1, 2, 3]
+    one, many = tmp_path / "one.jsonl", tmp_path / "many.jsonl"
+    w1 = TranscriptWriter(one, {}, redact=SecretsMasker().redact)
+    for event in events:
+        w1(event)
+    w2 = TranscriptWriter(many, {}, redact=SecretsMasker().redact)
+    w2.batch(events)
+    assert w1.counts == w2.counts
+    w1.close()
+    w2.close()
+    lines1 = one.read_text().splitlines()
+    lines2 = many.read_text().splitlines()
+    assert lines1[1:-1] == lines2[1:-1]  # the header's time and the footer's digest may differ
+    assert [json.loads(x)["seq"] for x in lines2[1:-1]] == [1, 2, 3]
+    assert read_transcript(many).problems == []

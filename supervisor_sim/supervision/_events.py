@@ -78,7 +78,8 @@ class Journal:
         A session answers a request from the embedded stub without ever yielding, so it holds
         that request's records (frame in, HTTP exchange, frame out) until the reply is on the
         wire: the runtime gets its answer first and the transcript is written while it works.
-        Numbering, counts and the returned events are immediate; only delivery waits.
+        Numbering, counts and the returned events are immediate; only delivery waits. A sink
+        with a ``batch`` method gets the held events in one call, in order.
         """
         if self._held is not None:  # nested: the outer block delivers
             yield
@@ -88,9 +89,14 @@ class Journal:
             yield
         finally:
             self._held = None
-            for event in held:
-                for sink in self.sinks:
-                    sink(event)
+            for sink in self.sinks if held else ():
+                # A sink may take the events together (the transcript writes them in one go).
+                batch = getattr(sink, "batch", None)
+                if batch is not None:
+                    batch(held)
+                else:
+                    for event in held:
+                        sink(event)
 
     def violation(self, violation: Violation) -> Event:
         self.violations.append(violation)

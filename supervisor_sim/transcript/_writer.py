@@ -195,25 +195,22 @@ class TranscriptWriter:
         self._write_line(_dumps(record) + "\n", record["record"])
 
     def _write_line(self, line: str, kind: str) -> None:
-        data = _utf8(line)
-        # One write(2) per record, straight to the kernel: nothing waits in a user-space buffer,
-        # so even a SIGKILL right after this returns loses no record. (~1.3 µs per record.)
-        written = os.write(self._fd, data)
-        while written < len(data):  # a short write (a signal, a nearly full disk): finish it
-            written += os.write(self._fd, memoryview(data)[written:])
-        # The digest is only read by close(): hash the lines written in batches of 128 lines
-        # (~50 KB here), cheaper than one update per line. The lines are already in the file.
-        unhashed = self._unhashed
-        unhashed.append(data)
-        if len(unhashed) >= 128:
-            self._digest.update(b"".join(unhashed))
-            unhashed.clear()
-        self.counts[kind] = self.counts.get(kind, 0) + 1
+        self._write_data(_utf8(line), (kind,))
 
     def __call__(self, event: Any) -> None:
         """Journal sink: turn one ``Event`` into one record."""
         if self.closed:
             return
+        self._write_data(_utf8(self._line(event)), (event.kind,))
+
+    def batch(self, events: Sequence[Any]) -> None:
+        """Journal sink for events delivered together (``Journal.holding``): one record each,
+        all in one ``write(2)``, so they reach the kernel together before this returns."""
+        if self.closed:
+            return
+        self._write_data(_utf8(_join([self._line(e) for e in events])), [e.kind for e in events])
+
+    def _line(self, event: Any) -> str:
         kind = event.kind
         line = None
         if kind == "frame":
@@ -224,18 +221,24 @@ class TranscriptWriter:
             line = self._log_line(event)
         if line is None:
             line = self._general_line(event)
-        # _write_line, written out (the hot path).
-        data = _utf8(line)
+        return line
+
+    def _write_data(self, data: bytes, kinds: Sequence[str]) -> None:
+        # One write(2) per call, straight to the kernel: nothing waits in a user-space buffer,
+        # so even a SIGKILL right after this returns loses no record. (~1.3 µs per call.)
         written = os.write(self._fd, data)
-        while written < len(data):
+        while written < len(data):  # a short write (a signal, a nearly full disk): finish it
             written += os.write(self._fd, memoryview(data)[written:])
+        # The digest is only read by close(): hash in batches of 128 writes (~50 KB here),
+        # cheaper than one update per line. The lines are already in the file.
         unhashed = self._unhashed
         unhashed.append(data)
         if len(unhashed) >= 128:
             self._digest.update(b"".join(unhashed))
             unhashed.clear()
         counts = self.counts
-        counts[kind] = counts.get(kind, 0) + 1
+        for kind in kinds:
+            counts[kind] = counts.get(kind, 0) + 1
 
     def _clean(self, value: Any) -> Any:
         return self._redact(value) if self._redact is not None else value
