@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import importlib.util
 import json
 import os
 import signal
@@ -206,27 +205,9 @@ def _load_fixtures(path: Any) -> Fixtures:
 
 
 def _fixtures_module() -> ModuleType:
-    """``supervisor_sim.api._fixtures`` without running ``supervisor_sim.api``'s ``__init__``,
-    which loads httpx, trio and the stub: the imports the runtime's start is to overlap. The
-    module itself needs only the standard library. It is registered under its own name, so the
-    api package, imported later, takes this very module: one ``Fixtures``, one ``FixtureError``.
-    """
-    name = "supervisor_sim.api._fixtures"
-    module = sys.modules.get(name)
-    if module is not None:
-        return module
-    path = Path(__file__).with_name("api") / "_fixtures.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None or not path.is_file():
-        return importlib.import_module(name)  # not a plain source tree: the ordinary import
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module
+    """``supervisor_sim.api._fixtures``: standard library only, and ``supervisor_sim.api`` loads
+    nothing else until asked (PEP 562), so this does not pull in httpx or trio."""
+    return importlib.import_module("supervisor_sim.api._fixtures")
 
 
 async def _run_task(

@@ -3,56 +3,68 @@
 ``ExecutionAPIClient`` speaks Airflow's HTTP semantics; ``StubTransport`` over a ``StubStore`` is
 the embedded, SQLite-backed stand-in for Airflow's API server; a real server is just the default
 httpx transport with a base URL.
+
+The names below load their module on first use (PEP 562): ``run-task`` reads its fixtures file
+(``_fixtures``, standard library only) before httpx and trio are imported, so the runtime it
+starts next boots while they load.
 """
 
-from ._client import (
-    API_VERSION as API_VERSION,
-)
-from ._client import (
-    APIResponse as APIResponse,
-)
-from ._client import (
-    APIStatusError as APIStatusError,
-)
-from ._client import (
-    Exchange as Exchange,
-)
-from ._client import (
-    ExecutionAPIClient as ExecutionAPIClient,
-)
-from ._client import (
-    RetryPolicy as RetryPolicy,
-)
-from ._client import (
-    ServerResponseError as ServerResponseError,
-)
-from ._fixtures import FixtureError as FixtureError
-from ._fixtures import Fixtures as Fixtures
-from ._fixtures import load_fixtures as load_fixtures
-from ._real import mint_token as mint_token
-from ._real import real_api_client as real_api_client
-from ._store import StubStore as StubStore
-from ._store import TaskInstanceRecord as TaskInstanceRecord
-from ._stub import Fault as Fault
-from ._stub import StubTransport as StubTransport
-from ._tokens import TokenIssuer as TokenIssuer
+from __future__ import annotations
 
-__all__ = [
-    "API_VERSION",
-    "APIResponse",
-    "APIStatusError",
-    "Exchange",
-    "ExecutionAPIClient",
-    "Fault",
-    "FixtureError",
-    "Fixtures",
-    "RetryPolicy",
-    "ServerResponseError",
-    "StubStore",
-    "StubTransport",
-    "TaskInstanceRecord",
-    "TokenIssuer",
-    "load_fixtures",
-    "mint_token",
-    "real_api_client",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._client import API_VERSION as API_VERSION
+    from ._client import APIResponse as APIResponse
+    from ._client import APIStatusError as APIStatusError
+    from ._client import Exchange as Exchange
+    from ._client import ExecutionAPIClient as ExecutionAPIClient
+    from ._client import RetryPolicy as RetryPolicy
+    from ._client import ServerResponseError as ServerResponseError
+    from ._fixtures import FixtureError as FixtureError
+    from ._fixtures import Fixtures as Fixtures
+    from ._fixtures import load_fixtures as load_fixtures
+    from ._real import mint_token as mint_token
+    from ._real import real_api_client as real_api_client
+    from ._store import StubStore as StubStore
+    from ._store import TaskInstanceRecord as TaskInstanceRecord
+    from ._stub import Fault as Fault
+    from ._stub import StubTransport as StubTransport
+    from ._tokens import TokenIssuer as TokenIssuer
+
+#: Where each public name lives.
+_MODULES = {
+    "API_VERSION": "_client",
+    "APIResponse": "_client",
+    "APIStatusError": "_client",
+    "Exchange": "_client",
+    "ExecutionAPIClient": "_client",
+    "Fault": "_stub",
+    "FixtureError": "_fixtures",
+    "Fixtures": "_fixtures",
+    "RetryPolicy": "_client",
+    "ServerResponseError": "_client",
+    "StubStore": "_store",
+    "StubTransport": "_stub",
+    "TaskInstanceRecord": "_store",
+    "TokenIssuer": "_tokens",
+    "load_fixtures": "_fixtures",
+    "mint_token": "_real",
+    "real_api_client": "_real",
+}
+
+__all__ = sorted(_MODULES)
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_MODULES})
