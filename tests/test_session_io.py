@@ -157,3 +157,42 @@ def test_the_comm_spin_is_bounded_to_a_millisecond() -> None:
     assert SupervisorConfig(comm_spin=0).comm_spin == 0
     with pytest.raises(ValueError, match="comm_spin"):
         SupervisorConfig(comm_spin=0.01)
+
+
+async def test_only_a_lone_comm_reader_spins(store, monkeypatch) -> None:
+    """One session reads its comm channel with the spin budget; two at once read without it."""
+    from _session_helpers import SCRIPTED, run_task
+
+    from supervisor_sim.supervision import _session
+
+    spins: list[tuple[int, float]] = []
+    real = _session.receive_some
+
+    async def recording(stream, max_bytes=65536, *, spin=0.0):  # type: ignore[no-untyped-def]
+        spins.append((_session.TaskSession._comm_readers, spin))
+        return await real(stream, max_bytes, spin=spin)
+
+    monkeypatch.setattr(_session, "receive_some", recording)
+    steps = [
+        {"send": {"type": "GetVariable", "key": "k"}},
+        {"sleep": 0.3},
+        {"send": {"type": "GetVariable", "key": "k"}},
+        {
+            "send": {
+                "type": "SucceedTask",
+                "state": "success",
+                "end_date": "$now",
+                "task_outlets": [],
+                "outlet_events": [],
+            }
+        },
+    ]
+    await run_task(store, "hello", runtime=SCRIPTED, steps=steps)
+    assert spins and all(s == SupervisorConfig().comm_spin for n, s in spins if n == 1)
+    spins.clear()
+    async with trio.open_nursery() as nursery:
+        for _ in range(2):
+            nursery.start_soon(lambda: run_task(store, "hello", runtime=SCRIPTED, steps=steps))
+    assert any(n == 2 for n, _ in spins), "the two sessions' comm readers never overlapped"
+    assert all(s == 0.0 for n, s in spins if n > 1)
+    assert _session.TaskSession._comm_readers == 0

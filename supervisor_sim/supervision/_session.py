@@ -89,6 +89,10 @@ class TaskOutcome:
 class TaskSession:
     """Supervises one child for one task try. ``await session.run()`` returns the outcome."""
 
+    #: Comm readers running in this process. Only a lone one spins (``comm_spin``): with several
+    #: sessions another one usually has work, and a spin would keep the loop from seeing it.
+    _comm_readers = 0
+
     def __init__(
         self,
         spec: TaskSpec,
@@ -494,10 +498,12 @@ class TaskSession:
     async def _comm_reader(self, comm: trio.SocketStream) -> None:
         decoder = FrameDecoder(max_frame_size=self.config.max_frame_size)
         received = 0
+        TaskSession._comm_readers += 1
         try:
             while True:
+                spin = self.config.comm_spin if TaskSession._comm_readers == 1 else 0.0
                 try:
-                    data = await receive_some(comm, spin=self.config.comm_spin)
+                    data = await receive_some(comm, spin=spin)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     break
                 if not data:
@@ -516,6 +522,7 @@ class TaskSession:
                         break
                     await self._on_request(comm, raw.payload, raw.offset)
         finally:
+            TaskSession._comm_readers -= 1
             tail = decoder.pending()
             try:
                 decoder.end_of_stream()
