@@ -7,8 +7,9 @@ peak RSS (``VmHWM``) and CPU time belongs to that measurement alone.
     sim_bench.py many --children K --n N               K TaskSessions in one trio nursery
     sim_bench.py stubapi --n N                         the stub Execution API alone, per layer
 
-A session is built the way ``supervisor-sim run-task`` builds it (``supervisor_sim._run.supervise``
-with the embedded stub, its journal and HTTP hook), minus the console sink (as with ``-q``).
+A session is built the way ``supervisor-sim run-task`` builds it
+(``supervisor_sim.runner.supervise`` with the embedded stub, its journal and HTTP hook), minus
+the console sink (as with ``-q``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from typing import Any
 import httpx
 import trio
 
-from supervisor_sim._run import journal_exchanges, supervise
 from supervisor_sim.api import (
     ExecutionAPIClient,
     RetryPolicy,
@@ -34,6 +34,7 @@ from supervisor_sim.api import (
     StubTransport,
     TokenIssuer,
 )
+from supervisor_sim.runner._supervise import journal_exchanges, supervise
 from supervisor_sim.supervision import Journal, SupervisorConfig, TaskSession, TaskSpec
 
 HERE = Path(__file__).resolve().parent
@@ -288,8 +289,8 @@ async def stubapi(n: int) -> dict[str, Any]:
 
         await timed("api_client", api_client)
 
+        from supervisor_sim.protocol._masking import SecretsMasker
         from supervisor_sim.supervision._dispatch import Dispatcher, TaskState
-        from supervisor_sim.supervision._masking import SecretsMasker
 
         dispatcher = Dispatcher(api, TaskState(ti_id=record.id), SecretsMasker(), journal.now)
         body = {"type": "GetVariable", "key": VAR_KEY}

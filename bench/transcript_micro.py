@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from sim_bench import BASE_URL, CHILD, new_store, ti_of
 
-from supervisor_sim._run import supervise
 from supervisor_sim.api import StubTransport, TokenIssuer
+from supervisor_sim.runner._supervise import supervise
 from supervisor_sim.supervision import (
     Journal,
     SecretsMasker,
@@ -97,7 +97,7 @@ def capture(tmp: Path, n: int = 3) -> tuple[list[Any], dict[str, Any]]:
 
 
 def make_writer(path: Path, header: dict[str, Any], masker: SecretsMasker, redact: bool) -> Any:
-    # Exactly as supervisor_sim._run.supervise wires it.
+    # Exactly as supervisor_sim.runner._supervise.supervise wires it.
     return TranscriptWriter(
         path,
         header,

@@ -7,6 +7,18 @@ from pathlib import Path
 
 import pytest
 
+#: Test folders whose every test needs a real peer (Airflow, Go, PostgreSQL, Chromium): marked
+#: ``integration`` so that ``./test -m "not integration"`` is the fast selection of the unit tiers.
+_INTEGRATION_DIRS = ("integration", "compose", "go")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        rel = Path(str(item.fspath)).relative_to(here)
+        if rel.parts[0] in _INTEGRATION_DIRS or item.get_closest_marker("contract"):
+            item.add_marker(pytest.mark.integration)
+
 
 @pytest.fixture
 def fixtures_file(tmp_path: Path) -> Path:

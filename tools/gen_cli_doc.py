@@ -1,6 +1,6 @@
 """Generate docs/cli.md from the command line's own help texts.
 
-Usage: python tools/gen_cli_doc.py   (tests/test_docs.py fails when docs/cli.md is stale)
+Usage: python tools/gen_cli_doc.py   (tests/docs/test_docs.py fails when docs/cli.md is stale)
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Usage: python tools/gen_protocol_doc.py        (rewrites docs/protocol.md)
 
 The text comes only from the catalogue (``CATALOGUE``, ``DEFINITIONS``, ``TERMINAL``), so the
-document cannot drift from the code: tests/test_catalogue.py renders it in memory and fails when
-the committed file differs. ``render()`` returns the text without writing anything.
+document cannot drift from the code: tests/protocol/test_catalogue.py renders it in memory and
+fails when the committed file differs. ``render()`` returns the text without writing anything.
 """
 
 from __future__ import annotations

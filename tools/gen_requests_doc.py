@@ -3,8 +3,9 @@
 Usage: python tools/gen_requests_doc.py        (rewrites docs/requests.md)
 
 The table rows come only from the message catalogue (``CATALOGUE[name].http`` and ``.replies``),
-so the page cannot drift from the code: tests/test_coverage_guard.py renders it in memory and
-fails when the committed file differs. ``render()`` returns the text without writing anything.
+so the page cannot drift from the code: tests/supervision/test_coverage_guard.py renders it in
+memory and fails when the committed file differs. ``render()`` returns the text without
+writing anything.
 """
 
 from __future__ import annotations
@@ -157,8 +158,9 @@ INTRO = """\
 Every one of the {count} requests a runtime may send (`ToSupervisor`), the Execution API call
 Airflow 3.3's task supervisor makes for it, and what the runtime gets back. supervisor-sim
 answers each one the same way, from the embedded stub (seeded by fixtures: see
-[fixtures.md](fixtures.md)) or from a real API server; tests/test_coverage_guard.py sends each
-one through the real dispatcher and stub and checks the reply's type and shape.
+[fixtures.md](fixtures.md)) or from a real API server;
+tests/supervision/test_coverage_guard.py sends each one through the real dispatcher and stub
+and checks the reply's type and shape.
 
 To watch one request of every group go through a session, run the reference runtime's `tour`
 task (it also triggers a DAG run, writes the state stores and creates a HITL request); its log

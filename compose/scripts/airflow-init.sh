@@ -3,7 +3,7 @@
 # would, then hand the queued task instances to the supervisor-sim service.
 #
 # Runs once per `docker compose up`, in the apache/airflow image, with the environment that
-# compose/docker-compose.yaml gives the airflow-init service (tests/test_compose.py runs this same
+# compose/docker-compose.yaml gives the airflow-init service (tests/compose/test_compose.py runs this same
 # file natively, with that same environment). Every step is idempotent, so `up` can be repeated:
 #
 #   airflow db migrate                          the metadata DB in Postgres

@@ -1,7 +1,8 @@
 """Run, with supervisor-sim, every task instance the airflow-init service queued.
 
-The supervisor-sim service's entry script (compose/docker-compose.yaml); tests/test_compose.py
-runs it natively with the same environment. Reads ``$SIM_QUEUED_TIS`` (``{"tis": [...]}``,
+The supervisor-sim service's entry script (compose/docker-compose.yaml);
+tests/compose/test_compose.py runs it natively with the same environment. Reads
+``$SIM_QUEUED_TIS`` (``{"tis": [...]}``,
 written by compose/scripts/airflow-init.sh), and for each task instance, in order, runs
 
     supervisor-sim run-task DAG TASK --api-url $SIM_API_URL --ti-id .. --run-id ..

@@ -16,22 +16,23 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from ._client import API_VERSION as API_VERSION
-    from ._client import APIResponse as APIResponse
-    from ._client import APIStatusError as APIStatusError
-    from ._client import Exchange as Exchange
-    from ._client import ExecutionAPIClient as ExecutionAPIClient
-    from ._client import RetryPolicy as RetryPolicy
-    from ._client import ServerResponseError as ServerResponseError
-    from ._fixtures import FixtureError as FixtureError
-    from ._fixtures import Fixtures as Fixtures
-    from ._fixtures import load_fixtures as load_fixtures
-    from ._real import mint_token as mint_token
-    from ._real import real_api_client as real_api_client
-    from ._store import StubStore as StubStore
-    from ._store import TaskInstanceRecord as TaskInstanceRecord
-    from ._stub import Fault as Fault
-    from ._stub import StubTransport as StubTransport
+    from ._client import (
+        API_VERSION as API_VERSION,
+        APIResponse as APIResponse,
+        APIStatusError as APIStatusError,
+        Exchange as Exchange,
+        ExecutionAPIClient as ExecutionAPIClient,
+        RetryPolicy as RetryPolicy,
+        ServerResponseError as ServerResponseError,
+    )
+    from ._fixtures import (
+        FixtureError as FixtureError,
+        Fixtures as Fixtures,
+        load_fixtures as load_fixtures,
+    )
+    from ._real import mint_token as mint_token, real_api_client as real_api_client
+    from ._store import StubStore as StubStore, TaskInstanceRecord as TaskInstanceRecord
+    from ._stub import Fault as Fault, StubTransport as StubTransport
     from ._tokens import TokenIssuer as TokenIssuer
 
 #: Where each public name lives.

@@ -5,55 +5,29 @@ Feed bytes to a ``FrameDecoder`` and decode its frames with ``decode_request`` /
 against the catalogue with ``validate_body``. Nothing here touches a socket or an event loop.
 """
 
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
 from ._catalogue import (
     ACK as ACK,
-)
-from ._catalogue import (
     CATALOGUE as CATALOGUE,
-)
-from ._catalogue import (
     PARSE_MESSAGES as PARSE_MESSAGES,
-)
-from ._catalogue import (
     SCHEMA_VERSION as SCHEMA_VERSION,
-)
-from ._catalogue import (
     TERMINAL as TERMINAL,
-)
-from ._catalogue import (
     TO_SUPERVISOR as TO_SUPERVISOR,
-)
-from ._catalogue import (
     TO_TASK as TO_TASK,
-)
-from ._catalogue import (
     MessageSpec as MessageSpec,
-)
-from ._catalogue import (
     message as message,
-)
-from ._catalogue import (
     validate_body as validate_body,
 )
 from ._codec import (
     format_duration as format_duration,
-)
-from ._codec import (
     from_jsonable as from_jsonable,
-)
-from ._codec import (
+    jsonable_as_is as jsonable_as_is,
     packb as packb,
-)
-from ._codec import (
     parse_datetime as parse_datetime,
-)
-from ._codec import (
     parse_duration as parse_duration,
-)
-from ._codec import (
     to_jsonable as to_jsonable,
-)
-from ._codec import (
     unpackb as unpackb,
 )
 from ._convert import materialize as materialize
@@ -62,73 +36,81 @@ from ._errors import (
 )
 from ._framing import (
     DEFAULT_MAX_FRAME_SIZE as DEFAULT_MAX_FRAME_SIZE,
-)
-from ._framing import (
     FrameDecoder as FrameDecoder,
-)
-from ._framing import (
     RawFrame as RawFrame,
-)
-from ._framing import (
     RequestFrame as RequestFrame,
-)
-from ._framing import (
     ResponseFrame as ResponseFrame,
-)
-from ._framing import (
     decode_request as decode_request,
-)
-from ._framing import (
     decode_response as decode_response,
-)
-from ._framing import (
     encode_request as encode_request,
-)
-from ._framing import (
     encode_response as encode_response,
 )
 from ._lines import (
+    Line as Line,
     LineSplitter as LineSplitter,
+)
+from ._masking import (
+    MASK as MASK,
+    SecretsMasker as SecretsMasker,
+    is_sensitive_name as is_sensitive_name,
 )
 from ._schema import (
     DEFINITIONS as DEFINITIONS,
 )
 from ._types import (
+    DATETIME as DATETIME,
+    AnyOf as AnyOf,
     Field as Field,
-)
-from ._types import (
+    ListOf as ListOf,
+    MapOf as MapOf,
     Model as Model,
-)
-from ._types import (
     Problem as Problem,
+    Ref as Ref,
+    TupleOf as TupleOf,
+    Type as Type,
 )
 
 __all__ = [
     "ACK",
     "CATALOGUE",
+    "DATETIME",
     "DEFAULT_MAX_FRAME_SIZE",
     "DEFINITIONS",
+    "MASK",
     "PARSE_MESSAGES",
     "SCHEMA_VERSION",
     "TERMINAL",
     "TO_SUPERVISOR",
     "TO_TASK",
+    "AnyOf",
+    "DagStructure",
     "Field",
     "FrameDecoder",
+    "Line",
     "LineSplitter",
+    "ListOf",
+    "MapOf",
     "MessageSpec",
     "Model",
     "Problem",
     "ProtocolError",
     "RawFrame",
+    "Ref",
     "RequestFrame",
     "ResponseFrame",
+    "SecretsMasker",
+    "TaskNode",
+    "TupleOf",
+    "Type",
+    "dag_structure",
     "decode_request",
     "decode_response",
     "encode_request",
     "encode_response",
     "format_duration",
     "from_jsonable",
+    "is_sensitive_name",
+    "jsonable_as_is",
     "materialize",
     "message",
     "packb",
@@ -137,4 +119,22 @@ __all__ = [
     "to_jsonable",
     "unpackb",
     "validate_body",
+    "validate_serialized_dag",
 ]
+
+if TYPE_CHECKING:
+    from ._dags import (
+        DagStructure as DagStructure,
+        TaskNode as TaskNode,
+        dag_structure as dag_structure,
+        validate_serialized_dag as validate_serialized_dag,
+    )
+
+# Serialized DAGs are loaded on first use: run-task never needs them.
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        name: "_dags"
+        for name in ("DagStructure", "TaskNode", "dag_structure", "validate_serialized_dag")
+    },
+)

@@ -12,17 +12,29 @@ from .._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ._config import SupervisorConfig as SupervisorConfig
-    from ._events import Event as Event
-    from ._events import Journal as Journal
-    from ._events import Violation as Violation
-    from ._masking import SecretsMasker as SecretsMasker
-    from ._parse import PARSE_REQUESTS as PARSE_REQUESTS
-    from ._parse import ParseSession as ParseSession
-    from ._parse import ParseSpec as ParseSpec
-    from ._process import StartupError as StartupError
-    from ._session import TaskOutcome as TaskOutcome
-    from ._session import TaskSession as TaskSession
-    from ._session import TaskSpec as TaskSpec
+    from ._dispatch import error_response as error_response
+    from ._events import (
+        Event as Event,
+        Journal as Journal,
+        Violation as Violation,
+        journal_exchanges as journal_exchanges,
+    )
+    from ._logs import LEVELS as LEVELS
+    from ._parse import (
+        PARSE_REQUESTS as PARSE_REQUESTS,
+        ParseSession as ParseSession,
+        ParseSpec as ParseSpec,
+    )
+    from ._process import (
+        Launch as Launch,
+        StartupError as StartupError,
+        start_runtime as start_runtime,
+    )
+    from ._session import (
+        TaskOutcome as TaskOutcome,
+        TaskSession as TaskSession,
+        TaskSpec as TaskSpec,
+    )
 
 #: Where each public name lives.
 _MODULES = {
@@ -31,13 +43,17 @@ _MODULES = {
     "Journal": "_events",
     "ParseSession": "_parse",
     "ParseSpec": "_parse",
-    "SecretsMasker": "_masking",
     "StartupError": "_process",
     "SupervisorConfig": "_config",
     "TaskOutcome": "_session",
     "TaskSession": "_session",
     "TaskSpec": "_session",
     "Violation": "_events",
+    "journal_exchanges": "_events",
+    "error_response": "_dispatch",
+    "LEVELS": "_logs",
+    "Launch": "_process",
+    "start_runtime": "_process",
 }
 
 __all__ = sorted(_MODULES)

@@ -22,9 +22,21 @@ from typing import Any
 from urllib.parse import quote
 
 from ..api import APIStatusError, ExecutionAPIClient, ServerResponseError
-from ..protocol import CATALOGUE, DEFINITIONS, format_duration, materialize, parse_datetime
-from ..protocol._types import AnyOf, ListOf, MapOf, Model, Ref, Type
-from ._masking import SecretsMasker, is_sensitive_name
+from ..protocol import (
+    CATALOGUE,
+    DEFINITIONS,
+    AnyOf,
+    ListOf,
+    MapOf,
+    Model,
+    Ref,
+    SecretsMasker,
+    Type,
+    format_duration,
+    is_sensitive_name,
+    materialize,
+    parse_datetime,
+)
 
 __all__ = ["Dispatcher", "Reply", "TaskState", "error_response", "json_default"]
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Event", "Journal", "Violation"]
+__all__ = ["Event", "Journal", "Violation", "journal_exchanges"]
 
 Kind = Literal["frame", "http", "log", "process", "violation", "note"]
 
@@ -101,3 +101,27 @@ class Journal:
     def violation(self, violation: Violation) -> Event:
         self.violations.append(violation)
         return self.emit("violation", **violation.as_dict())
+
+
+def journal_exchanges(journal: Journal) -> Callable[[Any], None]:
+    """An ``on_exchange`` callback for ``ExecutionAPIClient`` that records each HTTP exchange
+    as an ``http`` event of ``journal``."""
+
+    def on_exchange(exchange: Any) -> None:
+        journal.emit(
+            "http",
+            method=exchange.method,
+            path=exchange.path,
+            query=exchange.query,
+            status=exchange.status,
+            error=exchange.error,
+            attempt=exchange.attempt,
+            duration_s=round(exchange.duration_s, 6),
+            cause=exchange.cause,
+            request_headers=exchange.request_headers,
+            request_body=exchange.request_body,
+            response_headers=exchange.response_headers,
+            response_body=exchange.response_body,
+        )
+
+    return on_exchange

@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..protocol import parse_datetime
-from ..protocol._lines import Line
+from ..protocol import Line, parse_datetime
 from ._events import Violation
 
 __all__ = ["LEVELS", "parse_log_line", "stream_record"]

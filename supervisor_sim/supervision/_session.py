@@ -30,8 +30,10 @@ from ..protocol import (
     FrameDecoder,
     LineSplitter,
     ProtocolError,
+    SecretsMasker,
     decode_request,
     encode_response,
+    is_sensitive_name,
     materialize,
     validate_body,
 )
@@ -47,7 +49,6 @@ from ._dispatch import (
 from ._events import Journal, Violation
 from ._io import receive_some, send_all
 from ._logs import parse_log_line, stream_record
-from ._masking import SecretsMasker, is_sensitive_name
 from ._process import ChildProcess, Launch, StartupError, start_runtime, tree_owns_connection
 
 __all__ = ["TaskOutcome", "TaskSession", "TaskSpec"]

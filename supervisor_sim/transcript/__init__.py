@@ -1,19 +1,19 @@
 """Transcripts: record a session as JSON Lines, read it back, show it, diff two, replay one."""
 
-from ._diff import TranscriptDiff as TranscriptDiff
-from ._diff import diff_transcripts as diff_transcripts
-from ._html import render_html as render_html
-from ._html import write_html as write_html
-from ._reader import Transcript as Transcript
-from ._reader import TranscriptError as TranscriptError
-from ._reader import read_transcript as read_transcript
-from ._replay import Divergence as Divergence
-from ._replay import FrameMatcher as FrameMatcher
-from ._replay import ReplayTransport as ReplayTransport
+from ._diff import TranscriptDiff as TranscriptDiff, diff_transcripts as diff_transcripts
+from ._html import render_html as render_html, write_html as write_html
+from ._reader import (
+    Transcript as Transcript,
+    TranscriptError as TranscriptError,
+    read_transcript as read_transcript,
+)
+from ._replay import (
+    Divergence as Divergence,
+    FrameMatcher as FrameMatcher,
+    ReplayTransport as ReplayTransport,
+)
 from ._show import render_timeline as render_timeline
-from ._writer import FORMAT as FORMAT
-from ._writer import VERSION as VERSION
-from ._writer import TranscriptWriter as TranscriptWriter
+from ._writer import FORMAT as FORMAT, VERSION as VERSION, TranscriptWriter as TranscriptWriter
 
 __all__ = [
     "FORMAT",

@@ -12,7 +12,7 @@ fragments. A value proven to be its own record value (``SecretsMasker.leaves_pla
 redactor is a ``SecretsMasker``: nothing to redact, nothing to tag; ``jsonable_as_is`` without
 redaction) is encoded as it is, without the redacting copy and the ``to_jsonable`` copy; anything
 else takes the general path (the writer as it was). Both give the same bytes
-(tests/test_transcript_speedpaths.py).
+(tests/transcript/test_transcript_speedpaths.py).
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..protocol import packb, to_jsonable
-from ..protocol._codec import jsonable_as_is
+from ..protocol import jsonable_as_is, packb, to_jsonable
 
 __all__ = ["FORMAT", "VERSION", "TranscriptWriter"]
 
@@ -146,7 +145,7 @@ def _plain_check(redact: Callable[[Any], Any] | None) -> Callable[[Any], bool] |
     owner = getattr(redact, "__self__", None)
     if owner is None:
         return None
-    from ..supervision._masking import SecretsMasker  # already imported if owner is one
+    from ..protocol import SecretsMasker  # already imported if owner is one
 
     if type(owner) is SecretsMasker and getattr(redact, "__func__", None) is SecretsMasker.redact:
         return owner.leaves_plain

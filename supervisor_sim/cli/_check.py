@@ -1,0 +1,213 @@
+"""`supervisor-sim check`: a conformance kit for --comm/--logs runtimes.
+
+Acts as Airflow's supervisor in a series of scenarios (each a real session: own process, own
+sockets, the embedded stub Execution API) — some exactly like Airflow, some sending what a
+correct runtime must tolerate or survive — and reports, per rule, pass / fail / n/a with the
+evidence: the frames exchanged, log lines and process events. Scenarios live in
+``_check_scenarios``, rules in ``_check_rules``; the command's body and its reports (a terminal
+table, ``--json``, ``--junit FILE``) in ``_cmd_check``. This module holds only the command's
+options and help, so that ``supervisor-sim --help`` lists it without loading the scenarios, the
+rules or the layers; the body is imported when the command runs.
+
+Exit status: 0 when no rule failed, 1 when at least one did, 2 for usage errors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+__all__ = ["check"]
+
+
+@click.command(
+    "check",
+    context_settings={
+        "help_option_names": ["-h", "--help"],
+        "max_content_width": 100,
+        "allow_interspersed_args": False,
+    },
+)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="-- CMD...")
+@click.option("--dag", "dag_id", default="example_dag", show_default=True, help="DAG of the task.")
+@click.option(
+    "--task",
+    "task_id",
+    default="hello",
+    show_default=True,
+    help="A task of the runtime's bundle that succeeds without extra fixtures.",
+)
+@click.option(
+    "--dag-rel-path",
+    help="StartupDetails.dag_rel_path (default: DAG.py).",
+)
+@click.option("--bundle-name", default="dags-folder", show_default=True)
+@click.option(
+    "--parse-file",
+    help="The file named in DagFileParseRequest (default: the runtime's program file).",
+)
+@click.option("--fixtures", type=click.Path(path_type=Path, dir_okay=False), help="Stub fixtures.")
+@click.option(
+    "--skip",
+    "skips",
+    multiple=True,
+    metavar="RULE",
+    help="Declare a rule not applicable to this runtime (repeatable), e.g. --skip parse for a "
+    "runtime without DAG parsing. It is still observed, and reported as n/a.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option(
+    "--junit",
+    "junit_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write the report as JUnit XML to FILE.",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    help="Scenarios run at once, after the baseline (default: the number of CPUs, at most 4).",
+)
+@click.option(
+    "--startup-timeout",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds to connect --comm and --logs.",
+)
+@click.option(
+    "--overtime",
+    type=float,
+    default=20.0,
+    show_default=True,
+    help="task_success_overtime: seconds to exit after the terminal message.",
+)
+@click.option(
+    "--exit-bound",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds a runtime may take to exit after the comm connection closes, or to send "
+    "anything after an injected reply.",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Kill a scenario's runtime after this many seconds.",
+)
+@click.option("--list-rules", is_flag=True, help="List the rules and scenarios, then exit.")
+def check(command: tuple[str, ...], **opts: Any) -> None:
+    """Check a --comm/--logs runtime against the protocol: every rule, pass / fail / n/a.
+
+    Runs the runtime CMD ({python} is this interpreter; --comm/--logs are appended) once per
+    scenario, acting as Airflow's
+    supervisor — exactly, or sending what a correct runtime must tolerate (unknown and missing
+    fields, every timestamp size, short frames, errors, a wrong reply id, a closed
+    connection) — and judges each rule from the frames, logs and exit codes. Exit 1 when a rule
+    failed.
+
+    \b
+    Example:
+      supervisor-sim check --junit check.xml -- ./my-runtime --bundle dags/
+    """
+    from ._common import loading
+
+    with loading():
+        from .. import api, check, runner, supervision  # noqa: F401  the kit and the layers
+
+    check_command(command, opts)
+
+
+# --- the command body: imported names load the check kit, so they are imported when it runs
+
+
+def _known_rule(value: str, rule_ids: tuple[str, ...]) -> bool:
+    return value in rule_ids or value.startswith("violation:")
+
+
+def check_command(command: tuple[str, ...], opts: dict[str, Any]) -> None:
+    import json
+    import os
+    import sys
+    from dataclasses import replace
+
+    from ..api import FixtureError, Fixtures, load_fixtures
+    from ..check import (
+        EXIT_FAILED,
+        EXIT_OK,
+        RULE_IDS,
+        RULES,
+        SCENARIOS,
+        CheckContext,
+        ScenarioResult,
+        junit_xml,
+        render_table,
+        run_check,
+    )
+    from ..runner import runtime_argv
+    from ..supervision import SupervisorConfig
+
+    if opts["list_rules"]:
+        for r in RULES:
+            click.echo(f"{r.id:<24} {r.title}")
+        click.echo("violation:<rule>         every protocol violation the supervisor reports")
+        click.echo("")
+        for s in SCENARIOS:
+            click.echo(f"scenario {s.name:<17} {s.title}")
+        return
+    if not command:
+        raise click.UsageError("no runtime command: give it after --, e.g. check -- ./my-runtime")
+    bad = [s for s in opts["skips"] if not _known_rule(s, tuple(RULE_IDS))]
+    if bad:
+        raise click.UsageError(
+            f"unknown rule {bad[0]!r} for --skip; rules: {', '.join(RULE_IDS)}, violation:<rule>"
+        )
+    fixtures = Fixtures()
+    if opts["fixtures"]:
+        try:
+            fixtures = load_fixtures(opts["fixtures"])
+        except FixtureError as exc:
+            raise click.UsageError(str(exc)) from None
+    config = replace(
+        SupervisorConfig(),
+        startup_timeout=opts["startup_timeout"],
+        task_success_overtime=opts["overtime"],
+        task_timeout=opts["timeout"],
+        kill_escalation_delay=2.0,
+        socket_cleanup_timeout=5.0,
+    )
+    ctx = CheckContext(
+        runtime=runtime_argv(list(command)),
+        dag_id=opts["dag_id"],
+        task_id=opts["task_id"],
+        dag_rel_path=opts["dag_rel_path"],
+        bundle_name=opts["bundle_name"],
+        parse_file=opts["parse_file"],
+        fixtures=fixtures,
+        config=config,
+        exit_bound=opts["exit_bound"],
+        jobs=opts["jobs"] or min(4, os.cpu_count() or 1),
+    )
+
+    def progress(s: ScenarioResult) -> None:
+        if opts["as_json"] or not sys.stderr.isatty():
+            return
+        state = "not run" if not s.ran else f"{s.terminal_summary()}, exit {s.exit_code}"
+        click.echo(f"  scenario {s.name}: {state}", err=True)
+
+    report = run_check(ctx, set(opts["skips"]), progress)
+    if opts["junit_path"]:
+        opts["junit_path"].parent.mkdir(parents=True, exist_ok=True)
+        opts["junit_path"].write_bytes(junit_xml(report))
+    if opts["as_json"]:
+        click.echo(json.dumps(report, default=str))
+    else:
+        click.echo(render_table(report))
+    sys.exit(EXIT_OK if report["passed"] else EXIT_FAILED)
+
+
+if __name__ == "__main__":
+    check(prog_name="supervisor-sim check")

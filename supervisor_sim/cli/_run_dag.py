@@ -1,0 +1,352 @@
+"""The ``run-dag`` command: parse the DAG through the runtime, run it, show progress, report."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import httpx
+import trio
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from ..api import (
+    ExecutionAPIClient,
+    FixtureError,
+    StubTransport,
+    TaskInstanceRecord,
+    TokenIssuer,
+    mint_token,
+    real_api_client,
+)
+from ..protocol import dag_structure, validate_serialized_dag
+from ..runner import (
+    DEFAULT_RUNS,
+    AirflowBackend,
+    ConfigError,
+    DagRunner,
+    ProjectConfig,
+    StubBackend,
+    TaskResult,
+    default_transcript,
+    open_store,
+    runtime_argv,
+    supervise,
+    ti_wire,
+)
+from ..supervision import (
+    Journal,
+    ParseSession,
+    ParseSpec,
+    SupervisorConfig,
+    TaskOutcome,
+    TaskSession,
+    TaskSpec,
+)
+from ._common import UsageError, log_format, project_config, supervisor_config
+from ._console import ConsoleSink
+
+__all__ = ["run_dag_cli", "run_dag_command"]
+
+_STYLE = {
+    "success": "green",
+    "failed": "red",
+    "upstream_failed": "red",
+    "running": "cyan",
+    "up_for_retry": "yellow",
+    "skipped": "magenta",
+    "queued": "blue",
+}
+
+
+def _table(results: dict[str, TaskResult], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("task", "state", "tries", "map", "duration", "violations"):
+        table.add_column(column)
+    for r in results.values():
+        style = _STYLE.get(r.state, "")
+        table.add_row(
+            r.task_id,
+            f"[{style}]{r.state}[/{style}]" if style else r.state,
+            str(r.tries),
+            str(len(r.map_indexes)) if r.map_indexes else "",
+            f"{r.duration_s:.2f}s" if r.duration_s is not None else "",
+            str(r.violations or ""),
+        )
+    return table
+
+
+def run_dag_cli(ctx: click.Context, dag_id: str, opts: dict[str, Any]) -> NoReturn:
+    """The body of ``run-dag`` (see ``cli``): settings from the flags and the config file."""
+    project = project_config(ctx)
+    opts["log_format"] = log_format(opts["log_format"])
+    runtime = runtime_argv(opts["runtime_cmd"]) if opts["runtime_cmd"] else project.runtime
+    if not runtime:
+        raise UsageError("no runtime command: pass --runtime CMD or set [runtime] command")
+    config = supervisor_config(project, {"task_timeout": opts["timeout"]})
+    try:
+        status = run_dag_command(dag_id, runtime, project, config, opts)
+    except (FixtureError, ConfigError) as exc:
+        raise UsageError(str(exc)) from None
+    sys.exit(status)
+
+
+def run_dag_command(
+    dag_id: str,
+    runtime: list[str],
+    project: ProjectConfig,
+    config: SupervisorConfig,
+    opts: dict[str, Any],
+) -> int:
+    return trio.run(_run_dag, dag_id, runtime, project, config, opts)
+
+
+async def _parse(
+    runtime: list[str], project: ProjectConfig, config: SupervisorConfig, store: Any
+) -> Any:
+    existing = [a for a in runtime if Path(a).is_file() and "/python" not in a]
+    spec = ParseSpec(
+        file=str(Path(existing[-1] if existing else "dags.py").resolve()),
+        runtime=runtime,
+        cwd=project.runtime_cwd,
+    )
+    journal = Journal()
+    async with httpx.AsyncClient(
+        base_url="http://stub.invalid/execution/", transport=StubTransport(store)
+    ) as http:
+        from ..api import ExecutionAPIClient
+
+        session = ParseSession(spec, ExecutionAPIClient(http), config=config, journal=journal)
+        outcome = await session.run()
+    return session.result, outcome
+
+
+async def _run_dag(
+    dag_id: str,
+    runtime: list[str],
+    project: ProjectConfig,
+    config: SupervisorConfig,
+    opts: dict[str, Any],
+) -> int:
+    store = open_store(opts["state_path"] or project.state, opts["fixtures"] or project.fixtures)
+    try:
+        return await _run_dag_with(store, dag_id, runtime, project, config, opts)
+    finally:
+        store.close()
+
+
+async def _run_dag_with(
+    store: Any,
+    dag_id: str,
+    runtime: list[str],
+    project: ProjectConfig,
+    config: SupervisorConfig,
+    opts: dict[str, Any],
+) -> int:
+    err = Console(stderr=True)
+    result, parse_outcome = await _parse(runtime, project, config, store)
+    if result is None:
+        raise ConfigError(
+            f"the runtime did not return a DAG parsing result "
+            f"({parse_outcome.error or parse_outcome.final_state})"
+        )
+    by_id = {}
+    for item in result.get("serialized_dags") or []:
+        data = item.get("data") if isinstance(item, dict) else None
+        if isinstance(data, dict) and isinstance(data.get("dag"), dict):
+            by_id[data["dag"].get("dag_id")] = data
+    if dag_id not in by_id:
+        raise ConfigError(
+            f"DAG {dag_id!r} not found; the runtime's bundle has: "
+            f"{', '.join(sorted(map(str, by_id))) or 'no DAGs'}"
+        )
+    problems = validate_serialized_dag(by_id[dag_id])
+    structure = dag_structure(by_id[dag_id])
+    try:
+        if opts.get("tasks"):
+            structure = structure.subset(list(opts["tasks"]))
+        structure.order()
+    except ValueError as exc:
+        raise ConfigError(f"DAG {dag_id!r}: {exc}") from None
+    run_id = opts["run_id"] or f"manual__{datetime.now(UTC).isoformat()}"
+    runs_dir = opts["runs_dir"] or project.runs_dir or DEFAULT_RUNS
+    verbosity = 1 - opts["quiet"]
+    fmt = opts["log_format"]
+    tty = sys.stderr.isatty() and fmt == "console"
+    active: set[TaskSession] = set()
+    tokens = TokenIssuer()
+    real: AirflowBackend | None = None
+    backend: Any = StubBackend(store, dag_id, run_id)
+    if opts.get("api_url"):
+        if not opts.get("jwt_secret"):
+            raise ConfigError(
+                "run-dag --api-url needs --jwt-secret (Airflow's [api_auth] "
+                "jwt_secret) to mint each task instance's token"
+            )
+        from ..runner import QUEUE_TI_TOOL as tool
+
+        queue_tool = await trio.lowlevel.open_process(
+            [opts["airflow_python"], str(tool), "--batch", "-"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        real_http = real_api_client(opts["api_url"])
+        real = AirflowBackend(
+            queue_tool,
+            ExecutionAPIClient(
+                real_http,
+                token=mint_token(
+                    opts["jwt_secret"], "00000000-0000-0000-0000-000000000000", scope="execution"
+                ),
+            ),
+            dag_id,
+            run_id,
+        )
+        backend = real
+
+    async def run_one(record: TaskInstanceRecord) -> tuple[TaskOutcome, str | None]:
+        ti = ti_wire(record)
+        journal = Journal()
+        tag: dict[str, Any] = {"task_id": record.task_id, "try_number": record.try_number}
+        if record.map_index >= 0:
+            tag["map_index"] = record.map_index
+        # Live table on a terminal: task output only at -v; in JSON mode every line is tagged.
+        journal.sinks.append(ConsoleSink(verbosity=verbosity - (1 if tty else 0), bind=True, **tag))
+        transcript = None
+        if not opts["no_transcript"]:
+            transcript = default_transcript(Path(runs_dir), ti).resolve()
+        if real is not None:
+            http = real_api_client(opts["api_url"])
+            token = mint_token(opts["jwt_secret"], record.id)
+        else:
+            http = httpx.AsyncClient(
+                base_url="http://stub.invalid/execution/",
+                transport=StubTransport(store, tokens=tokens),
+            )
+            token = tokens.issue(record.id)
+        spec = TaskSpec(
+            ti=ti, runtime=runtime, cwd=project.runtime_cwd, dag_rel_path=f"{dag_id}.py"
+        )
+
+        def make(api: Any) -> TaskSession:
+            session = TaskSession(spec, api, config=config, journal=journal)
+            active.add(session)
+            return session
+
+        try:
+            outcome = await supervise(
+                spec,
+                http,
+                token=token,
+                config=config,
+                journal=journal,
+                transcript=transcript,
+                redact=True,
+                api_label=opts.get("api_url") or "stub",
+                session_factory=make,
+                forward_signals=False,
+            )
+        finally:
+            active.difference_update({s for s in active if s.spec is spec})
+        return outcome, str(transcript) if transcript else None
+
+    live: Live | None = None
+
+    def on_change(r: TaskResult) -> None:
+        if live is not None:
+            live.update(_table(runner.results, f"{dag_id} run {run_id}"))
+        elif (
+            not opts["as_json"]
+            and verbosity >= 0
+            and r.state
+            in ("success", "failed", "upstream_failed", "skipped", "up_for_retry", "removed")
+        ):
+            click.echo(f"[{r.task_id}] {r.state}", err=True)
+
+    runner = DagRunner(
+        structure,
+        backend,
+        run_one,
+        run_id=run_id,
+        parallelism=opts["parallelism"],
+        retry_delay=opts["retry_delay"],
+        on_change=on_change,
+    )
+    interrupted = False
+
+    async def watch_signals(cancel: trio.CancelScope) -> None:
+        nonlocal interrupted
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for sig in signals:
+                interrupted = True
+                runner.stop()
+                for session in list(active):
+                    session.forward_signal(sig)
+
+    if tty and not opts["as_json"]:
+        live = Live(
+            _table(runner.results, f"{dag_id} run {run_id}"), console=err, refresh_per_second=8
+        )
+        live.start()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch_signals, nursery.cancel_scope)
+            await runner.run()
+            nursery.cancel_scope.cancel()
+    finally:
+        if live is not None:
+            live.stop()
+        if real is not None:
+            with trio.CancelScope(shield=True):
+                assert real.proc.stdin is not None
+                await real.proc.stdin.aclose()  # EOF ends the queue tool's batch loop
+                with trio.move_on_after(10):
+                    await real.proc.wait()
+                if real.proc.returncode is None:
+                    real.proc.kill()
+                    await real.proc.wait()
+    results = runner.results
+    ok = all(r.state in ("success", "skipped") for r in results.values())
+    summary = {
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "state": "success" if ok and not interrupted else "failed",
+        "interrupted": interrupted,
+        "parallelism": opts["parallelism"],
+        "peak_running": runner.peak_running,
+        "wall_s": runner.wall_s,
+        "schema_problems": problems,
+        "tasks": {
+            r.task_id: {
+                "state": r.state,
+                "tries": r.tries,
+                "map_indexes": r.map_indexes,
+                "duration_s": r.duration_s,
+                "exit_codes": r.exit_codes,
+                "violations": r.violations,
+                "error": r.error,
+                "transcripts": r.transcripts,
+            }
+            for r in results.values()
+        },
+    }
+    if opts["as_json"]:
+        click.echo(json.dumps(summary))
+    elif verbosity >= 0:
+        err.print(
+            _table(
+                results,
+                f"{dag_id} run {run_id}: {summary['state']} in "
+                f"{runner.wall_s:.2f}s (parallelism {opts['parallelism']})",
+            )
+        )
+    if interrupted:
+        return 130
+    return 0 if ok else 1

@@ -1,0 +1,322 @@
+"""The body of ``run-task``: one task try under the simulated supervisor (see ``cli``).
+
+The runtime is started as soon as the options, the project config and the fixtures are known
+to be good, and *before* trio, httpx and the layers are imported (~120 ms): the runtime's own
+start-up (a Python runtime's interpreter takes ~30 ms) then overlaps with ours, and the session
+adopts the runtime once it runs. Until then ``_runtime_started`` owns it: whatever ends the
+command first (an error, Ctrl+C, SIGTERM), the runtime's process group is killed and reaped and
+its sockets are closed.
+
+So this module imports only what that needs; the layers are imported in ``run_task_command``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from ..runner import DEFAULT_RUNS, DEFAULT_STATE, ConfigError, ProjectConfig, runtime_argv
+from ._common import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_STARTED,
+    EXIT_SUCCESS,
+    EXIT_TASK_FAILED,
+    UsageError,
+    loading,
+    log_format,
+    project_config,
+    supervisor_config,
+)
+
+if TYPE_CHECKING:
+    from ..api import Fixtures
+    from ..supervision import Launch, SupervisorConfig, TaskOutcome
+
+__all__ = ["exit_status", "run_task_command"]
+
+
+def run_task_command(
+    ctx: click.Context, dag_id: str, task_id: str, opts: dict[str, Any]
+) -> NoReturn:
+    with contextlib.ExitStack() as owned:
+        # Up to trio.run all is imports and checks, with the collector off (see ``loading``).
+        with loading():
+            runtime, project, config, fixtures = _checked(ctx, opts)
+            # Everything a usage error can come from before the layers are loaded has been
+            # checked (the --api-url itself and the state file are the layers' to check).
+            launch = owned.enter_context(_runtime_started(runtime, project.runtime_cwd, config))
+            import httpx
+            import trio
+
+            from .. import api, runner  # noqa: F401  the layers, loaded while the runtime starts
+
+        if "_fixtures" not in vars(api):  # loaded by _load_fixtures, before its package
+            api._fixtures = _fixtures_module()  # type: ignore[attr-defined]
+        verbosity = 1 + opts["verbose"] - opts["quiet"]
+        try:
+            outcome, title, transcript = trio.run(
+                _run_task,
+                dag_id,
+                task_id,
+                runtime,
+                project,
+                config,
+                verbosity,
+                opts,
+                fixtures,
+                launch,
+            )
+        except (api.FixtureError, ConfigError) as exc:
+            raise UsageError(str(exc)) from None
+        except httpx.HTTPError as exc:
+            click.echo(f"supervisor-sim: Execution API unreachable: {exc}", err=True)
+            sys.exit(EXIT_INTERNAL)
+    result = {
+        "dag_id": dag_id,
+        "task_id": task_id,
+        "ti_id": outcome.ti_id,
+        "final_state": outcome.final_state,
+        "exit_code": outcome.exit_code,
+        "started": outcome.started,
+        "duration_s": outcome.duration_s,
+        "violations": [v.as_dict() for v in outcome.violations],
+        "counts": outcome.counts,
+        "error": outcome.error,
+        "interrupted": outcome.interrupted,
+        "transcript": str(transcript) if transcript else None,
+    }
+    if opts["as_json"]:
+        click.echo(json.dumps(result))
+    if (verbosity >= 0 and not opts["as_json"]) or sys.stderr.isatty():
+        from ._console import print_summary
+
+        print_summary(outcome, title, transcript=str(transcript) if transcript else None)
+    sys.exit(exit_status(outcome))
+
+
+def exit_status(outcome: TaskOutcome) -> int:
+    if outcome.interrupted:
+        return EXIT_INTERRUPTED
+    if not outcome.started:
+        return EXIT_NOT_STARTED
+    return EXIT_SUCCESS if outcome.final_state == "success" else EXIT_TASK_FAILED
+
+
+def _checked(
+    ctx: click.Context, opts: dict[str, Any]
+) -> tuple[list[str], ProjectConfig, SupervisorConfig, Fixtures | None]:
+    """The options, the project config and the fixtures, checked: a usage error for any of
+    them is raised before a runtime is started. Returns (runtime, project, config, fixtures);
+    no fixtures with --api-url."""
+    project = project_config(ctx)
+    opts["log_format"] = log_format(opts["log_format"])
+    runtime = runtime_argv(opts["runtime_cmd"]) if opts["runtime_cmd"] else project.runtime
+    if not runtime:
+        raise UsageError(
+            "no runtime command: pass --runtime CMD or set [runtime] command in supervisor-sim.toml"
+        )
+    config = supervisor_config(
+        project,
+        {
+            "task_timeout": opts["timeout"],
+            "startup_timeout": opts["startup_timeout"],
+            "heartbeat_interval": opts["heartbeat_interval"],
+            "task_success_overtime": opts["task_success_overtime"],
+            "airflow_strict": opts["airflow_strict"],
+        },
+    )
+    if opts["api_url"]:
+        if not opts["ti_id"] or not opts["run_id"]:
+            raise UsageError(
+                "--api-url needs --ti-id and --run-id (the task instance must "
+                "already be queued on that Airflow)"
+            )
+        return runtime, project, config, None
+    return runtime, project, config, _load_fixtures(opts["fixtures"] or project.fixtures)
+
+
+#: What the runtime of a run-task gets on top of our environment (``TaskSpec.env``): nothing.
+RUNTIME_ENV: dict[str, str] = {}
+
+
+@contextlib.contextmanager
+def _runtime_started(
+    runtime: list[str], cwd: str | None, config: SupervisorConfig
+) -> Iterator[Launch]:
+    """Start the runtime (``start_runtime``, as a session would for the same spec and config)
+    and own it until its session adopts it: on the way out, whatever is not adopted is
+    stopped (``Launch.close``: process group killed and reaped, sockets and pipes closed).
+
+    Until the session forwards signals itself, SIGTERM kills the runtime's process group and
+    then this process, by SIGTERM as before: the runtime leads its own process group, so
+    nothing else would stop it. (SIGINT raises KeyboardInterrupt, which ``close`` handles.)
+    """
+    from ..supervision import start_runtime
+
+    launch = start_runtime(runtime, RUNTIME_ENV, cwd, config)
+    restore = _kill_on_sigterm(launch)
+    try:
+        yield launch
+    finally:
+        launch.close()
+        restore()
+
+
+def _kill_on_sigterm(launch: Launch) -> Any:
+    """Install the SIGTERM handler of ``_runtime_started``; returns what restores the previous
+    one (a no-op off the main thread, where signals are not ours to handle)."""
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        launch.kill_group()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:
+        return lambda: None
+    # None: a handler not installed from Python, which Python cannot put back; the default.
+    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _load_fixtures(path: Any) -> Fixtures:
+    """The fixtures file read and validated, before the runtime starts (a bad file is a usage
+    error, and no runtime is started for it)."""
+    fixtures = _fixtures_module()
+    if not path:
+        return fixtures.Fixtures()
+    try:
+        return fixtures.load_fixtures(path)
+    except fixtures.FixtureError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _fixtures_module() -> ModuleType:
+    """``supervisor_sim.api._fixtures``: standard library only, and ``supervisor_sim.api`` loads
+    nothing else until asked (PEP 562), so this does not pull in httpx or trio."""
+    return importlib.import_module("supervisor_sim.api._fixtures")
+
+
+async def _run_task(
+    dag_id: str,
+    task_id: str,
+    runtime: list[str],
+    project: ProjectConfig,
+    config: SupervisorConfig,
+    verbosity: int,
+    opts: dict[str, Any],
+    fixtures: Fixtures | None,
+    launch: Launch,
+) -> tuple[TaskOutcome, str, Path | None]:
+    import httpx
+
+    from ..api import (
+        RetryPolicy,
+        StubStore,
+        StubTransport,
+        TokenIssuer,
+        mint_token,
+        real_api_client,
+    )
+    from ..runner import default_transcript, supervise, ti_wire
+    from ..supervision import Journal, TaskSpec
+    from ._console import ConsoleSink
+
+    journal = Journal()
+    if opts["api_url"]:
+        ti = {
+            "id": opts["ti_id"],
+            "task_id": task_id,
+            "dag_id": dag_id,
+            "run_id": opts["run_id"],
+            "try_number": opts["try_number"] or 1,
+            "dag_version_id": opts["dag_version_id"] or "00000000-0000-0000-0000-000000000000",
+            "map_index": opts["map_index"],
+            "queue": opts["queue"],
+        }
+        try:
+            http = real_api_client(
+                opts["api_url"],
+                ca_file=opts["ca_file"],
+                client_cert=opts["client_cert"],
+                client_key=opts["client_key"],
+            )
+        except ValueError as exc:
+            raise ConfigError(f"--api-url: {exc}") from None
+        token = opts["token"] or ""
+        if not token and opts["jwt_secret"]:
+            token = mint_token(opts["jwt_secret"], opts["ti_id"], scope="workload")
+        api_label = opts["api_url"]
+    else:
+        assert fixtures is not None
+        state_path = opts["state_path"] or project.state or DEFAULT_STATE
+        if state_path != ":memory:":
+            Path(state_path).parent.mkdir(parents=True, exist_ok=True)
+        store = StubStore(state_path)
+        store.seed(fixtures)
+        record = store.prepare_task_instance(
+            dag_id,
+            task_id,
+            run_id=opts["run_id"],
+            map_index=opts["map_index"],
+            max_tries=opts["max_tries"],
+            queue=opts["queue"],
+            try_number=opts["try_number"],
+        )
+        ti = ti_wire(record)
+        tokens = TokenIssuer()
+        token = tokens.issue(record.id, scope="workload")
+        http = httpx.AsyncClient(
+            base_url="http://stub.invalid/execution/", transport=StubTransport(store, tokens=tokens)
+        )
+        api_label = "stub"
+    context = {"dag_id": dag_id, "task_id": task_id, "try_number": ti["try_number"]}
+    if ti["map_index"] != -1:
+        context["map_index"] = ti["map_index"]
+    journal.sinks.append(
+        ConsoleSink(verbosity=verbosity, bind=opts["log_format"] == "json", **context)
+    )
+    title = f"{dag_id}.{task_id} try {ti['try_number']} (run {ti['run_id']})"
+    # The spec the runtime was started for (_runtime_started): same runtime, env and cwd.
+    spec = TaskSpec(
+        ti=ti,
+        runtime=runtime,
+        env=RUNTIME_ENV,
+        cwd=project.runtime_cwd,
+        dag_rel_path=f"{dag_id}.py",
+    )
+    transcript = None
+    if not opts["no_transcript"]:
+        transcript = opts["transcript"] or default_transcript(project.runs_dir or DEFAULT_RUNS, ti)
+        transcript = transcript.resolve()
+    retry = RetryPolicy()
+    if opts["api_retries"] is not None:
+        retry = replace(retry, attempts=max(1, opts["api_retries"]))
+    if opts["api_timeout"] is not None:
+        retry = replace(retry, timeout=opts["api_timeout"])
+    outcome = await supervise(
+        spec,
+        http,
+        token=token,
+        config=config,
+        journal=journal,
+        transcript=transcript,
+        redact=not opts["no_redact"],
+        api_label=api_label,
+        retry=retry,
+        api_version=opts["api_version"],
+        launch=launch,
+    )
+    return outcome, title, transcript

@@ -1,0 +1,120 @@
+"""The benchmarks keep working: ``bench/run.py --smoke`` runs every one of them at tiny sizes.
+
+Only that each benchmark produced its numbers is checked, never how fast anything was (the
+figures live in docs/performance.md). Airflow's own supervisor is part of the run whenever it
+can be: through ``tools/airflow_venv.sh`` (which builds ``.cache/airflow-venv`` on first use) or
+an existing ``.cache/airflow-venv``. It may be skipped only when neither exists, and the reason
+is printed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from numbers import Number
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN = ROOT / "bench" / "run.py"
+AIRFLOW_SCRIPT = ROOT / "tools" / "airflow_venv.sh"
+AIRFLOW_VENV = ROOT / ".cache" / "airflow-venv" / "bin" / "python"
+
+pytestmark = pytest.mark.slow
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, Number) and not isinstance(value, bool) and value > 0
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("bench") / "results.json"
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--smoke", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+        check=False,
+    )
+    print(proc.stdout[-6000:])
+    assert out.exists(), f"bench/run.py --smoke wrote no results:\n{proc.stderr[-4000:]}"
+    report = json.loads(out.read_text())
+    assert proc.returncode == 0, (
+        f"a benchmark failed: {report.get('errors')}\n{proc.stderr[-4000:]}"
+    )
+    return report
+
+
+ROUND_TRIPS = ["roundtrip_sim", "roundtrip_sim_transcript", "roundtrip_cli", "roundtrip_echo"]
+
+
+@pytest.mark.parametrize("name", ROUND_TRIPS)
+def test_round_trip_benchmarks_measure(smoke: dict[str, Any], name: str) -> None:
+    figures = smoke["summary"][name]
+    for key in ("req_per_s", "us_per_req", "p50_us", "p99_us", "peak_rss_mb"):
+        assert _positive(figures.get(key)), (name, key, figures)
+    startup = "launch_to_startup_ms" if name == "roundtrip_cli" else "spawn_to_startup_ms"
+    assert _positive(figures.get(startup)), figures
+
+
+def test_airflow_supervisor_benchmark_runs_when_airflow_is_available(
+    smoke: dict[str, Any],
+) -> None:
+    skipped = smoke["skipped"].get("roundtrip_airflow")
+    if skipped:
+        # Allowed only when there is no way to get Airflow on this machine.
+        assert not AIRFLOW_SCRIPT.exists() and not AIRFLOW_VENV.exists(), skipped
+        print(f"Airflow's supervisor benchmark skipped: {skipped}")
+        pytest.skip(f"Airflow's supervisor benchmark skipped: {skipped}")
+    figures = smoke["summary"]["roundtrip_airflow"]
+    for key in ("req_per_s", "us_per_req", "peak_rss_mb", "spawn_to_startup_ms"):
+        assert _positive(figures.get(key)), (key, figures)
+
+
+@pytest.mark.parametrize("children", [1, 3])
+def test_many_children_benchmark_measures(smoke: dict[str, Any], children: int) -> None:
+    runs = smoke["runs"][f"many_{children}"]["default"]
+    assert runs and all(r["final_states"] == {"success": children} for r in runs)
+    assert all(r["children_reporting"] == children for r in runs)
+    figures = smoke["summary"][f"many_{children}"]
+    for key in ("wall_s", "total_req_per_s", "peak_rss_mb", "cpu_s"):
+        assert _positive(figures.get(key)), (key, figures)
+
+
+def test_startup_benchmark_measures(smoke: dict[str, Any]) -> None:
+    figures = smoke["summary"]["startup"]
+    for cache in ("warm", "cold"):
+        for key in ("run_task", "child_alone", "help", "python"):
+            assert _positive(figures.get(f"{key}_{cache}_ms")), (key, cache, figures)
+        assert isinstance(figures.get(f"run_task_overhead_{cache}_ms"), Number)
+
+
+def test_stub_api_benchmark_measures(smoke: dict[str, Any]) -> None:
+    layers = smoke["summary"]["stubapi"]
+    for layer in ("transport", "httpx_client", "api_client", "dispatcher"):
+        assert _positive(layers[layer]["req_per_s"]), (layer, layers)
+
+
+def test_every_target_gets_a_verdict(smoke: dict[str, Any]) -> None:
+    verdicts = {t["target"]: t["verdict"] for t in smoke["targets"]}
+    assert set(verdicts) == {
+        "rt_vs_airflow",
+        "rt_vs_echo",
+        "many_200_rss",
+        "startup",
+        "run_task_overhead",
+        "help",
+        "transcript",
+    }
+    # The smoke run has no 200-children run, and no Airflow figure when Airflow is skipped.
+    not_applicable = {"many_200_rss"}
+    if smoke["skipped"].get("roundtrip_airflow"):
+        not_applicable.add("rt_vs_airflow")
+    for name, verdict in verdicts.items():
+        expected = {"N/A"} if name in not_applicable else {"PASS", "MISS"}
+        assert verdict in expected, (name, verdict)
