@@ -1,7 +1,7 @@
 #!/bin/sh
 # Create (or reuse) a cached virtualenv holding real Apache Airflow 3.3.2 and its Task SDK 1.3.2,
 # used as test peers: a real Execution API server, Airflow's own supervisor and its Python task
-# runner (docs/real-airflow.md, tests/real_airflow/). Prints the venv's python path on stdout.
+# runner (docs/real-airflow.md, tests/integration/). Prints the venv's python path on stdout.
 #
 #   tools/airflow_venv.sh            -> /path/to/.cache/airflow-venv/bin/python
 #
@@ -18,8 +18,19 @@ stamp="$venv/.supervisor-sim-$(printf '%s' "$pins" | cksum | cut -d' ' -f1)"
 build() {
   [ -f "$stamp" ] && return 0  # another process built it while we waited for the lock
   echo "airflow_venv: installing $pins into $venv (first run only, ~40 s)..." >&2
-  rm -rf "$venv"
+  if [ -e "$venv" ]; then
+    # Only a directory this script made (it holds our .supervisor-sim-* mark) is ever removed:
+    # $SUPERVISOR_SIM_AIRFLOW_VENV may name someone's own venv or any other folder.
+    if ls "$venv"/.supervisor-sim-* >/dev/null 2>&1 || [ -z "$(ls -A "$venv" 2>/dev/null)" ]; then
+      rm -rf "$venv"
+    else
+      echo "airflow_venv: $venv exists and was not made by this script; not touching it." >&2
+      echo "airflow_venv: point SUPERVISOR_SIM_AIRFLOW_VENV at a new or empty folder." >&2
+      exit 2
+    fi
+  fi
   "$python" -m venv "$venv" >&2
+  touch "$venv/.supervisor-sim-owned"  # the mark: this folder may be rebuilt
   # The stamp is only written on success, so an interrupted install is redone next time.
   # shellcheck disable=SC2086
   "$venv/bin/python" -m pip install -q --disable-pip-version-check $pins >&2
