@@ -26,6 +26,7 @@ from .. import __version__
 from ..runner import DEFAULT_RUNS, DEFAULT_STATE
 from ._check import check
 from ._common import loading
+from ._transcripts import diff, replay, show
 
 # ``--help`` loads click and nothing of trio, httpx or the layers; a command loads what it uses.
 
@@ -292,95 +293,9 @@ def parse(ctx: click.Context, file: str | None, **opts: Any) -> None:
     parse_command(ctx, file, opts)
 
 
-@main.command("show")
-@click.argument("transcript", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--only", type=click.Choice(["frames", "http", "logs"]), help="Only these records.")
-@click.option(
-    "--type",
-    "types",
-    multiple=True,
-    metavar="TYPE",
-    help="Only frames of this message type (repeatable).",
-)
-@click.option("--grep", metavar="REGEX", help="Only lines matching this regular expression.")
-@click.option("--color/--no-color", default=None, help="Colour (default: on a terminal).")
-@click.option(
-    "--html",
-    "html_out",
-    type=click.Path(path_type=Path, dir_okay=False),
-    metavar="OUT",
-    help="Write a self-contained HTML sequence diagram to OUT instead.",
-)
-def show(
-    transcript: Path,
-    only: str | None,
-    types: tuple[str, ...],
-    grep: str | None,
-    color: bool | None,
-    html_out: Path | None,
-) -> None:
-    """Show a transcript as a timeline: frames, the HTTP calls they caused, logs, violations."""
-    with loading():
-        from ._transcripts import show_command
-
-    show_command(transcript, only, types, grep, color, html_out)
-
-
-@main.command("diff")
-@click.argument("a", type=click.Path(path_type=Path, dir_okay=False))
-@click.argument("b", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
-def diff(a: Path, b: Path, as_json: bool) -> None:
-    """Compare two transcripts frame by frame; exit 0 when they are equivalent."""
-    with loading():
-        from ._transcripts import diff_command
-
-    diff_command(a, b, as_json)
-
-
-@main.command("replay")
-@click.argument("transcript", type=click.Path(path_type=Path, dir_okay=False))
-@click.option(
-    "--runtime", "runtime_cmd", metavar="CMD", help="Runtime command (default: the recorded one)."
-)
-@click.option("--keep-going", is_flag=True, help="Do not stop at the first divergence.")
-@click.option(
-    "--pace",
-    type=click.Choice(["fast", "recorded"]),
-    default="fast",
-    show_default=True,
-    help="Answer at once, or as slowly as the recorded API did.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-@click.option(
-    "--log-format",
-    type=click.Choice(["auto", "console", "json"]),
-    default="auto",
-    show_default=True,
-)
-@click.option("-q", "--quiet", count=True)
-@click.pass_context
-def replay(
-    ctx: click.Context,
-    transcript: Path,
-    runtime_cmd: str | None,
-    keep_going: bool,
-    pace: str,
-    as_json: bool,
-    log_format: str,
-    quiet: int,
-) -> None:
-    """Re-run the recorded runtime against the transcript alone: no Airflow, no network.
-
-    Exit 0 when the runtime sent exactly the recorded frames, 1 when it diverged.
-    """
-    with loading():
-        from ._transcripts import replay_command
-
-    replay_command(transcript, runtime_cmd, keep_going, pace, as_json, log_format, quiet)
-
-
 main.add_command(check)
+for _command in (diff, replay, show):
+    main.add_command(_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,42 +1,102 @@
-"""The bodies of ``show``, ``diff`` and ``replay``: what is done with a recorded transcript (see
-``cli``)."""
+"""``show``, ``diff`` and ``replay``: what is done with a recorded transcript.
+
+Each command's options sit next to its body; the body imports the layers (trio, httpx, the
+transcript reader) when the command runs, so that ``supervisor-sim --help`` loads none of them.
+"""
 
 from __future__ import annotations
 
 import json
 import re
 import sys
-from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-import httpx
-import trio
 
-from ..api import ExecutionAPIClient, RetryPolicy
-from ..runner import forward_signals_to, runtime_argv
-from ..supervision import (
-    Journal,
-    SupervisorConfig,
-    TaskOutcome,
-    TaskSession,
-    TaskSpec,
-    journal_exchanges,
-)
-from ..transcript import (
-    FrameMatcher,
-    ReplayTransport,
-    TranscriptError,
-    diff_transcripts,
-    read_transcript,
-    render_timeline,
-    write_html,
-)
-from ._common import EXIT_DIVERGED, UsageError, log_format
-from ._console import ConsoleSink
+from ._common import EXIT_DIVERGED, UsageError, loading, log_format
 
-__all__ = ["diff_command", "replay_command", "show_command"]
+if TYPE_CHECKING:
+    from ..supervision import SupervisorConfig, TaskOutcome
+
+__all__ = ["diff", "diff_command", "replay", "replay_command", "show", "show_command"]
+
+
+@click.command("show")
+@click.argument("transcript", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--only", type=click.Choice(["frames", "http", "logs"]), help="Only these records.")
+@click.option(
+    "--type",
+    "types",
+    multiple=True,
+    metavar="TYPE",
+    help="Only frames of this message type (repeatable).",
+)
+@click.option("--grep", metavar="REGEX", help="Only lines matching this regular expression.")
+@click.option("--color/--no-color", default=None, help="Colour (default: on a terminal).")
+@click.option(
+    "--html",
+    "html_out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="OUT",
+    help="Write a self-contained HTML sequence diagram to OUT instead.",
+)
+def show(
+    transcript: Path,
+    only: str | None,
+    types: tuple[str, ...],
+    grep: str | None,
+    color: bool | None,
+    html_out: Path | None,
+) -> None:
+    """Show a transcript as a timeline: frames, the HTTP calls they caused, logs, violations."""
+    show_command(transcript, only, types, grep, color, html_out)
+
+
+@click.command("diff")
+@click.argument("a", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("b", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
+def diff(a: Path, b: Path, as_json: bool) -> None:
+    """Compare two transcripts frame by frame; exit 0 when they are equivalent."""
+    diff_command(a, b, as_json)
+
+
+@click.command("replay")
+@click.argument("transcript", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--runtime", "runtime_cmd", metavar="CMD", help="Runtime command (default: the recorded one)."
+)
+@click.option("--keep-going", is_flag=True, help="Do not stop at the first divergence.")
+@click.option(
+    "--pace",
+    type=click.Choice(["fast", "recorded"]),
+    default="fast",
+    show_default=True,
+    help="Answer at once, or as slowly as the recorded API did.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "console", "json"]),
+    default="auto",
+    show_default=True,
+)
+@click.option("-q", "--quiet", count=True)
+def replay(
+    transcript: Path,
+    runtime_cmd: str | None,
+    keep_going: bool,
+    pace: str,
+    as_json: bool,
+    log_format: str,
+    quiet: int,
+) -> None:
+    """Re-run the recorded runtime against the transcript alone: no Airflow, no network.
+
+    Exit 0 when the runtime sent exactly the recorded frames, 1 when it diverged.
+    """
+    replay_command(transcript, runtime_cmd, keep_going, pace, as_json, log_format, quiet)
 
 
 def show_command(
@@ -47,6 +107,9 @@ def show_command(
     color: bool | None,
     html_out: Path | None,
 ) -> None:
+    with loading():
+        from ..transcript import TranscriptError, read_transcript, render_timeline, write_html
+
     try:
         t = read_transcript(transcript)
     except TranscriptError as exc:
@@ -67,6 +130,9 @@ def show_command(
 
 
 def diff_command(a: Path, b: Path, as_json: bool) -> NoReturn:
+    with loading():
+        from ..transcript import TranscriptError, diff_transcripts, read_transcript
+
     try:
         ta, tb = read_transcript(a), read_transcript(b)
     except TranscriptError as exc:
@@ -92,6 +158,15 @@ def replay_command(
     fmt: str,
     quiet: int,
 ) -> NoReturn:
+    with loading():
+        from dataclasses import fields, replace
+
+        import trio
+
+        from ..runner import runtime_argv
+        from ..supervision import SupervisorConfig
+        from ..transcript import TranscriptError, read_transcript
+
     try:
         t = read_transcript(transcript)
     except TranscriptError as exc:
@@ -143,6 +218,15 @@ async def _replay(
     pace: str,
     verbosity: int,
 ) -> tuple[TaskOutcome, list[Any]]:
+    import httpx
+    import trio
+
+    from ..api import ExecutionAPIClient, RetryPolicy
+    from ..runner import forward_signals_to
+    from ..supervision import Journal, TaskSession, TaskSpec, journal_exchanges
+    from ..transcript import FrameMatcher, ReplayTransport
+    from ._console import ConsoleSink
+
     task = t.header["task"]
     journal = Journal()
     journal.sinks.append(
