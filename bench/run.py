@@ -2,7 +2,8 @@
 
 One command (docs/performance.md)::
 
-    .venv/bin/python bench/run.py [--smoke] [--runs 3] [--out bench/results.json]
+    .venv/bin/python bench/run.py [--smoke] [--runs 3] [--out FILE]   (default bench/results.json;
+                                                                      --smoke: a temp file)
                                   [--only roundtrip,many,startup,transcript,stubapi]
                                   [--airflow-python PATH | --no-airflow]
 
@@ -329,12 +330,23 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run: it works")
     parser.add_argument("--runs", type=int, help="repetitions per measurement (default 3; 1)")
     parser.add_argument("--n", type=int, help="timed round trips per run (default 10000)")
-    parser.add_argument("--out", type=Path, default=HERE / "results.json")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="where the report goes (default bench/results.json; with --smoke a temporary file, "
+        "so a smoke run never overwrites the committed results)",
+    )
     parser.add_argument("--only", help="comma-separated: roundtrip,many,startup,transcript,stubapi")
     parser.add_argument("--many", help="children counts (default 1,10,50,200)")
     parser.add_argument("--airflow-python", help="interpreter with apache-airflow-task-sdk")
     parser.add_argument("--no-airflow", action="store_true")
     args = parser.parse_args()
+    if args.out is None:
+        args.out = (
+            Path(tempfile.gettempdir()) / "supervisor-sim-bench-smoke.json"
+            if args.smoke
+            else HERE / "results.json"
+        )
 
     smoke = args.smoke
     runs = args.runs or (1 if smoke else 3)
