@@ -31,7 +31,11 @@ if TYPE_CHECKING:
         load_fixtures as load_fixtures,
     )
     from ._real import mint_token as mint_token, real_api_client as real_api_client
-    from ._store import StubStore as StubStore, TaskInstanceRecord as TaskInstanceRecord
+    from ._store import (
+        StubStore as StubStore,
+        TaskInstanceRecord as TaskInstanceRecord,
+        ti_wire as ti_wire,
+    )
     from ._stub import Fault as Fault, StubTransport as StubTransport
     from ._tokens import TokenIssuer as TokenIssuer
 
@@ -54,6 +58,7 @@ _MODULES = {
     "load_fixtures": "_fixtures",
     "mint_token": "_real",
     "real_api_client": "_real",
+    "ti_wire": "_store",
 }
 
 __all__ = sorted(_MODULES)

@@ -119,6 +119,21 @@ class TaskInstanceRecord:
     state: str
 
 
+def ti_wire(record: TaskInstanceRecord) -> dict[str, Any]:
+    """The TaskInstance that StartupDetails carries for ``record``'s try: the one place this
+    dict is built, for every command, the check kit and ``supervisor_sim.testing``."""
+    return {
+        "id": record.id,
+        "task_id": record.task_id,
+        "dag_id": record.dag_id,
+        "run_id": record.run_id,
+        "try_number": record.try_number,
+        "dag_version_id": record.dag_version_id,
+        "map_index": record.map_index,
+        "queue": record.queue,
+    }
+
+
 class StubStore(MetadataStore):
     """SQLite-backed state of the embedded Execution API stub."""
 
