@@ -7,7 +7,6 @@ silently.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -52,10 +51,6 @@ class Transcript:
 
 def frame_body(record: dict[str, Any]) -> Any:
     return from_jsonable(record.get("body"))
-
-
-def frame_bytes(record: dict[str, Any]) -> bytes:
-    return base64.b64decode(record["raw"]) if record.get("raw") else b""
 
 
 def read_transcript(path: str | os.PathLike[str]) -> Transcript:

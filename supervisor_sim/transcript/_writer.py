@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import re
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -523,6 +522,3 @@ def _tool_version() -> str:
 
     return __version__
 
-
-def command_line(argv: Sequence[str] | None = None) -> list[str]:
-    return list(argv if argv is not None else sys.argv)

@@ -551,3 +551,19 @@ def test_ten_thousand_records(tmp_path: Path):
         "request": 2000, "reply": 2000, "http-request": 2000, "http-response": 2000,
     }  # fmt: skip
     assert elapsed < 45, f"Chromium took {elapsed:.1f}s for 10k records"
+
+
+def test_page_css_and_js_are_package_data_inlined_whole():
+    """The page's CSS and JS come from the package's _assets files, which pyproject.toml ships."""
+    import tomllib
+    from importlib import resources
+
+    assets = resources.files("supervisor_sim.transcript").joinpath("_assets")
+    css = assets.joinpath("view.css").read_text(encoding="utf-8")
+    js = assets.joinpath("view.js").read_text(encoding="utf-8")
+    html = render_html(Transcript(Path("t.jsonl"), _header(), []))
+    assert f"<style>\n{css}</style>" in html
+    assert f"<script>\n{js}</script>" in html
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    shipped = pyproject["tool"]["setuptools"]["package-data"]["supervisor_sim.transcript"]
+    assert {"_assets/*.css", "_assets/*.js"} <= set(shipped)
