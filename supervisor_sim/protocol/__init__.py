@@ -45,6 +45,15 @@ from ._framing import (
     encode_request as encode_request,
     encode_response as encode_response,
 )
+from ._lax import (
+    LaxError as LaxError,
+    lax_bool as lax_bool,
+    lax_datetime as lax_datetime,
+    lax_duration as lax_duration,
+    lax_float as lax_float,
+    lax_int as lax_int,
+    lax_str as lax_str,
+)
 from ._lines import (
     Line as Line,
     LineSplitter as LineSplitter,
@@ -56,6 +65,15 @@ from ._masking import (
 )
 from ._schema import (
     DEFINITIONS as DEFINITIONS,
+)
+from ._states import (
+    DAG_RUN_STATES as DAG_RUN_STATES,
+    FINISHED_DAG_RUN_STATES as FINISHED_DAG_RUN_STATES,
+    INTERMEDIATE_TI_STATES as INTERMEDIATE_TI_STATES,
+    TERMINAL_NON_SUCCESS_TI_STATES as TERMINAL_NON_SUCCESS_TI_STATES,
+    TERMINAL_TI_STATES as TERMINAL_TI_STATES,
+    TI_STATES as TI_STATES,
+    UNFINISHED_DAG_RUN_STATES as UNFINISHED_DAG_RUN_STATES,
 )
 from ._types import (
     DATETIME as DATETIME,
@@ -73,19 +91,27 @@ from ._types import (
 __all__ = [
     "ACK",
     "CATALOGUE",
+    "DAG_RUN_STATES",
     "DATETIME",
     "DEFAULT_MAX_FRAME_SIZE",
     "DEFINITIONS",
+    "FINISHED_DAG_RUN_STATES",
+    "INTERMEDIATE_TI_STATES",
     "MASK",
     "PARSE_MESSAGES",
     "SCHEMA_VERSION",
     "TERMINAL",
+    "TERMINAL_NON_SUCCESS_TI_STATES",
+    "TERMINAL_TI_STATES",
+    "TI_STATES",
     "TO_SUPERVISOR",
     "TO_TASK",
+    "UNFINISHED_DAG_RUN_STATES",
     "AnyOf",
     "DagStructure",
     "Field",
     "FrameDecoder",
+    "LaxError",
     "Line",
     "LineSplitter",
     "ListOf",
@@ -111,6 +137,12 @@ __all__ = [
     "from_jsonable",
     "is_sensitive_name",
     "jsonable_as_is",
+    "lax_bool",
+    "lax_datetime",
+    "lax_duration",
+    "lax_float",
+    "lax_int",
+    "lax_str",
     "materialize",
     "message",
     "packb",

@@ -8,13 +8,13 @@ Each check appends ``Problem``s instead of raising, so one pass reports every pr
 
 from __future__ import annotations
 
-import math
-import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
+
+from ._lax import LaxError, lax_bool, lax_datetime, lax_duration, lax_float, lax_int
 
 __all__ = [
     "ANY",
@@ -116,41 +116,22 @@ class _Scalar(Type):
             self._wrong(value, path, out)
 
 
-def _is_int(v: Any) -> bool:
-    # pydantic lax int: ints, bools, integral floats and numeric strings.
-    if isinstance(v, bool | int):
-        return True
-    if isinstance(v, float):
-        return math.isfinite(v) and v.is_integer()
-    if isinstance(v, str):
-        return re.fullmatch(r"\s*[+-]?\d+\s*", v) is not None
-    return False
+def _accepts(coerce: Callable[[Any], Any]) -> Callable[[Any], bool]:
+    """Whether pydantic's lax mode takes a value (the coercion core in ``_lax``)."""
 
-
-def _is_float(v: Any) -> bool:
-    if isinstance(v, bool | int | float):
-        return True
-    if isinstance(v, str):
+    def check(v: Any) -> bool:
         try:
-            float(v)
-        except ValueError:
+            coerce(v)
+        except LaxError:
             return False
         return True
-    return False
+
+    return check
 
 
-_TRUE_FALSE = {"0", "off", "f", "false", "n", "no", "1", "on", "t", "true", "y", "yes"}
-
-
-def _is_bool(v: Any) -> bool:
-    if isinstance(v, bool):
-        return True
-    if isinstance(v, int):
-        return v in (0, 1)
-    if isinstance(v, str):
-        return v.lower() in _TRUE_FALSE
-    return False
-
+_is_int = _accepts(lax_int)
+_is_float = _accepts(lax_float)
+_is_bool = _accepts(lax_bool)
 
 _SCALAR_CHECKS = {
     "str": lambda v: isinstance(v, str),
@@ -185,9 +166,6 @@ class _Any(_Scalar):
 ANY = _Any("any JSON value")
 
 
-_ISO_DT = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|z|[+-]\d{2}:?\d{2})?$")
-
-
 @dataclass(frozen=True)
 class _DateTime(Type):
     """An aware instant: a timestamp extension, an RFC 3339 string with a zone, or unix seconds."""
@@ -196,20 +174,10 @@ class _DateTime(Type):
         return "a timezone-aware datetime (msgpack timestamp ext -1)"
 
     def check(self, value: Any, path: str, out: list[Problem], models: Mapping[str, Model]) -> None:
-        if isinstance(value, datetime):
-            if value.tzinfo is None or value.utcoffset() is None:
-                out.append(
-                    Problem(path, "naive-datetime", "naive datetime; Airflow requires a timezone")
-                )
-            return
-        if isinstance(value, bool):
-            self._wrong(value, path, out)
-            return
-        if isinstance(value, int | float):
-            return
-        if isinstance(value, str):
-            m = _ISO_DT.match(value.strip())
-            if m is None:
+        try:
+            parsed = lax_datetime(value)
+        except LaxError:
+            if isinstance(value, str):
                 out.append(
                     Problem(
                         path,
@@ -217,7 +185,11 @@ class _DateTime(Type):
                         f"expected {self.describe()}, got unparseable string {_short(value)}",
                     )
                 )
-            elif m.group(3) is None:
+            else:
+                self._wrong(value, path, out)
+            return
+        if parsed.tzinfo is None or parsed.utcoffset() is None:
+            if isinstance(value, str):
                 out.append(
                     Problem(
                         path,
@@ -226,8 +198,10 @@ class _DateTime(Type):
                         "requires a timezone (add Z or an offset)",
                     )
                 )
-            return
-        self._wrong(value, path, out)
+            else:
+                out.append(
+                    Problem(path, "naive-datetime", "naive datetime; Airflow requires a timezone")
+                )
 
 
 DATETIME = _DateTime()
@@ -250,10 +224,6 @@ class _Uuid(Type):
 
 UUID = _Uuid()
 
-_ISO_DURATION = re.compile(
-    r"^[+-]?P(?!$)(\d+(\.\d+)?W)?(\d+(\.\d+)?D)?(T(?=\d)(\d+(\.\d+)?H)?(\d+(\.\d+)?M)?(\d+(\.\d+)?S)?)?$"
-)
-
 
 @dataclass(frozen=True)
 class _Duration(Type):
@@ -261,13 +231,10 @@ class _Duration(Type):
         return "an ISO-8601 duration string such as 'PT30S' or a number of seconds"
 
     def check(self, value: Any, path: str, out: list[Problem], models: Mapping[str, Model]) -> None:
-        if isinstance(value, timedelta):
-            return
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return
-        if isinstance(value, str) and _ISO_DURATION.match(value.strip()):
-            return
-        self._wrong(value, path, out)
+        try:
+            lax_duration(value)
+        except LaxError:
+            self._wrong(value, path, out)
 
 
 DURATION = _Duration()
