@@ -25,21 +25,24 @@ from ..api import (
     StubStore,
     StubTransport,
     TokenIssuer,
+    ti_wire,
 )
 from ..protocol import TERMINAL
 from ..supervision import (
     Event,
     Journal,
+    ParseSession,
     ParseSpec,
+    Session,
     SupervisorConfig,
     TaskOutcome,
+    TaskSession,
     TaskSpec,
     journal_exchanges,
 )
 from ._session import (
     PROBE_XCOM_KEY,
-    CheckParseSession,
-    CheckTaskSession,
+    CheckHooks,
     Plan,
     Rewrite,
     Target,
@@ -86,7 +89,8 @@ class ScenarioResult:
     spec: ScenarioSpec
     outcome: TaskOutcome | None = None
     events: list[Event] = field(default_factory=list)
-    session: Any = None
+    #: The hooks the scenario's session ran with, and what they recorded.
+    session: CheckHooks | None = None
     plan: Plan | None = None
     task_id: str = ""
     internal_error: str | None = None
@@ -249,6 +253,8 @@ async def run_scenario(
     plan = spec.plan(target)
     plan.exit_bound = ctx.exit_bound
     result = ScenarioResult(spec, plan=plan)
+    hooks = CheckHooks(plan)
+    session: Session
     journal = Journal()
     journal.sinks.append(result.events.append)
     store = StubStore(":memory:")
@@ -273,9 +279,7 @@ async def run_scenario(
                     env=ctx.env,
                     cwd=ctx.cwd,
                 )
-                session: Any = CheckParseSession(
-                    pspec, api, config=ctx.config, journal=journal, plan=plan
-                )
+                session = ParseSession(pspec, api, config=ctx.config, journal=journal, hooks=hooks)
             else:
                 task_id = ctx.task_id
                 if spec.unknown_task:
@@ -284,16 +288,6 @@ async def run_scenario(
                 record = store.prepare_task_instance(
                     ctx.dag_id, task_id, run_id=f"check__{spec.name}__{uuid.uuid4().hex[:8]}"
                 )
-                ti = {
-                    "id": record.id,
-                    "task_id": record.task_id,
-                    "dag_id": record.dag_id,
-                    "run_id": record.run_id,
-                    "try_number": record.try_number,
-                    "dag_version_id": record.dag_version_id,
-                    "map_index": record.map_index,
-                    "queue": record.queue,
-                }
                 api = ExecutionAPIClient(
                     http,
                     token=tokens.issue(record.id, scope="workload"),
@@ -301,17 +295,15 @@ async def run_scenario(
                     on_exchange=journal_exchanges(journal),
                 )
                 tspec = TaskSpec(
-                    ti=ti,
+                    ti=ti_wire(record),
                     runtime=list(ctx.runtime),
                     dag_rel_path=ctx.dag_rel_path or f"{ctx.dag_id}.py",
                     bundle_info={"name": ctx.bundle_name, "version": None},
                     env=ctx.env,
                     cwd=ctx.cwd,
                 )
-                session = CheckTaskSession(
-                    tspec, api, config=ctx.config, journal=journal, plan=plan
-                )
-            result.session = session
+                session = TaskSession(tspec, api, config=ctx.config, journal=journal, hooks=hooks)
+            result.session = hooks
             result.outcome = await session.run()
     except Exception as exc:  # a bug here must not hide the other scenarios' results
         result.internal_error = f"{type(exc).__name__}: {exc}"
