@@ -290,9 +290,9 @@ async def stubapi(n: int) -> dict[str, Any]:
         await timed("api_client", api_client)
 
         from supervisor_sim.protocol._masking import SecretsMasker
-        from supervisor_sim.supervision._dispatch import Dispatcher, TaskState
+        from supervisor_sim.supervision._dispatch import Dispatcher
 
-        dispatcher = Dispatcher(api, TaskState(ti_id=record.id), SecretsMasker(), journal.now)
+        dispatcher = Dispatcher(api, record.id, SecretsMasker())
         body = {"type": "GetVariable", "key": VAR_KEY}
 
         async def dispatch() -> None:

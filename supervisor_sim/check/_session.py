@@ -1,15 +1,16 @@
-"""The sessions `supervisor-sim check` runs: real task/parse sessions that can misbehave on purpose.
+"""How `supervisor-sim check` makes real task/parse sessions misbehave on purpose.
 
 A ``Plan`` says how one scenario's supervisor departs from Airflow's normal behaviour: rewrite
 StartupDetails (unknown keys, dropped or nil optional fields, timestamps of every msgpack size),
 send short or long response arrays, add unknown keys to reply bodies, or treat one *target*
 request specially (answer it with the wrong id, with an ErrorResponse in the body or the error
-slot, or close the comm connection instead of answering). Everything else is the ordinary
-``TaskSession`` / ``ParseSession``, reused through their hook methods, so each scenario is a
-real session: own process, own sockets, the stub Execution API, and the journal.
+slot, or close the comm connection instead of answering). ``CheckHooks`` carry the plan out
+through the session's public hooks (``SessionHooks``); everything else is the ordinary
+``TaskSession`` / ``ParseSession``, so each scenario is a real session: own process, own
+sockets, the stub Execution API, and the journal.
 
-On top of the journal the sessions record what the rules need and the journal does not hold:
-the raw bytes of every --logs line, and whether a request arrived before the previous reply was
+On top of the journal the hooks record what the rules need and the journal does not hold: the
+raw bytes of every --logs line, and whether a request arrived before the previous reply was
 sent (the stream offset of each request against the bytes received when each reply went out).
 """
 
@@ -25,14 +26,24 @@ from typing import Any, Literal
 
 import trio
 
-from ..protocol import DEFINITIONS, TERMINAL, AnyOf, ListOf, Model, Ref, Type, materialize, packb
-from ..supervision import ParseSession, TaskSession, error_response
+from ..protocol import (
+    DEFINITIONS,
+    TERMINAL,
+    AnyOf,
+    Line,
+    ListOf,
+    Model,
+    Ref,
+    SecretsMasker,
+    Type,
+    packb,
+)
+from ..supervision import ParseWorkload, Reply, SessionHooks, error_response
 
 __all__ = [
     "PROBE_XCOM_KEY",
     "UNKNOWN_KEY",
-    "CheckParseSession",
-    "CheckTaskSession",
+    "CheckHooks",
     "Plan",
     "Target",
     "add_unknown_fields",
@@ -94,31 +105,11 @@ class Probe:
     at: float | None = None
 
 
-class _CountingStream:
-    """A receive stream that counts the bytes it hands out (comm-reader side only)."""
+class CheckHooks(SessionHooks):
+    """The hooks that make a task or parse session follow a check ``Plan``, and what they
+    recorded for the rules; a scenario's result keeps them as its ``session``."""
 
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.received = 0
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        data = await self.inner.receive_some(max_bytes)
-        self.received += len(data)
-        return data
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-
-class _CheckMixin:
-    """Recording and misbehaviour shared by the task and parse sessions of a check."""
-
-    plan: Plan
-    journal: Any
-    child: Any
-    _nursery: Any
-
-    def _init_check(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan) -> None:
         self.plan = plan
         #: (t, raw bytes of one --logs line, truncated?)
         self.raw_logs: list[tuple[float, bytes, bool]] = []
@@ -130,71 +121,75 @@ class _CheckMixin:
         self.hung_after_close = False
         self.startup_body: dict[str, Any] | None = None
         self.reply_unknown_paths: list[str] = []
-        self._counting: _CountingStream | None = None
         self._frame_end: int | None = None
         self.frames_in = 0
         #: Neither a frame nor an exit within exit_bound after the injected reply.
         self.stalled_after_injection = False
         self._pending_action: Action | None = None
 
-    # --- hooks of TaskSession ----------------------------------------------------------------
+    # --- what the rules read from the session ----------------------------------------------------
 
-    async def _comm_reader(self, comm: Any) -> None:
-        self._counting = _CountingStream(comm)
-        await super()._comm_reader(self._counting)  # type: ignore[misc]
+    @property
+    def masker(self) -> SecretsMasker:
+        return self.session.masker
 
-    async def _on_request(self, comm: Any, payload: bytes, offset: int) -> None:
+    @property
+    def result(self) -> dict[str, Any] | None:
+        """A parse session's DagFileParsingResult (None for a task session)."""
+        workload = self.session.workload
+        return workload.result if isinstance(workload, ParseWorkload) else None
+
+    # --- the hooks -------------------------------------------------------------------------------
+
+    def first_frame(self, body: dict[str, Any]) -> dict[str, Any]:
+        if body.get("type") != "StartupDetails":
+            return body  # a parse request goes out as the parse workload made it
+        if self.plan.probe_xcom_key:
+            context = body["ti_context"]
+            keys = list(context.get("xcom_keys_to_clear") or [])
+            context["xcom_keys_to_clear"] = [*keys, PROBE_XCOM_KEY]
+        if self.plan.startup is not None:
+            body = self.plan.startup(copy.deepcopy(body))
+        self.startup_body = body
+        return body
+
+    def on_frame(self, payload: bytes, offset: int) -> None:
         self.frames_in += 1
         self._frame_end = offset + 4 + len(payload)
-        await super()._on_request(comm, payload, offset)  # type: ignore[misc]
 
-    def _more_pending(self) -> bool:
-        """Did the runtime send anything after the request being answered — before its reply?"""
-        counting = self._counting
-        if counting is None or self._frame_end is None:
-            return False
-        if counting.received > self._frame_end:
-            return True  # already read, waiting in the frame decoder
-        try:
-            fd = counting.inner.socket.fileno()
-            with socket.socket(fileno=os.dup(fd)) as peek:
-                return bool(peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
-        except OSError:  # nothing pending (BlockingIOError), or the socket is gone
-            return False
-
-    def _log_line(self, line: Any, source: str) -> None:
+    def on_log_line(self, line: Line, source: str) -> None:
         if source == "logs":
-            self.raw_logs.append((self.journal.now(), bytes(line.data), bool(line.truncated)))
-        super()._log_line(line, source)  # type: ignore[misc]
+            self.raw_logs.append(
+                (self.session.journal.now(), bytes(line.data), bool(line.truncated))
+            )
 
-    async def _answer(self, body: dict[str, Any], frame_id: int, cause: Any) -> Any:
+    async def answer(self, body: dict[str, Any], frame_id: int, cause: int) -> Reply | None:
         index = self.frames_in - 1  # counts every frame, as target_from does
         type_name = body.get("type")
+        now = self.session.journal.now
         if type_name in TERMINAL:
-            self.terminals.append((self.journal.now(), type_name, body.get("state")))
-        if self._is_target(body, index):
-            self.probe = Probe(
-                seq=getattr(cause, "seq", cause), id=frame_id, type=type_name, at=self.journal.now()
+            self.terminals.append((now(), type_name, body.get("state")))
+        if not self._is_target(body, index):
+            return None
+        self.probe = Probe(seq=cause, id=frame_id, type=type_name, at=now())
+        self._pending_action = action = self.plan.action
+        if action == "error-body":
+            return error_response(
+                "XCOM_NOT_FOUND" if body.get("key") == PROBE_XCOM_KEY else "GENERIC_ERROR",
+                {"reason": "not_found", "message": "injected by supervisor-sim check"},
+            ), None
+        if action == "error-slot":
+            return None, error_response(
+                "API_SERVER_ERROR",
+                {
+                    "status_code": 500,
+                    "message": "Server error (injected by supervisor-sim check)",
+                    "detail": {"reason": "injected"},
+                },
             )
-            self._pending_action = self.plan.action
-            action = self.plan.action
-            if action == "error-body":
-                return error_response(
-                    "XCOM_NOT_FOUND" if body.get("key") == PROBE_XCOM_KEY else "GENERIC_ERROR",
-                    {"reason": "not_found", "message": "injected by supervisor-sim check"},
-                ), None
-            if action == "error-slot":
-                return None, error_response(
-                    "API_SERVER_ERROR",
-                    {
-                        "status_code": 500,
-                        "message": "Server error (injected by supervisor-sim check)",
-                        "detail": {"reason": "injected"},
-                    },
-                )
-            if action == "close-comm":
-                return None, None
-        return await super()._answer(body, frame_id, cause)  # type: ignore[misc]
+        if action == "close-comm":
+            return None, None
+        return None  # wrong-id: the workload answers, the reply goes out with another id
 
     def _is_target(self, body: dict[str, Any], index: int) -> bool:
         target = self.plan.target
@@ -206,10 +201,13 @@ class _CheckMixin:
             return body.get("key") == PROBE_XCOM_KEY
         return index == target.index
 
-    async def _send(self, comm: Any, req_id: int, body: Any, error: Any) -> None:
+    async def send(
+        self, req_id: int, body: dict[str, Any] | None, error: dict[str, Any] | None
+    ) -> None:
+        session = self.session
         action, self._pending_action = self._pending_action, None
         if action == "close-comm":
-            await self._close_comm(comm, req_id)
+            await self._close_comm(req_id)
             return
         sent_id = req_id
         if action == "wrong-id":
@@ -228,7 +226,7 @@ class _CheckMixin:
         elif shape == "long":
             frame.append(dict(UNKNOWN_VALUE))
         payload = packb(frame)
-        self.journal.emit(
+        session.journal.emit(
             "frame",
             direction="out",
             id=sent_id,
@@ -242,96 +240,72 @@ class _CheckMixin:
         if self._frame_end is not None and self._more_pending():
             self.pipelined.append(req_id)
         self._frame_end = None
-        if action is not None and self._nursery is not None:
-            self._nursery.start_soon(self._watch_progress, self.frames_in)
+        if action is not None:
+            session.start_soon(self._watch_progress, self.frames_in)
+        await session.write(len(payload).to_bytes(4, "big") + payload, req_id)
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _more_pending(self) -> bool:
+        """Did the runtime send anything after the request being answered — before its reply?"""
+        session = self.session
+        if self._frame_end is None or session.comm is None:
+            return False
+        if session.comm_received > self._frame_end:
+            return True  # already read, waiting in the frame decoder
         try:
-            await comm.send_all(len(payload).to_bytes(4, "big") + payload)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self.journal.emit(
-                "note",
-                level="warning",
-                message=f"could not deliver the reply to request {req_id}: "
-                "the comm connection is closed",
-            )
+            fd = session.comm.socket.fileno()
+            with socket.socket(fileno=os.dup(fd)) as peek:
+                return bool(peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except OSError:  # nothing pending (BlockingIOError), or the socket is gone
+            return False
 
     async def _watch_progress(self, frames_before: int) -> None:
         """After an injected reply the runtime must send something or exit within the bound;
         one that just waits is killed, so that no scenario waits for the task timeout."""
-        child = self.child
+        child = self.session.child
+        assert child is not None
         bound = self.plan.exit_bound
         with trio.move_on_after(bound):
             while child.alive and self.frames_in == frames_before:
                 await trio.sleep(0.05)
         if child.alive and self.frames_in == frames_before:
             self.stalled_after_injection = True
-            self.journal.emit(
+            self.session.journal.emit(
                 "note",
                 level="error",
                 message=f"check: no frame and no exit {bound:g}s after the injected reply; "
                 "killing the runtime",
             )
-            await self._kill("stalled after the injected reply")  # type: ignore[attr-defined]
+            await self.session.kill("stalled after the injected reply")
 
-    async def _close_comm(self, comm: Any, req_id: int) -> None:
-        self.closed_at = self.journal.now()
-        self.journal.emit(
+    async def _close_comm(self, req_id: int) -> None:
+        session = self.session
+        self.closed_at = session.journal.now()
+        session.journal.emit(
             "note",
             level="warning",
             message=f"check: closing the comm connection instead of answering request {req_id}",
         )
-        await comm.aclose()
-        if self._nursery is not None:
-            self._nursery.start_soon(self._watch_exit_after_close)
+        assert session.comm is not None
+        await session.comm.aclose()
+        session.start_soon(self._watch_exit_after_close)
 
     async def _watch_exit_after_close(self) -> None:
-        child = self.child
+        child = self.session.child
+        assert child is not None
         bound = self.plan.exit_bound
         with trio.move_on_after(bound):
             await child.exited.wait()
         if child.alive:
             self.hung_after_close = True
-            self.journal.emit(
+            self.session.journal.emit(
                 "note",
                 level="error",
                 message=f"check: the runtime is still running {bound:g}s after the comm "
                 "connection closed; killing it",
             )
-            await self._kill("still running after the comm connection closed")  # type: ignore[attr-defined]
-
-
-class CheckTaskSession(_CheckMixin, TaskSession):
-    """A task session following a check ``Plan``."""
-
-    def __init__(self, *args: Any, plan: Plan, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._init_check(plan)
-
-    async def _send_startup(self, comm: Any, ti_context: dict[str, Any]) -> None:
-        context = materialize(ti_context, "TIRunContext")
-        if self.plan.probe_xcom_key:
-            keys = list(context.get("xcom_keys_to_clear") or [])
-            context["xcom_keys_to_clear"] = [*keys, PROBE_XCOM_KEY]
-        body: dict[str, Any] = {
-            "ti": materialize(dict(self.spec.ti), "TaskInstance"),
-            "dag_rel_path": self.spec.dag_rel_path,
-            "bundle_info": dict(self.spec.bundle_info),
-            "start_date": context.get("start_date") or datetime.now(UTC),
-            "ti_context": context,
-            "sentry_integration": self.spec.sentry_integration,
-            "type": "StartupDetails",
-        }
-        if self.plan.startup is not None:
-            body = self.plan.startup(copy.deepcopy(body))
-        self.startup_body = body
-        await self._send(comm, 0, body, None)
-
-
-class CheckParseSession(_CheckMixin, ParseSession):
-    """A parse session following a check ``Plan`` (only recording is used today)."""
-
-    def __init__(self, *args: Any, plan: Plan, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._init_check(plan)
+            await self.session.kill("still running after the comm connection closed")
 
 
 # --- StartupDetails rewrites, driven by the message catalogue ----------------------------------
@@ -424,7 +398,7 @@ def null_optional_fields(value: Any, t: Type | None, path: str, nulled: list[str
     return value
 
 
-#: Dates that force each msgpack timestamp form (protocol.md §1.5).
+#: Dates that force each msgpack timestamp form (docs/protocol.md, "Framing").
 TIMESTAMP_DATES: dict[str, datetime] = {
     # before 1970: negative seconds only fit timestamp96
     "logical_date": datetime(1969, 7, 20, 20, 17, 40, tzinfo=UTC),

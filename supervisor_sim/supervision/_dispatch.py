@@ -1,4 +1,4 @@
-"""Answering runtime requests the way Airflow's supervisor does (protocol.md §2.7, §3).
+"""Answering runtime requests the way Airflow's supervisor does (docs/requests.md).
 
 Each handler makes the HTTP call Airflow's ``ActivitySubprocess._handle_request`` makes (through
 the SDK client's methods in ``airflow/sdk/api/client.py``: same path, query parameters in the
@@ -10,13 +10,15 @@ Reply values are what the runtime receives from Airflow: a reply Airflow dumps i
 field, defaults included (``_full``); one it builds with ``exclude_defaults`` and dumps with
 ``exclude_unset`` lacks the keys equal to their defaults, at every depth (``_unset``). Either
 way datetimes from the API's JSON become aware datetimes (msgpack timestamps on the wire).
+
+The terminal messages (``SucceedTask``, ``TaskState``, ...) are the task workload's: it
+registers their handlers (``Dispatcher.register``), since they change the try's state.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -38,16 +40,12 @@ from ..protocol import (
     parse_datetime,
 )
 
-__all__ = ["Dispatcher", "Reply", "TaskState", "error_response", "json_default"]
+__all__ = ["Dispatcher", "Handler", "Reply", "error_response", "json_default", "jsonify"]
 
+#: A reply frame's body and error slots.
 Reply = tuple[dict[str, Any] | None, dict[str, Any] | None]
-
-SERVER_TERMINATED = "server_terminated"
-#: Final states Airflow never reports at exit: they were sent directly (supervisor.py).
-STATES_SENT_DIRECTLY = frozenset(
-    {"success", "up_for_retry", "deferred", "up_for_reschedule", "awaiting_input",
-     SERVER_TERMINATED}
-)  # fmt: skip
+#: Answers one request type: ``(body, cause)`` -> reply; ``cause`` names the HTTP calls made.
+Handler = Callable[[dict[str, Any], Any], Awaitable[Reply]]
 
 
 def json_default(value: Any) -> Any:
@@ -64,6 +62,7 @@ def json_default(value: Any) -> Any:
 
 
 def jsonify(value: Any) -> Any:
+    """``value`` as the JSON an HTTP body carries (``json_default``'s conversions)."""
     return json.loads(json.dumps(value, default=json_default))
 
 
@@ -78,7 +77,7 @@ def _full(body: dict[str, Any], name: str) -> dict[str, Any]:
 
 def _unset(body: dict[str, Any], name: str) -> dict[str, Any]:
     """A reply built with ``exclude_defaults`` and dumped with ``exclude_unset``: keys equal to
-    their default are missing, at every depth (protocol.md §3.3)."""
+    their default are missing, at every depth."""
     return _prune(materialize({**body, "type": name}, name), DEFINITIONS[name])
 
 
@@ -160,35 +159,15 @@ _RESEND_LOGGING_FD_ERROR = {
 }
 
 
-@dataclass
-class TaskState:
-    """What the supervisor knows about the try's outcome (Airflow's WatchedSubprocess fields)."""
-
-    ti_id: str
-    should_retry: bool = False
-    terminal_state: str | None = None
-    #: A terminal message whose state call failed; replayed once at exit.
-    pending: tuple[str, dict[str, Any]] | None = None
-    task_end_time: float | None = None
-    rendered_map_index: str | None = None
-    on_terminal: list[Callable[[str, bool], None]] = field(default_factory=list)
-
-
 class Dispatcher:
-    """Maps each request type to the Execution API call that answers it."""
+    """Maps each request type to the Execution API call that answers it, for the task instance
+    ``ti_id`` (the calls about "this task instance" name it)."""
 
-    def __init__(
-        self,
-        api: ExecutionAPIClient,
-        state: TaskState,
-        masker: SecretsMasker,
-        now: Callable[[], float],
-    ) -> None:
+    def __init__(self, api: ExecutionAPIClient, ti_id: str, masker: SecretsMasker) -> None:
         self.api = api
-        self.state = state
+        self.ti_id = ti_id
         self.masker = masker
-        self.now = now
-        self._handlers: dict[str, Callable[[dict[str, Any], Any], Awaitable[Reply]]] = {
+        self._handlers: dict[str, Handler] = {
             "GetConnection": self._get_connection,
             "GetVariable": self._get_variable,
             "GetVariableKeys": self._get_variable_keys,
@@ -204,12 +183,6 @@ class Dispatcher:
             "SetRenderedMapIndex": self._set_rendered_map_index,
             "SkipDownstreamTasks": self._skip_downstream,
             "MaskSecret": self._mask_secret,
-            "SucceedTask": self._terminal,
-            "RetryTask": self._terminal,
-            "DeferTask": self._terminal,
-            "RescheduleTask": self._terminal,
-            "AwaitInputTask": self._terminal,
-            "TaskState": self._task_state,
             # DAG runs and DAGs
             "GetDagRun": self._get_dag_run,
             "GetDagRunState": self._get_dag_run_state,
@@ -248,6 +221,11 @@ class Dispatcher:
             "CreateHITLDetailPayload": self._create_hitl_detail,
             "ResendLoggingFD": self._resend_logging_fd,
         }
+
+    def register(self, handlers: Mapping[str, Handler]) -> None:
+        """Answer these request types with these handlers (their failures become error-slot
+        replies like every other handler's)."""
+        self._handlers.update(handlers)
 
     def handles(self, type_name: str) -> bool:
         return type_name in self._handlers
@@ -425,7 +403,7 @@ class Dispatcher:
     # --- task instance ---------------------------------------------------------------------------
 
     def _ti(self, suffix: str) -> str:
-        return f"task-instances/{self.state.ti_id}/{suffix}"
+        return f"task-instances/{self.ti_id}/{suffix}"
 
     async def _set_rendered_fields(self, body: dict[str, Any], cause: Any) -> Reply:
         try:
@@ -455,33 +433,6 @@ class Dispatcher:
     async def _mask_secret(self, body: dict[str, Any], cause: Any) -> Reply:
         self.masker.add(body.get("value"))
         return None, None
-
-    async def _task_state(self, body: dict[str, Any], cause: Any) -> Reply:
-        # Reported with PATCH .../state only after the process exits (protocol.md §2.6).
-        self.state.terminal_state = body["state"]
-        self.state.task_end_time = self.now()
-        self.state.rendered_map_index = body.get("rendered_map_index")
-        self._notify(body["state"], True)
-        return None, None
-
-    async def _terminal(self, body: dict[str, Any], cause: Any) -> Reply:
-        name = body["type"]
-        payload = state_payload(body)
-        state = payload["state"]
-        if name in ("SucceedTask", "RetryTask"):
-            self.state.task_end_time = self.now()
-        if "rendered_map_index" in CATALOGUE[name].model.by_name:
-            self.state.rendered_map_index = body.get("rendered_map_index")
-        self.state.terminal_state = state
-        self.state.pending = (name, payload)
-        self._notify(state, name in ("SucceedTask", "RetryTask"))
-        await self.api.request("PATCH", self._ti("state"), json_body=payload, cause=cause)
-        self.state.pending = None
-        return None, None
-
-    def _notify(self, state: str, overtime: bool) -> None:
-        for callback in self.state.on_terminal:
-            callback(state, overtime)
 
     # --- DAG runs and DAGs -----------------------------------------------------------------------
 
@@ -746,22 +697,3 @@ class Dispatcher:
         # Airflow answers with socket.send_fds on the comm socket, which SCM_RIGHTS needs to be
         # AF_UNIX; on the coordinator's TCP socket that raises, and the runtime gets this.
         return None, error_response("API_SERVER_ERROR", dict(_RESEND_LOGGING_FD_ERROR))
-
-
-def state_payload(body: dict[str, Any]) -> dict[str, Any]:
-    """The PATCH .../state body for a terminal message: its fields with defaults, minus type."""
-    model = CATALOGUE[body["type"]].model
-    payload: dict[str, Any] = {}
-    for f in model.fields:
-        if f.name == "type":
-            continue
-        if f.name in body:
-            payload[f.name] = body[f.name]
-        elif not f.required:
-            payload[f.name] = f.default
-    if body["type"] == "SucceedTask":
-        payload["task_outlets"] = payload.get("task_outlets") or []
-        payload["outlet_events"] = payload.get("outlet_events") or []
-    if body["type"] == "RetryTask" and isinstance(payload.get("retry_reason"), str):
-        payload["retry_reason"] = payload["retry_reason"][:500]
-    return jsonify(payload)

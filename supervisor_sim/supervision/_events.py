@@ -84,7 +84,8 @@ class Journal:
         if self._held is not None:  # nested: the outer block delivers
             yield
             return
-        self._held = held = []
+        held: list[Event] = []
+        self._held = held
         try:
             yield
         finally:

@@ -31,7 +31,7 @@ _immediate_reads = 0
 
 async def receive_some(
     stream: trio.abc.ReceiveStream, max_bytes: int = 65536, *, spin: float = 0.0
-) -> bytes:
+) -> bytes | bytearray:
     """Like ``stream.receive_some(max_bytes)``: bytes, or ``b""`` at end of stream.
 
     With ``spin`` (seconds), a read that finds nothing keeps polling the socket that long before

@@ -1,10 +1,11 @@
-"""DAG parsing: the second workload a runtime binary serves (protocol.md §7).
+"""The parse workload: a DAG file parsed by the runtime, as Airflow's DAG processor has it done
+(docs/run-dag.md).
 
 The first frame is ``[0, DagFileParseRequest]`` instead of StartupDetails; no ``/run``, no
 heartbeats, no state calls. While parsing, the runtime may make the requests Airflow's DAG
-processor serves (§7.2); it answers with a ``DagFileParsingResult`` request, acked, and exits.
-Everything else — launch, connect-back, channels, logs, violations, transcripts — is the task
-session's, reused through its hook points.
+processor serves (``PARSE_REQUESTS``); it answers with a ``DagFileParsingResult`` request,
+acked, and exits. Everything else — launch, connect-back, channels, logs, violations,
+transcripts — is the session's.
 """
 
 from __future__ import annotations
@@ -14,19 +15,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import trio
-
 from ..api import ExecutionAPIClient
 from ..protocol import TO_SUPERVISOR
 from ._config import SupervisorConfig
-from ._dispatch import error_response
-from ._events import Journal, Violation
-from ._process import ChildProcess
-from ._session import TaskOutcome, TaskSession, TaskSpec
+from ._dispatch import Dispatcher, Reply, error_response
+from ._events import Journal
+from ._hooks import SessionHooks, Workload
+from ._process import Launch
+from ._session import Session
+from ._violations import violation
 
-__all__ = ["PARSE_REQUESTS", "ParseSession", "ParseSpec"]
+__all__ = ["PARSE_REQUESTS", "ParseSession", "ParseSpec", "ParseWorkload"]
 
-#: Requests Airflow's DAG processor answers while a file is parsed (protocol.md §7.2).
+#: The task instance id a parse's requests name (there is none; Airflow's DAG processor has
+#: no task instance either).
+_NO_TI = "00000000-0000-0000-0000-000000000000"
+
+#: Requests Airflow's DAG processor answers while a file is parsed.
 PARSE_REQUESTS = frozenset({
     "GetConnection", "GetVariable", "GetVariableKeys", "PutVariable", "DeleteVariable",
     "GetTaskStates", "GetTICount", "GetPrevSuccessfulDagRun", "GetPreviousDagRun",
@@ -48,54 +53,39 @@ class ParseSpec:
     cwd: str | None = None
 
 
-class ParseSession(TaskSession):
-    """Supervises one runtime through a DAG parse; ``result`` holds its DagFileParsingResult."""
+class ParseWorkload(Workload):
+    """A DAG file parse; ``result`` holds the runtime's DagFileParsingResult."""
 
     accepted_types = (*TO_SUPERVISOR, "DagFileParsingResult")
+    spec: ParseSpec
 
-    def __init__(
-        self,
-        spec: ParseSpec,
-        api: ExecutionAPIClient,
-        *,
-        config: SupervisorConfig | None = None,
-        journal: Journal | None = None,
-    ) -> None:
-        task_spec = TaskSpec(
-            ti={"id": "00000000-0000-0000-0000-000000000000"},
-            runtime=spec.runtime,
-            env=spec.env,
-            cwd=spec.cwd,
-        )
-        super().__init__(task_spec, api, config=config, journal=journal)
-        self.parse_spec = spec
+    def __init__(self, spec: ParseSpec) -> None:
+        self.spec = spec
+        self.ti_id = _NO_TI
         self.result: dict[str, Any] | None = None
 
-    async def _begin(
-        self, comm: trio.SocketStream, child: ChildProcess, outcome: TaskOutcome
-    ) -> bool:
-        body = {
-            "file": self.parse_spec.file,
-            "bundle_path": self.parse_spec.bundle_path,
-            "bundle_name": self.parse_spec.bundle_name,
-            "callback_requests": list(self.parse_spec.callback_requests),
+    def bind(self, session: Session) -> None:
+        super().bind(session)
+        self.journal = session.journal
+        self.dispatcher = Dispatcher(session.api, self.ti_id, session.masker)
+
+    async def begin(self) -> dict[str, Any]:
+        return {
+            "file": self.spec.file,
+            "bundle_path": self.spec.bundle_path,
+            "bundle_name": self.spec.bundle_name,
+            "callback_requests": list(self.spec.callback_requests),
             "type": "DagFileParseRequest",
         }
-        await self._send(comm, 0, body, None)
-        return True
 
-    def _duties(self, io: trio.Nursery, child: ChildProcess) -> None:
-        pass  # the DAG processor does not heartbeat
-
-    async def _answer(self, body: dict[str, Any], frame_id: int, cause: Any) -> Any:
+    async def answer(self, body: dict[str, Any], frame_id: int, cause: int) -> Reply:
         type_name = body["type"]
         if type_name == "DagFileParsingResult":
             if self.result is not None:
                 self.journal.violation(
-                    Violation(
+                    violation(
                         "duplicate-parsing-result",
                         "a second DagFileParsingResult was sent; the first one is kept",
-                        "Airflow's DAG processor stores whichever result it reads last",
                         frame_id=frame_id,
                     )
                 )
@@ -105,11 +95,9 @@ class ParseSession(TaskSession):
         if type_name in PARSE_REQUESTS:
             return await self.dispatcher.dispatch(body, cause=cause)
         self.journal.violation(
-            Violation(
+            violation(
                 "not-a-parse-request",
                 f"{type_name} is not served while a DAG file is parsed",
-                "Airflow's DAG processor answers with an error frame: GENERIC_ERROR "
-                "'Unhandled request'",
                 frame_id=frame_id,
             )
         )
@@ -117,15 +105,43 @@ class ParseSession(TaskSession):
             "GENERIC_ERROR", {"status_code": 400, "message": "Unhandled request"}
         )
 
-    async def _report_final_state(self, exit_code: int | None) -> str:
+    async def finish(self, exit_code: int | None) -> str:
         if self.result is None:
-            if not self.parse_spec.callback_requests:
+            if not self.spec.callback_requests:
                 self.journal.violation(
-                    Violation(
+                    violation(
                         "no-parsing-result",
                         "the runtime exited without sending DagFileParsingResult",
-                        "Airflow records the file as failed to parse (no DAGs, no import errors)",
                     )
                 )
             return "failed"
         return "parsed" if exit_code == 0 else "failed"
+
+
+class ParseSession(Session):
+    """Supervises one runtime through a DAG parse: a ``Session`` running a ``ParseWorkload``;
+    ``result`` holds its DagFileParsingResult."""
+
+    workload: ParseWorkload
+
+    def __init__(
+        self,
+        spec: ParseSpec,
+        api: ExecutionAPIClient,
+        *,
+        config: SupervisorConfig | None = None,
+        journal: Journal | None = None,
+        launch: Launch | None = None,
+        hooks: SessionHooks | None = None,
+    ) -> None:
+        super().__init__(
+            ParseWorkload(spec), api, config=config, journal=journal, launch=launch, hooks=hooks
+        )
+
+    @property
+    def spec(self) -> ParseSpec:
+        return self.workload.spec
+
+    @property
+    def result(self) -> dict[str, Any] | None:
+        return self.workload.result

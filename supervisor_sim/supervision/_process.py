@@ -323,7 +323,7 @@ class ChildProcess:
         goes to the group, waiting ``escalation_delay`` for the child to exit between steps."""
         import trio
 
-        ladder = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
+        ladder: list[int] = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
         for sig in ladder[ladder.index(first) :]:
             if not self.alive:
                 return

@@ -1,80 +1,53 @@
-"""One task try, supervised as Airflow 3.3's supervisor does it (supervisor-behaviour.md).
+"""A supervised runtime child, whatever it runs: launch, connect back, serve, watch, reap.
 
 spawn (own process group; or adopt a runtime started earlier, as ``run-task`` does) -> accept
---comm and --logs (either order, ownership-checked, within the startup timeout) ->
-``PATCH .../run`` -> ``[0, StartupDetails, nil]`` -> requests, logs, heartbeats and overtime,
-concurrently -> exit -> channels drained -> final state reported.
+--comm and --logs (either order, ownership-checked, within the startup timeout) -> the
+workload's first frame -> requests, logs and the workload's duties, concurrently -> exit ->
+channels drained -> the workload's final state.
 
-The session owns a nursery and the child's process group: cancelling the session kills the
-group, and nothing it started outlives it. Unlike Airflow's single-threaded loop, heartbeats run
-in their own task, so a slow API call for one request never delays them.
+What runs — a task try (``TaskSession``) or a DAG file parse (``ParseSession``) — is the
+session's ``Workload`` (``_hooks``); the session itself knows nothing of either. It owns a
+nursery and the child's process group: cancelling the session kills the group, and nothing it
+started outlives it. docs/architecture.md describes the whole.
 """
 
 from __future__ import annotations
 
-import getpass
 import json
 import signal
-import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import trio
 
-from ..api import APIStatusError, ExecutionAPIClient, ServerResponseError
+from ..api import Exchange, ExecutionAPIClient
 from ..protocol import (
-    TO_SUPERVISOR,
     FrameDecoder,
+    Line,
     LineSplitter,
     ProtocolError,
     SecretsMasker,
     decode_request,
     encode_response,
     is_sensitive_name,
-    materialize,
     validate_body,
 )
 from ._config import SupervisorConfig
-from ._dispatch import (
-    SERVER_TERMINATED,
-    STATES_SENT_DIRECTLY,
-    Dispatcher,
-    TaskState,
-    error_response,
-    json_default,
-)
+from ._dispatch import Reply, error_response
 from ._events import Journal, Violation
+from ._hooks import SessionHooks, StartFailed, Workload
 from ._io import receive_some, send_all
 from ._logs import parse_log_line, stream_record
 from ._process import ChildProcess, Launch, StartupError, start_runtime, tree_owns_connection
+from ._violations import frame_violation, violation
 
-__all__ = ["TaskOutcome", "TaskSession", "TaskSpec"]
-
-_HITL_TRIGGERER_ONLY = {"UpdateHITLDetail", "GetHITLDetailResponse"}
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """What to run: the task instance as the supervisor's workload names it, and the runtime."""
-
-    ti: Mapping[str, Any]
-    runtime: Sequence[str]
-    dag_rel_path: str = "."
-    bundle_info: Mapping[str, Any] = field(
-        default_factory=lambda: {"name": "dags-folder", "version": None}
-    )
-    env: Mapping[str, str] = field(default_factory=dict)
-    cwd: str | None = None
-    hostname: str = field(default_factory=lambda: airflow_hostname())
-    sentry_integration: str = ""
+__all__ = ["Session", "SessionFactory", "TaskOutcome", "learn_secrets"]
 
 
 @dataclass
 class TaskOutcome:
-    """How a try ended, in the terms of Airflow's final-state table."""
+    """How a session ended (a task try or a parse), in the terms of Airflow's final-state table."""
 
     final_state: str | None
     exit_code: int | None
@@ -87,8 +60,15 @@ class TaskOutcome:
     ti_id: str | None = None
 
 
-class TaskSession:
-    """Supervises one child for one task try. ``await session.run()`` returns the outcome."""
+class Session:
+    """Supervises one runtime child through one ``workload``; ``await session.run()`` returns
+    the outcome.
+
+    ``launch``: the runtime already started for the workload's spec and this config
+    (``start_runtime`` with ``spec.runtime``, ``spec.env``, ``spec.cwd``), which the session
+    adopts; without one the session starts it. Either way the session owns it once ``run`` is
+    called. ``hooks``: where the session departs from Airflow on purpose (``SessionHooks``).
+    """
 
     #: Comm readers running in this process. Only a lone one spins (``comm_spin``): with several
     #: sessions another one usually has work, and a spin would keep the loop from seeing it.
@@ -96,29 +76,24 @@ class TaskSession:
 
     def __init__(
         self,
-        spec: TaskSpec,
+        workload: Workload,
         api: ExecutionAPIClient,
         *,
         config: SupervisorConfig | None = None,
         journal: Journal | None = None,
         launch: Launch | None = None,
+        hooks: SessionHooks | None = None,
     ) -> None:
-        """``launch``: the runtime already started for this spec and config (``start_runtime``
-        with ``spec.runtime``, ``spec.env``, ``spec.cwd``), which the session adopts; without
-        one the session starts it. Either way the session owns it once ``run`` is called."""
-        self.spec = spec
+        self.workload = workload
         self.api = api
         self.config = config or SupervisorConfig()
         self.journal = journal or Journal()
         self.masker = SecretsMasker(min_length=self.config.min_length_masked_secret)
-        self.state = TaskState(ti_id=str(spec.ti["id"]))
-        self.state.on_terminal.append(self._on_terminal)
-        self.dispatcher = Dispatcher(api, self.state, self.masker, self.journal.now)
-        # Learn secrets from API responses before anyone records them (Airflow registers them
-        # when it fetches them for the runtime), so no transcript or log ever holds them.
-        self._downstream_exchange = api.on_exchange
-        api.on_exchange = self._on_exchange
+        self.hooks = hooks
         self.child: ChildProcess | None = None
+        #: The --comm connection once accepted, and how many bytes were read from it so far.
+        self.comm: trio.SocketStream | None = None
+        self.comm_received = 0
         self._launch = launch
         self._nursery: trio.Nursery | None = None
         self._open_channels = 0
@@ -126,10 +101,26 @@ class TaskSession:
         self._signals_received = 0
         self._interrupted = False
         self._killing = False
+        self._accepted_types = workload.accepted_types
+        workload.bind(self)
+        # The request path, bound once: without hooks it calls the workload and the writer
+        # directly, so hooks cost nothing when there are none.
+        self._answer: Callable[[dict[str, Any], int, int], Awaitable[Reply]] = workload.answer
+        self._send: Callable[[Any, int, Any, Any], Awaitable[None]] = self._write_reply
+        self._on_request: Callable[[Any, bytes, int], Awaitable[None]] = self._request
+        if hooks is not None:
+            hooks.bind(self)
+            self._answer = self._hooked_answer
+            self._send = self._hooked_send
+            self._on_request = self._hooked_request
+        # Learn secrets from API responses before anyone records them (Airflow registers them
+        # when it fetches them for the runtime), so no transcript or log ever holds them.
+        self._downstream_exchange = api.on_exchange
+        api.on_exchange = self._on_exchange
 
     # --- public ----------------------------------------------------------------------------------
 
-    def _on_exchange(self, exchange: Any) -> None:
+    def _on_exchange(self, exchange: Exchange) -> None:
         learn_secrets(self.masker, exchange)
         if self._downstream_exchange is not None:
             self._downstream_exchange(exchange)
@@ -156,18 +147,22 @@ class TaskSession:
                 reason=f"forwarded {name} received by supervisor-sim",
             )
         elif self._nursery is not None:
-            self._nursery.start_soon(self._kill, f"second {name}: escalating")
+            self._nursery.start_soon(self.kill, f"second {name}: escalating")
 
     def abort(self, reason: str) -> None:
-        """Stop the try from outside: kill the child's group (SIGTERM, then SIGKILL)."""
+        """Stop the run from outside: kill the child's group (SIGTERM, then SIGKILL)."""
         self.journal.emit("note", level="warning", message=f"aborting: {reason}")
         if self._nursery is not None:
-            self._nursery.start_soon(self._kill, reason)
+            self._nursery.start_soon(self.kill, reason)
 
     async def run(self) -> TaskOutcome:
         started_at = self.journal.now()
         outcome = TaskOutcome(
-            final_state=None, exit_code=None, started=False, duration_s=0.0, ti_id=self.state.ti_id
+            final_state=None,
+            exit_code=None,
+            started=False,
+            duration_s=0.0,
+            ti_id=self.workload.ti_id,
         )
         try:
             async with trio.open_nursery() as nursery:
@@ -189,6 +184,47 @@ class TaskSession:
         outcome.interrupted = self._interrupted
         return outcome
 
+    # --- what a workload (or hooks) may use ------------------------------------------------------
+
+    def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Run ``fn(*args)`` beside the session until the session ends. Before ``run`` there
+        is no child to watch, and this does nothing."""
+        if self._nursery is not None:
+            self._nursery.start_soon(fn, *args)
+
+    async def kill(self, reason: str) -> None:
+        """Kill the child's group: SIGTERM, then SIGKILL after ``kill_escalation_delay`` (once;
+        a second call while one runs does nothing)."""
+        child = self.child
+        if child is None or self._killing:
+            return
+        self._killing = True
+        await child.kill(
+            signal.SIGTERM,
+            escalation_delay=self.config.kill_escalation_delay,
+            on_signal=self._signal_note(reason),
+        )
+
+    async def send(
+        self, req_id: int, body: dict[str, Any] | None, error: dict[str, Any] | None
+    ) -> None:
+        """Send the reply to request ``req_id`` on --comm (through the hooks, if any)."""
+        await self._send(self.comm, req_id, body, error)
+
+    async def write_reply(
+        self, req_id: int, body: dict[str, Any] | None, error: dict[str, Any] | None
+    ) -> None:
+        """Record and write a reply as Airflow's supervisor does: ``[id, body, error]``."""
+        await self._write_reply(self.comm, req_id, body, error)
+
+    async def write(self, data: bytes, req_id: int) -> None:
+        """Write a frame's bytes to --comm as they are (``req_id``: what it answers, to name in
+        the note should the connection be closed)."""
+        try:
+            await send_all(self.comm, data)  # type: ignore[arg-type]
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._undelivered(req_id)
+
     # --- lifecycle -------------------------------------------------------------------------------
 
     async def _run(self, nursery: trio.Nursery, outcome: TaskOutcome) -> None:
@@ -197,8 +233,9 @@ class TaskSession:
             # The launch run-task makes before loading trio, here in a worker thread (as trio's
             # open_process runs Popen) so that a slow fork never stalls the other sessions of
             # this process. Kept in self._launch until adopted: run() closes it otherwise.
+            spec = self.workload.spec
             self._launch = await trio.to_thread.run_sync(
-                start_runtime, self.spec.runtime, self.spec.env, self.spec.cwd, cfg
+                start_runtime, spec.runtime, spec.env, spec.cwd, cfg
             )
         launch = self._launch
         argv = launch.argv
@@ -258,8 +295,27 @@ class TaskSession:
                 await logs_listener.aclose()
 
         async with comm, logs:
-            if not await self._begin(comm, child, outcome):
+            self.comm = comm
+            try:
+                first = await self.workload.begin()
+            except StartFailed as exc:  # Airflow: the child is killed, no state is reported.
+                outcome.error = str(exc)
+                self.journal.emit("note", level="error", message=outcome.error)
+                child.send(signal.SIGKILL)
+                self.journal.emit(
+                    "process",
+                    event="signal",
+                    signal="SIGKILL",
+                    target="group",
+                    reason=exc.kill_reason,
+                )
+                with trio.move_on_after(5):
+                    await child.exited.wait()
+                outcome.exit_code = child.returncode
                 return
+            if self.hooks is not None:
+                first = self.hooks.first_frame(first)
+            await self._send(comm, 0, first, None)
             outcome.started = True
 
             async with trio.open_nursery() as io:
@@ -267,7 +323,7 @@ class TaskSession:
                 io.start_soon(self._comm_reader, comm)
                 self._channel_opened()
                 io.start_soon(self._logs_reader, logs)
-                self._duties(io, child)
+                self.workload.start_duties(io)
                 await child.exited.wait()
                 with trio.move_on_after(cfg.socket_cleanup_timeout) as cleanup:
                     await self._channels_closed.wait()
@@ -282,80 +338,7 @@ class TaskSession:
                 io.cancel_scope.cancel()
 
         outcome.exit_code = child.returncode
-        outcome.final_state = await self._report_final_state(child.returncode)
-
-    # --- what makes this a task session (ParseSession overrides these) -------------------------
-
-    #: The request types this session accepts (a union of the catalogue).
-    accepted_types: tuple[str, ...] = TO_SUPERVISOR
-
-    async def _begin(
-        self, comm: trio.SocketStream, child: ChildProcess, outcome: TaskOutcome
-    ) -> bool:
-        """After both connections: PATCH /run, then StartupDetails. False when /run failed."""
-        try:
-            ti_context = await self._start_call(child)
-        except Exception as exc:  # Airflow: any failure of /run kills the child, no state.
-            outcome.error = f"PATCH task-instances/{self.state.ti_id}/run failed: {_why(exc)}"
-            self.journal.emit("note", level="error", message=outcome.error)
-            child.send(signal.SIGKILL)
-            self.journal.emit(
-                "process",
-                event="signal",
-                signal="SIGKILL",
-                target="group",
-                reason="the start call failed",
-            )
-            with trio.move_on_after(5):
-                await child.exited.wait()
-            outcome.exit_code = child.returncode
-            return False
-        self.state.should_retry = bool(ti_context.get("should_retry"))
-        await self._send_startup(comm, ti_context)
-        return True
-
-    def _duties(self, io: trio.Nursery, child: ChildProcess) -> None:
-        io.start_soon(self._heartbeat, child)
-
-    async def _answer(self, body: dict[str, Any], frame_id: int, cause: Any) -> Any:
-        """Reply (body, error) to one valid request."""
-        type_name = body["type"]
-        if type_name in _HITL_TRIGGERER_ONLY:
-            self.journal.violation(
-                Violation(
-                    "triggerer-only-request",
-                    f"{type_name} is only handled by the triggerer, never by a task supervisor",
-                    "Airflow answers with an error frame: API_SERVER_ERROR 'Unhandled request'",
-                    frame_id=frame_id,
-                )
-            )
-        elif type_name == "ResendLoggingFD":
-            self.journal.violation(
-                Violation(
-                    "fork-mode-only-request",
-                    "ResendLoggingFD passes a file descriptor with SCM_RIGHTS, which needs "
-                    "the AF_UNIX comm socket of Airflow's fork mode; this runtime is connected "
-                    "over TCP",
-                    "Airflow's send_fds fails on a TCP socket: the runtime gets an error "
-                    "frame and "
-                    "a socketpair leaks",
-                    frame_id=frame_id,
-                )
-            )
-        elif not self.dispatcher.handles(type_name):
-            self.journal.emit(
-                "note",
-                level="warning",
-                message=f"{type_name} is valid but supervisor-sim does not serve "
-                "it yet; answering with an error frame",
-            )
-        if self.state.terminal_state is not None:
-            self.journal.emit(
-                "note",
-                level="debug",
-                message=f"{type_name} after the terminal message (Airflow serves these normally)",
-            )
-        return await self.dispatcher.dispatch(body, cause=cause)
+        outcome.final_state = await self.workload.finish(child.returncode)
 
     async def _accept(
         self,
@@ -381,11 +364,10 @@ class TaskSession:
                         reason="connection does not come from the child's process tree",
                     )
                     self.journal.violation(
-                        Violation(
+                        violation(
                             "foreign-connection",
                             f"a process outside the runtime's process tree connected to --{name} "
                             f"from {peer[0]}:{peer[1]}; the connection was closed",
-                            "Airflow closes it with a warning and keeps waiting",
                         )
                     )
                     await stream.aclose()
@@ -422,7 +404,9 @@ class TaskSession:
             f"({missing} never connected)"
         )
 
-    async def _owned(self, child: ChildProcess, peer: Any, local: Any) -> bool:
+    async def _owned(
+        self, child: ChildProcess, peer: tuple[str, int], local: tuple[str, int]
+    ) -> bool:
         # The child's side of the socket may not be visible in /proc yet: retry like Airflow,
         # for ownership_check_timeout counted from the first answer, so that time spent
         # queueing for a worker thread (many children starting at once) does not count.
@@ -437,33 +421,6 @@ class TaskSession:
                 return False
             await trio.sleep(0.05)
 
-    async def _start_call(self, child: ChildProcess) -> dict[str, Any]:
-        payload = {
-            "state": "running",
-            "hostname": self.spec.hostname,
-            "unixname": getpass.getuser(),
-            "pid": child.pid,
-            "start_date": json_default(datetime.now(UTC)),
-        }
-        resp = await self.api.request(
-            "PATCH", f"task-instances/{self.state.ti_id}/run", json_body=payload, cause="start"
-        )
-        return resp.json()
-
-    async def _send_startup(self, comm: trio.SocketStream, ti_context: dict[str, Any]) -> None:
-        context = materialize(ti_context, "TIRunContext")
-        body = {
-            "ti": materialize(dict(self.spec.ti), "TaskInstance"),
-            "dag_rel_path": self.spec.dag_rel_path,
-            "bundle_info": dict(self.spec.bundle_info),
-            # A task resuming from a deferral keeps its original start date.
-            "start_date": context.get("start_date") or datetime.now(UTC),
-            "ti_context": context,
-            "sentry_integration": self.spec.sentry_integration,
-            "type": "StartupDetails",
-        }
-        await self._send(comm, 0, body, None)
-
     # --- channels --------------------------------------------------------------------------------
 
     def _channel_opened(self) -> None:
@@ -475,7 +432,9 @@ class TaskSession:
         if self._open_channels == 0:
             self._channels_closed.set()
 
-    async def _send(self, comm: trio.SocketStream, req_id: int, body: Any, error: Any) -> None:
+    async def _write_reply(
+        self, comm: Any, req_id: int, body: dict[str, Any] | None, error: dict[str, Any] | None
+    ) -> None:
         data = encode_response(req_id, body, error)
         self.journal.emit(
             "frame",
@@ -489,20 +448,23 @@ class TaskSession:
         try:
             await send_all(comm, data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self.journal.emit(
-                "note",
-                level="warning",
-                message=f"could not deliver the reply to request {req_id}: "
-                "the comm connection is closed",
-            )
+            self._undelivered(req_id)
 
-    async def _comm_reader(self, comm: trio.SocketStream) -> None:
+    def _undelivered(self, req_id: int) -> None:
+        self.journal.emit(
+            "note",
+            level="warning",
+            message=f"could not deliver the reply to request {req_id}: "
+            "the comm connection is closed",
+        )
+
+    async def _comm_reader(self, comm: trio.abc.Stream) -> None:
         decoder = FrameDecoder(max_frame_size=self.config.max_frame_size)
         received = 0
-        TaskSession._comm_readers += 1
+        Session._comm_readers += 1
         try:
             while True:
-                spin = self.config.comm_spin if TaskSession._comm_readers == 1 else 0.0
+                spin = self.config.comm_spin if Session._comm_readers == 1 else 0.0
                 try:
                     data = await receive_some(comm, spin=spin)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -510,6 +472,7 @@ class TaskSession:
                 if not data:
                     break
                 received += len(data)
+                self.comm_received = received
                 decoder.feed(data)
                 while True:
                     try:
@@ -517,18 +480,18 @@ class TaskSession:
                     except ProtocolError as exc:
                         # What the bad frame consumed is kept (a length header's 4 bytes; an
                         # oversized payload is counted, not buffered).
-                        self._frame_violation(exc, exc.raw)
+                        self.journal.violation(frame_violation(exc, exc.raw))
                         continue
                     if raw is None:
                         break
                     await self._on_request(comm, raw.payload, raw.offset)
         finally:
-            TaskSession._comm_readers -= 1
+            Session._comm_readers -= 1
             tail = decoder.pending()
             try:
                 decoder.end_of_stream()
             except ProtocolError as exc:
-                self._frame_violation(exc, tail)
+                self.journal.violation(frame_violation(exc, tail))
             self.journal.emit(
                 "process",
                 event="channel-bytes",
@@ -538,21 +501,7 @@ class TaskSession:
             )
             self._channel_closed("comm")
 
-    def _frame_violation(self, exc: ProtocolError, raw: bytes) -> None:
-        self.journal.violation(
-            Violation(
-                exc.rule,
-                f"{exc.message} (byte offset {exc.offset})",
-                _AIRFLOW_ON_BAD_FRAME.get(
-                    exc.rule,
-                    "Airflow's supervisor does not catch this: the exception ends supervise_task",
-                ),
-                frame_id=exc.request_id,
-                raw=raw or None,
-            )
-        )
-
-    async def _on_request(self, comm: trio.SocketStream, payload: bytes, offset: int) -> None:
+    async def _request(self, comm: Any, payload: bytes, offset: int) -> None:
         if getattr(self.api, "answers_inline", False):
             # The reply goes out before this request's records are written (Journal.holding).
             with self.journal.holding():
@@ -560,7 +509,7 @@ class TaskSession:
         else:
             await self._handle_request(comm, payload, offset)
 
-    async def _handle_request(self, comm: trio.SocketStream, payload: bytes, offset: int) -> None:
+    async def _handle_request(self, comm: Any, payload: bytes, offset: int) -> None:
         try:
             frame = decode_request(payload, offset)
         except ProtocolError as exc:
@@ -574,7 +523,7 @@ class TaskSession:
                 offset=offset,
                 error=str(exc),
             )
-            self._frame_violation(exc, b"")  # the bytes are in the frame record above
+            self.journal.violation(frame_violation(exc, b""))  # the bytes are in the record
             if exc.request_id is not None and not self.config.airflow_strict:
                 await self._send(
                     comm,
@@ -596,15 +545,14 @@ class TaskSession:
             elements=frame.elements,
             context_carrier=frame.context_carrier,
         )
-        problems = validate_body(frame.body, self.accepted_types)
+        problems = validate_body(frame.body, self._accepted_types)
         if problems:
             for problem in problems:
                 self.journal.violation(
-                    Violation(
-                        f"invalid-request:{problem.rule}",
+                    violation(
+                        "invalid-request",
                         str(problem),
-                        "Airflow logs 'Unable to decode message' and never answers: the runtime "
-                        "blocks forever waiting for the reply",
+                        variant=problem.rule,
                         path=problem.path,
                         frame_id=frame.id,
                     )
@@ -634,11 +582,33 @@ class TaskSession:
         body, error = await self._answer(frame.body, frame.id, event.seq)
         await self._send(comm, frame.id, body, error)
 
+    # The request path with hooks (a session without hooks never runs these).
+
+    async def _hooked_request(self, comm: Any, payload: bytes, offset: int) -> None:
+        assert self.hooks is not None
+        self.hooks.on_frame(payload, offset)
+        await self._request(comm, payload, offset)
+
+    async def _hooked_answer(self, body: dict[str, Any], frame_id: int, cause: int) -> Reply:
+        assert self.hooks is not None
+        reply = await self.hooks.answer(body, frame_id, cause)
+        if reply is None:
+            reply = await self.workload.answer(body, frame_id, cause)
+        return reply
+
+    async def _hooked_send(
+        self, comm: Any, req_id: int, body: dict[str, Any] | None, error: dict[str, Any] | None
+    ) -> None:
+        assert self.hooks is not None
+        await self.hooks.send(req_id, body, error)
+
     async def _logs_reader(self, logs: trio.SocketStream) -> None:
         # The socket itself is closed by its owner (the `async with comm, logs` block).
         await self._read_lines(logs, "logs", close=False)
 
-    def _log_line(self, line: Any, source: str) -> None:
+    def _log_line(self, line: Line, source: str) -> None:
+        if self.hooks is not None:
+            self.hooks.on_log_line(line, source)
         if source == "logs":
             record, violations = parse_log_line(line)
         else:
@@ -676,7 +646,7 @@ class TaskSession:
             self.journal.emit("process", event="channel-bytes", channel=name, received=received)
             self._channel_closed(name)
 
-    # --- duties --------------------------------------------------------------------------------
+    # --- the process -----------------------------------------------------------------------------
 
     async def _reap(self, child: ChildProcess) -> None:
         code = await child.wait()
@@ -696,65 +666,6 @@ class TaskSession:
             data["message"] = "Process exited abnormally"
         self.journal.emit("process", **data)
 
-    async def _heartbeat(self, child: ChildProcess) -> None:
-        cfg = self.config
-        failed = 0
-        path = f"task-instances/{self.state.ti_id}/heartbeat"
-        while child.alive and self.state.terminal_state is None:
-            try:
-                await self.api.request(
-                    "PUT",
-                    path,
-                    json_body={"hostname": self.spec.hostname, "pid": child.pid},
-                    cause="heartbeat",
-                )
-                failed = 0
-            except ServerResponseError as exc:
-                if exc.status_code in (404, 409, 410) and child.alive:
-                    self.journal.emit(
-                        "note",
-                        level="error",
-                        message="Server indicated the task shouldn't be running "
-                        f"anymore ({exc.status_code}: {exc.message})",
-                    )
-                    self.state.terminal_state = SERVER_TERMINATED
-                    await self._kill("server terminated the task")
-                    self.journal.emit("note", level="error", message="Task killed!")
-                    return
-                failed += 1
-            except (APIStatusError, httpx.HTTPError) as exc:
-                failed += 1
-                self.journal.emit(
-                    "note",
-                    level="warning",
-                    message=f"heartbeat failed ({failed}/{cfg.max_failed_heartbeats}): {_why(exc)}",
-                )
-            if failed >= cfg.max_failed_heartbeats and child.alive:
-                self.journal.emit(
-                    "note", level="error", message="Too many failed heartbeats; terminating process"
-                )
-                await self._kill("too many failed heartbeats")
-                return
-            with trio.move_on_after(cfg.heartbeat_interval):
-                await child.exited.wait()
-
-    def _on_terminal(self, state: str, overtime: bool) -> None:
-        if overtime and self._nursery is not None:
-            self._nursery.start_soon(self._overtime_watch)
-
-    async def _overtime_watch(self) -> None:
-        child = self.child
-        assert child is not None
-        with trio.move_on_after(self.config.task_success_overtime):
-            await child.exited.wait()
-        if child.alive:
-            self.journal.emit(
-                "note",
-                level="warning",
-                message="Task success overtime reached; terminating process",
-            )
-            await self._kill("task_success_overtime reached")
-
     async def _signal_grace_watch(self, name: str) -> None:
         """Airflow keeps supervising a child that ignores a forwarded signal, forever; here the
         child gets ``signal_grace`` seconds, then the kill escalation, so nothing hangs."""
@@ -769,7 +680,7 @@ class TaskSession:
                 message=f"the runtime is still alive {self.config.signal_grace:g}s after the "
                 f"forwarded {name}; terminating it",
             )
-            await self._kill(f"ignored the forwarded {name}")
+            await self.kill(f"ignored the forwarded {name}")
 
     async def _task_timeout(self, seconds: float) -> None:
         child = self.child
@@ -782,20 +693,9 @@ class TaskSession:
                 level="error",
                 message=f"task timeout of {seconds:g}s reached; terminating process",
             )
-            await self._kill("--timeout reached")
+            await self.kill("--timeout reached")
 
-    async def _kill(self, reason: str) -> None:
-        child = self.child
-        if child is None or self._killing:
-            return
-        self._killing = True
-        await child.kill(
-            signal.SIGTERM,
-            escalation_delay=self.config.kill_escalation_delay,
-            on_signal=self._signal_note(reason),
-        )
-
-    def _signal_note(self, reason: str):
+    def _signal_note(self, reason: str) -> Callable[[str], None]:
         def note(sig: str) -> None:
             self.journal.emit("process", event="signal", signal=sig, target="group", reason=reason)
 
@@ -826,81 +726,12 @@ class TaskSession:
         finally:
             child.close()
 
-    async def _report_final_state(self, exit_code: int | None) -> str:
-        state = self.state
-        if state.pending is not None:
-            name, payload = state.pending
-            self.journal.emit("note", message=f"re-sending the undelivered {name} state call")
-            try:
-                await self.api.request(
-                    "PATCH", f"task-instances/{state.ti_id}/state", json_body=payload, cause="exit"
-                )
-            except Exception as exc:
-                self.journal.emit(
-                    "note",
-                    level="error",
-                    message=f"{name} could not be delivered; TI may be stuck on "
-                    f"the server: {_why(exc)}",
-                )
-            return payload["state"]
-        if exit_code == 0:
-            final = state.terminal_state or "success"
-        elif state.terminal_state == SERVER_TERMINATED:
-            final = SERVER_TERMINATED
-        elif state.should_retry:
-            final = "up_for_retry"
-        else:
-            final = "failed"
-        if final not in STATES_SENT_DIRECTLY:
-            payload = {
-                "state": final,
-                "end_date": json_default(datetime.now(UTC)),
-                "rendered_map_index": state.rendered_map_index,
-            }
-            try:
-                await self.api.request(
-                    "PATCH", f"task-instances/{state.ti_id}/state", json_body=payload, cause="exit"
-                )
-            except Exception as exc:
-                self.journal.emit(
-                    "note",
-                    level="error",
-                    message=f"reporting the final state {final!r} failed: {_why(exc)}",
-                )
-        elif exit_code == 0 and state.terminal_state is None:
-            self.journal.violation(
-                Violation(
-                    "no-terminal-message",
-                    "the runtime exited 0 without sending a terminal message (SucceedTask, "
-                    "TaskState, ...)",
-                    "Airflow reports nothing: the task instance stays 'running' until the "
-                    "scheduler's heartbeat timeout fails it",
-                )
-            )
-        return final
+
+#: Makes the session ``supervise`` runs, given the API client it built for it.
+SessionFactory = Callable[[ExecutionAPIClient], Session]
 
 
-def airflow_hostname(name: str = "") -> str:
-    """The host name Airflow's supervisor reports in /run and heartbeats.
-
-    Airflow's default ``[core] hostname_callable`` is its own patched ``getfqdn``: the canonical
-    name from ``getaddrinfo(gethostname(), AI_CANONNAME)``, which can differ from
-    ``socket.getfqdn()`` (on many containers one says ``localhost``, the other the host name).
-    """
-    name = name.strip()
-    if not name or name == "0.0.0.0":
-        name = socket.gethostname()
-    try:
-        infos = socket.getaddrinfo(name, None, 0, socket.SOCK_DGRAM, 0, socket.AI_CANONNAME)
-    except OSError:
-        return name
-    for info in infos:
-        if info[3]:
-            return info[3]
-    return name
-
-
-def learn_secrets(masker: SecretsMasker, exchange: Any) -> None:
+def learn_secrets(masker: SecretsMasker, exchange: Exchange) -> None:
     """Register the secrets an Execution API exchange carries, as Airflow's supervisor does."""
     path: str = exchange.path
     if "/connections/" in path and exchange.status == 200:
@@ -922,17 +753,3 @@ def learn_secrets(masker: SecretsMasker, exchange: Any) -> None:
             return
         if isinstance(data, dict):
             masker.add(data.get("value") if "value" in data else data.get("val"))
-
-
-_AIRFLOW_ON_BAD_FRAME = {
-    "zero-length-frame": "Airflow's supervisor treats length 0 as 'no length yet' and spins "
-    "forever on the readable socket",
-    "frame-too-large": "Airflow allocates the announced length and waits for it (no limit)",
-    "truncated-frame": "Airflow silently discards the partial frame at EOF",
-}
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, ServerResponseError):
-        return f"HTTP {exc.status_code}: {exc.message}"
-    return f"{type(exc).__name__}: {exc}"

@@ -1,9 +1,10 @@
 """Every ToSupervisor message gets the reply Airflow's supervisor gives it.
 
 One explicit row per message type (a type missing from the table fails the suite): a valid
-request goes through the real ``Dispatcher`` wired to the real ``StubTransport`` over a seeded
-``StubStore``, for a TI that went through ``/run``, and the reply must be of the documented type
-and shape, both as a Python value and after a msgpack round trip (protocol.md §2.5, §3.2-3.3).
+request goes through a task session's real ``Dispatcher`` (with the terminal messages the task
+workload registers) wired to the real ``StubTransport`` over a seeded ``StubStore``, for a TI
+that went through ``/run``, and the reply must be of the documented type and shape, both as a
+Python value and after a msgpack round trip (docs/protocol.md, docs/requests.md).
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ from supervisor_sim.protocol import (
     encode_response,
     validate_body,
 )
-from supervisor_sim.protocol._masking import SecretsMasker
-from supervisor_sim.supervision._dispatch import Dispatcher, TaskState
+from supervisor_sim.supervision import TaskSession, TaskSpec
+from supervisor_sim.supervision._dispatch import Dispatcher
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = "http://stub.invalid/execution/"
@@ -258,8 +259,8 @@ async def wired(tmp_path: Path):
         }
         response = await api.request("PATCH", f"task-instances/{record.id}/run", json_body=start)
         assert response.status_code == 200
-        dispatcher = Dispatcher(api, TaskState(ti_id=record.id), SecretsMasker(), lambda: 0.0)
-        yield Wired(store, dispatcher, Ctx(record.id))
+        session = TaskSession(TaskSpec(ti={"id": record.id}, runtime=["true"]), api)
+        yield Wired(store, session.workload.dispatcher, Ctx(record.id))
     store.close()
 
 
@@ -270,9 +271,10 @@ def test_table_covers_all_55_request_types():
 
 
 def test_dispatcher_handles_every_type_but_the_triggerer_only_ones():
-    """Dispatcher.handles is true for every request type except UpdateHITLDetail and
+    """A task session's dispatcher handles every request type except UpdateHITLDetail and
     GetHITLDetailResponse, which Airflow's task supervisor leaves to its default branch."""
-    dispatcher = Dispatcher(None, TaskState(ti_id="x"), SecretsMasker(), lambda: 0.0)  # type: ignore[arg-type]
+    api = ExecutionAPIClient(httpx.AsyncClient())
+    dispatcher = TaskSession(TaskSpec(ti={"id": "x"}, runtime=["true"]), api).workload.dispatcher
     unhandled = [t for t in TO_SUPERVISOR if not dispatcher.handles(t)]
     assert sorted(unhandled) == sorted(TRIGGERER_ONLY)
 

@@ -171,7 +171,7 @@ async def test_only_a_lone_comm_reader_spins(store, monkeypatch) -> None:
     async def recording(stream, max_bytes=65536, *, spin=None):  # type: ignore[no-untyped-def]
         if spin is None:  # the log/stdout/stderr readers pass no spin budget
             return await real(stream, max_bytes)
-        spins.append((_session.TaskSession._comm_readers, spin))
+        spins.append((_session.Session._comm_readers, spin))
         return await real(stream, max_bytes, spin=spin)
 
     monkeypatch.setattr(_session, "receive_some", recording)
@@ -197,4 +197,4 @@ async def test_only_a_lone_comm_reader_spins(store, monkeypatch) -> None:
             nursery.start_soon(lambda: run_task(store, "hello", runtime=SCRIPTED, steps=steps))
     assert any(n == 2 for n, _ in spins), "the two sessions' comm readers never overlapped"
     assert all(s == 0.0 for n, s in spins if n > 1)
-    assert _session.TaskSession._comm_readers == 0
+    assert _session.Session._comm_readers == 0

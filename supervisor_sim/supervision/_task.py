@@ -1,0 +1,406 @@
+"""The task workload: one task try, supervised as Airflow 3.3's supervisor does it.
+
+After both connections: ``PATCH .../run`` -> ``[0, StartupDetails, nil]`` -> requests (the
+terminal messages change the try's state), heartbeats and, after a terminal message, the
+success-overtime watch -> at exit, the final state from Airflow's table, reported unless it was
+sent already. Unlike Airflow's single-threaded loop, heartbeats run in their own task, so a slow
+API call for one request never delays them.
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import trio
+
+from ..api import APIStatusError, ExecutionAPIClient, ServerResponseError
+from ..protocol import CATALOGUE, TERMINAL, TO_SUPERVISOR, materialize
+from ._config import SupervisorConfig
+from ._dispatch import Dispatcher, Reply, json_default, jsonify
+from ._events import Journal
+from ._hooks import SessionHooks, StartFailed, Workload
+from ._process import ChildProcess, Launch
+from ._session import Session
+from ._violations import violation
+
+__all__ = [
+    "SERVER_TERMINATED",
+    "STATES_SENT_DIRECTLY",
+    "TaskSession",
+    "TaskSpec",
+    "TaskState",
+    "TaskWorkload",
+    "airflow_hostname",
+    "state_payload",
+]
+
+SERVER_TERMINATED = "server_terminated"
+#: Final states Airflow never reports at exit: they were sent directly (supervisor.py).
+STATES_SENT_DIRECTLY = frozenset(
+    {"success", "up_for_retry", "deferred", "up_for_reschedule", "awaiting_input",
+     SERVER_TERMINATED}
+)  # fmt: skip
+#: Terminal messages after which the success overtime runs (``task_success_overtime``).
+_OVERTIME_AFTER = frozenset({"SucceedTask", "RetryTask"})
+_HITL_TRIGGERER_ONLY = frozenset({"UpdateHITLDetail", "GetHITLDetailResponse"})
+
+
+def airflow_hostname(name: str = "") -> str:
+    """The host name Airflow's supervisor reports in /run and heartbeats.
+
+    Airflow's default ``[core] hostname_callable`` is its own patched ``getfqdn``: the canonical
+    name from ``getaddrinfo(gethostname(), AI_CANONNAME)``, which can differ from
+    ``socket.getfqdn()`` (on many containers one says ``localhost``, the other the host name).
+    """
+    name = name.strip()
+    if not name or name == "0.0.0.0":
+        name = socket.gethostname()
+    try:
+        infos = socket.getaddrinfo(name, None, 0, socket.SOCK_DGRAM, 0, socket.AI_CANONNAME)
+    except OSError:
+        return name
+    for info in infos:
+        if info[3]:
+            return info[3]
+    return name
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What to run: the task instance as the supervisor's workload names it, and the runtime."""
+
+    ti: Mapping[str, Any]
+    runtime: Sequence[str]
+    dag_rel_path: str = "."
+    bundle_info: Mapping[str, Any] = field(
+        default_factory=lambda: {"name": "dags-folder", "version": None}
+    )
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    hostname: str = field(default_factory=lambda: airflow_hostname())
+    sentry_integration: str = ""
+
+
+@dataclass
+class TaskState:
+    """What the supervisor knows about the try's outcome (Airflow's WatchedSubprocess fields)."""
+
+    ti_id: str
+    should_retry: bool = False
+    terminal_state: str | None = None
+    #: A terminal message whose state call failed; replayed once at exit.
+    pending: tuple[str, dict[str, Any]] | None = None
+    task_end_time: float | None = None
+    rendered_map_index: str | None = None
+
+    def final_state(self, exit_code: int | None) -> str:
+        """Airflow's final-state table: what the try ended as, from its terminal message (or
+        the state call still pending) and the exit code."""
+        if self.pending is not None:
+            return str(self.pending[1]["state"])
+        if exit_code == 0:
+            return self.terminal_state or "success"
+        if self.terminal_state == SERVER_TERMINATED:
+            return SERVER_TERMINATED
+        if self.should_retry:
+            return "up_for_retry"
+        return "failed"
+
+
+def state_payload(body: dict[str, Any]) -> dict[str, Any]:
+    """The PATCH .../state body for a terminal message: its fields with defaults, minus type."""
+    model = CATALOGUE[body["type"]].model
+    payload: dict[str, Any] = {}
+    for f in model.fields:
+        if f.name == "type":
+            continue
+        if f.name in body:
+            payload[f.name] = body[f.name]
+        elif not f.required:
+            payload[f.name] = f.default
+    if body["type"] == "SucceedTask":
+        payload["task_outlets"] = payload.get("task_outlets") or []
+        payload["outlet_events"] = payload.get("outlet_events") or []
+    if body["type"] == "RetryTask" and isinstance(payload.get("retry_reason"), str):
+        payload["retry_reason"] = payload["retry_reason"][:500]
+    return jsonify(payload)
+
+
+class TaskWorkload(Workload):
+    """A task try: StartupDetails after ``/run``, heartbeats, terminal messages, final state."""
+
+    accepted_types = TO_SUPERVISOR
+    spec: TaskSpec
+
+    def __init__(self, spec: TaskSpec) -> None:
+        self.spec = spec
+        self.ti_id = str(spec.ti["id"])
+        self.state = TaskState(ti_id=self.ti_id)
+
+    def bind(self, session: Session) -> None:
+        super().bind(session)
+        self.api = session.api
+        self.journal = session.journal
+        self.dispatcher = Dispatcher(session.api, self.ti_id, session.masker)
+        self.dispatcher.register(
+            {name: self._terminal for name in TERMINAL if name != "TaskState"}
+            | {"TaskState": self._task_state}
+        )
+
+    # --- the first frame -------------------------------------------------------------------------
+
+    async def begin(self) -> dict[str, Any]:
+        """PATCH /run, then StartupDetails; any failure of /run is a ``StartFailed``."""
+        child = self.session.child
+        assert child is not None
+        try:
+            ti_context = await self._start_call(child)
+        except Exception as exc:  # Airflow: any failure of /run kills the child, no state.
+            raise StartFailed(
+                f"PATCH task-instances/{self.ti_id}/run failed: {_why(exc)}"
+            ) from None
+        self.state.should_retry = bool(ti_context.get("should_retry"))
+        return self.startup_details(ti_context)
+
+    async def _start_call(self, child: ChildProcess) -> dict[str, Any]:
+        payload = {
+            "state": "running",
+            "hostname": self.spec.hostname,
+            "unixname": getpass.getuser(),
+            "pid": child.pid,
+            "start_date": json_default(datetime.now(UTC)),
+        }
+        resp = await self.api.request(
+            "PATCH", f"task-instances/{self.ti_id}/run", json_body=payload, cause="start"
+        )
+        return resp.json()
+
+    def startup_details(self, ti_context: dict[str, Any]) -> dict[str, Any]:
+        """The StartupDetails body for the ``/run`` response ``ti_context``."""
+        context = materialize(ti_context, "TIRunContext")
+        return {
+            "ti": materialize(dict(self.spec.ti), "TaskInstance"),
+            "dag_rel_path": self.spec.dag_rel_path,
+            "bundle_info": dict(self.spec.bundle_info),
+            # A task resuming from a deferral keeps its original start date.
+            "start_date": context.get("start_date") or datetime.now(UTC),
+            "ti_context": context,
+            "sentry_integration": self.spec.sentry_integration,
+            "type": "StartupDetails",
+        }
+
+    # --- requests --------------------------------------------------------------------------------
+
+    async def answer(self, body: dict[str, Any], frame_id: int, cause: int) -> Reply:
+        type_name = body["type"]
+        if type_name in _HITL_TRIGGERER_ONLY:
+            self.journal.violation(
+                violation(
+                    "triggerer-only-request",
+                    f"{type_name} is only handled by the triggerer, never by a task supervisor",
+                    frame_id=frame_id,
+                )
+            )
+        elif type_name == "ResendLoggingFD":
+            self.journal.violation(
+                violation(
+                    "fork-mode-only-request",
+                    "ResendLoggingFD passes a file descriptor with SCM_RIGHTS, which needs "
+                    "the AF_UNIX comm socket of Airflow's fork mode; this runtime is connected "
+                    "over TCP",
+                    frame_id=frame_id,
+                )
+            )
+        elif not self.dispatcher.handles(type_name):
+            self.journal.emit(
+                "note",
+                level="warning",
+                message=f"{type_name} is valid but supervisor-sim does not serve "
+                "it yet; answering with an error frame",
+            )
+        if self.state.terminal_state is not None:
+            self.journal.emit(
+                "note",
+                level="debug",
+                message=f"{type_name} after the terminal message (Airflow serves these normally)",
+            )
+        return await self.dispatcher.dispatch(body, cause=cause)
+
+    async def _task_state(self, body: dict[str, Any], cause: Any) -> Reply:
+        # Reported with PATCH .../state only after the process exits (docs/requests.md).
+        state = self.state
+        state.terminal_state = body["state"]
+        state.task_end_time = self.journal.now()
+        state.rendered_map_index = body.get("rendered_map_index")
+        self._start_overtime()
+        return None, None
+
+    async def _terminal(self, body: dict[str, Any], cause: Any) -> Reply:
+        name = body["type"]
+        payload = state_payload(body)
+        state = self.state
+        if name in _OVERTIME_AFTER:
+            state.task_end_time = self.journal.now()
+        if "rendered_map_index" in CATALOGUE[name].model.by_name:
+            state.rendered_map_index = body.get("rendered_map_index")
+        state.terminal_state = payload["state"]
+        state.pending = (name, payload)
+        if name in _OVERTIME_AFTER:
+            self._start_overtime()
+        await self.api.request(
+            "PATCH", f"task-instances/{self.ti_id}/state", json_body=payload, cause=cause
+        )
+        state.pending = None
+        return None, None
+
+    # --- duties ----------------------------------------------------------------------------------
+
+    def start_duties(self, nursery: trio.Nursery) -> None:
+        child = self.session.child
+        assert child is not None
+        nursery.start_soon(self._heartbeat, child)
+
+    async def _heartbeat(self, child: ChildProcess) -> None:
+        cfg = self.session.config
+        failed = 0
+        path = f"task-instances/{self.ti_id}/heartbeat"
+        while child.alive and self.state.terminal_state is None:
+            try:
+                await self.api.request(
+                    "PUT",
+                    path,
+                    json_body={"hostname": self.spec.hostname, "pid": child.pid},
+                    cause="heartbeat",
+                )
+                failed = 0
+            except ServerResponseError as exc:
+                if exc.status_code in (404, 409, 410) and child.alive:
+                    self.journal.emit(
+                        "note",
+                        level="error",
+                        message="Server indicated the task shouldn't be running "
+                        f"anymore ({exc.status_code}: {exc.message})",
+                    )
+                    self.state.terminal_state = SERVER_TERMINATED
+                    await self.session.kill("server terminated the task")
+                    self.journal.emit("note", level="error", message="Task killed!")
+                    return
+                failed += 1
+            except (APIStatusError, httpx.HTTPError) as exc:
+                failed += 1
+                self.journal.emit(
+                    "note",
+                    level="warning",
+                    message=f"heartbeat failed ({failed}/{cfg.max_failed_heartbeats}): {_why(exc)}",
+                )
+            if failed >= cfg.max_failed_heartbeats and child.alive:
+                self.journal.emit(
+                    "note", level="error", message="Too many failed heartbeats; terminating process"
+                )
+                await self.session.kill("too many failed heartbeats")
+                return
+            with trio.move_on_after(cfg.heartbeat_interval):
+                await child.exited.wait()
+
+    def _start_overtime(self) -> None:
+        self.session.start_soon(self._overtime_watch)
+
+    async def _overtime_watch(self) -> None:
+        child = self.session.child
+        assert child is not None
+        with trio.move_on_after(self.session.config.task_success_overtime):
+            await child.exited.wait()
+        if child.alive:
+            self.journal.emit(
+                "note",
+                level="warning",
+                message="Task success overtime reached; terminating process",
+            )
+            await self.session.kill("task_success_overtime reached")
+
+    # --- the end ---------------------------------------------------------------------------------
+
+    async def finish(self, exit_code: int | None) -> str:
+        state = self.state
+        final = state.final_state(exit_code)
+        if state.pending is not None:
+            name, payload = state.pending
+            self.journal.emit("note", message=f"re-sending the undelivered {name} state call")
+            try:
+                await self.api.request(
+                    "PATCH", f"task-instances/{self.ti_id}/state", json_body=payload, cause="exit"
+                )
+            except Exception as exc:
+                self.journal.emit(
+                    "note",
+                    level="error",
+                    message=f"{name} could not be delivered; TI may be stuck on "
+                    f"the server: {_why(exc)}",
+                )
+            return final
+        if final not in STATES_SENT_DIRECTLY:
+            payload = {
+                "state": final,
+                "end_date": json_default(datetime.now(UTC)),
+                "rendered_map_index": state.rendered_map_index,
+            }
+            try:
+                await self.api.request(
+                    "PATCH", f"task-instances/{self.ti_id}/state", json_body=payload, cause="exit"
+                )
+            except Exception as exc:
+                self.journal.emit(
+                    "note",
+                    level="error",
+                    message=f"reporting the final state {final!r} failed: {_why(exc)}",
+                )
+        elif exit_code == 0 and state.terminal_state is None:
+            self.journal.violation(
+                violation(
+                    "no-terminal-message",
+                    "the runtime exited 0 without sending a terminal message (SucceedTask, "
+                    "TaskState, ...)",
+                )
+            )
+        return final
+
+
+class TaskSession(Session):
+    """Supervises one child for one task try: a ``Session`` running a ``TaskWorkload``.
+    ``await session.run()`` returns the outcome."""
+
+    workload: TaskWorkload
+
+    def __init__(
+        self,
+        spec: TaskSpec,
+        api: ExecutionAPIClient,
+        *,
+        config: SupervisorConfig | None = None,
+        journal: Journal | None = None,
+        launch: Launch | None = None,
+        hooks: SessionHooks | None = None,
+    ) -> None:
+        super().__init__(
+            TaskWorkload(spec), api, config=config, journal=journal, launch=launch, hooks=hooks
+        )
+
+    @property
+    def spec(self) -> TaskSpec:
+        return self.workload.spec
+
+    @property
+    def state(self) -> TaskState:
+        return self.workload.state
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, ServerResponseError):
+        return f"HTTP {exc.status_code}: {exc.message}"
+    return f"{type(exc).__name__}: {exc}"
