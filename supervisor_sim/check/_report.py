@@ -7,6 +7,7 @@ import shlex
 import socket
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Set
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +27,7 @@ def skipped_scenarios(skip: set[str]) -> set[str]:
 
 
 def run_check(
-    ctx: CheckContext, skip: set[str] = frozenset(), progress: Any = None
+    ctx: CheckContext, skip: Set[str] = frozenset(), progress: Any = None
 ) -> dict[str, Any]:
     """Run every scenario and judge every rule; the result is what ``--json`` prints."""
     started = time.monotonic()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -284,7 +284,7 @@ def _datetime_positions(value: Any, t: Type | None, path: str) -> Iterable[tuple
             yield path, value
             return
         for option in t.options:
-            o = option
+            o: Type | None = option
             while isinstance(o, Ref):
                 o = DEFINITIONS.get(o.name)
             if (isinstance(o, Model) and isinstance(value, dict)) or (
@@ -469,7 +469,9 @@ def rule_aware_datetimes(results: list[ScenarioResult]) -> RuleResult:
         for e in _requests(s):
             body = e.data.get("body")
             type_name = e.data.get("type")
-            if not isinstance(body, dict) or type_name not in CATALOGUE:
+            if not isinstance(body, dict) or not isinstance(type_name, str):
+                continue
+            if type_name not in CATALOGUE:
                 continue
             for path, value in _datetime_positions(body, CATALOGUE[type_name].model, type_name):
                 checked += 1
@@ -502,7 +504,7 @@ def rule_request_ids(results: list[ScenarioResult]) -> RuleResult:
     problems: list[tuple[ScenarioResult, str]] = []
     total = 0
     for s in results:
-        ids = [e.data.get("id") for e in _requests(s) if e.data.get("id") is not None]
+        ids = [i for e in _requests(s) if (i := e.data.get("id")) is not None]
         total += len(ids)
         if ids and ids[0] != 0:
             problems.append((s, f"the first request has id {ids[0]}, not 0"))
@@ -539,6 +541,7 @@ def rule_request_ids(results: list[ScenarioResult]) -> RuleResult:
 
 
 def _probe_line(s: ScenarioResult) -> str:
+    assert s.session is not None
     probe = s.session.probe
     return f"[{s.name}] target: #{probe.id} {probe.type} (at +{probe.at:.3f}s)"
 
@@ -762,7 +765,9 @@ def rule_json_logs(results: list[ScenarioResult]) -> RuleResult:
     if bad:
         ev = [
             f"[{s.name}] +{t:.3f}s {problem}: "
-            + str(s.session.masker.redact(raw[:160].decode("utf-8", "replace")))
+            + str(
+                s.session.masker.redact(raw[:160].decode("utf-8", "replace")) if s.session else ""
+            )
             for s, t, raw, problem in bad[:8]
         ]
         return _r(
@@ -890,7 +895,7 @@ def evaluate(
     *,
     dag_id: str,
     overtime: float,
-    observe_only: set[str] = frozenset(),
+    observe_only: Set[str] = frozenset(),
 ) -> list[RuleResult]:
     """Every rule's result, in catalogue order, then one per reported violation.
 

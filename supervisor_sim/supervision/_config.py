@@ -11,7 +11,7 @@ __all__ = ["SupervisorConfig"]
 
 @dataclass(frozen=True)
 class SupervisorConfig:
-    """Knobs of one task session. Defaults are Airflow's (supervisor-behaviour.md §10).
+    """Knobs of one session. Defaults are Airflow 3.3's.
 
     Tests set short intervals here instead of sleeping through Airflow's real ones.
     """

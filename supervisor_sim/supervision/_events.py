@@ -8,7 +8,10 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from ..api import Exchange
 
 __all__ = ["Event", "Journal", "Violation", "journal_exchanges"]
 
@@ -104,11 +107,11 @@ class Journal:
         return self.emit("violation", **violation.as_dict())
 
 
-def journal_exchanges(journal: Journal) -> Callable[[Any], None]:
+def journal_exchanges(journal: Journal) -> Callable[[Exchange], None]:
     """An ``on_exchange`` callback for ``ExecutionAPIClient`` that records each HTTP exchange
     as an ``http`` event of ``journal``."""
 
-    def on_exchange(exchange: Any) -> None:
+    def on_exchange(exchange: Exchange) -> None:
         journal.emit(
             "http",
             method=exchange.method,

@@ -5,7 +5,7 @@ scripts and grandchildren get it too), and nothing in the group outlives the ses
 
 The launch itself (``start_runtime``: two loopback listeners, then ``subprocess.Popen``) needs
 only the standard library, so that ``run-task`` can start the runtime before it imports trio and
-the layers: the runtime's own start-up then overlaps with ours, and a ``TaskSession`` adopts the
+the layers: the runtime's own start-up then overlaps with ours, and a ``Session`` adopts the
 ``Launch`` (a session without one makes the same launch itself). ``ChildProcess`` wraps the
 adopted ``Popen`` for trio; this module imports trio where it is used, never at import time.
 
@@ -23,10 +23,12 @@ import socket
 import struct
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import trio
+
+    from ._config import SupervisorConfig
 
 __all__ = [
     "ChildProcess",
@@ -42,7 +44,7 @@ class StartupError(Exception):
     """The child could not be started or did not connect back in time."""
 
 
-def runtime_env(extra: Mapping[str, str], config: Any) -> dict[str, str]:
+def runtime_env(extra: Mapping[str, str], config: SupervisorConfig) -> dict[str, str]:
     """The runtime's environment: ours, the task's own variables, and Airflow's [logging]
     levels from ``config`` (a ``SupervisorConfig``)."""
     return {
@@ -71,7 +73,7 @@ class Launch:
     """A runtime started but not yet supervised: its --comm/--logs listeners and its process
     (``error`` instead of a process when it could not be started).
 
-    ``start_runtime`` makes one; a ``TaskSession`` adopts it, taking the listeners with
+    ``start_runtime`` makes one; a ``Session`` adopts it, taking the listeners with
     ``take_listeners`` and the process with ``ChildProcess.adopt``. Whatever nobody took,
     ``close`` stops: the process group killed and the process reaped, every descriptor closed.
     """
@@ -142,7 +144,7 @@ class Launch:
 
 
 def start_runtime(
-    runtime: Sequence[str], env: Mapping[str, str], cwd: str | None, config: Any
+    runtime: Sequence[str], env: Mapping[str, str], cwd: str | None, config: SupervisorConfig
 ) -> Launch:
     """Open the --comm and --logs listeners and start ``runtime`` with them appended, in a new
     process group, with stdout and stderr piped, no stdin, and ``runtime_env(env, config)``.

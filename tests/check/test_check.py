@@ -166,8 +166,8 @@ def test_airflow_task_runner_passes_every_rule_that_applies(
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     }
     cmd = [airflow_python, str(ROOT / "tools" / "airflow_peer" / "py_comm_shim.py")]
-    # It has no DAG-parsing entry point (protocol.md §7.1), and it does not check reply ids
-    # (§1.3: it relies on lock-step); both are declared, and still observed.
+    # It has no DAG-parsing entry point, and it does not check reply ids (it relies on
+    # lock-step); both are declared, and still observed.
     # A generous --exit-bound: Airflow's runner is a heavy Python process, and on a loaded CI
     # machine its exception handling after the comm connection closes can take seconds.
     options = ("--skip", "parse", "--skip", "reply-ids", "--exit-bound", "20")
