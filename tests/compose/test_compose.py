@@ -1069,7 +1069,12 @@ def test_twin_writes_one_transcript_per_task_into_the_runs_folder(twin_run: Twin
         path = Path(twin_run.outcome(ti["task_id"])["transcript"])
         assert path.parent == twin_run.runs_dir and path.stat().st_size > 0
         assert b'"format":"supervisor-sim-transcript"' in path.read_bytes()[:400]
-        assert read_transcript(path) is not None
+        t = read_transcript(path)
+        assert t.problems == [] and t.footer is not None, t.problems
+        assert t.footer["final_state"] == "success"
+        assert t.task["task_id"] == ti["task_id"]
+        types = [f.get("type") for f in t.frames()]
+        assert types[0] == "StartupDetails" and "SucceedTask" in types, types
     assert len(list(twin_run.runs_dir.glob("*.jsonl"))) == len(twin_run.queued)
 
 

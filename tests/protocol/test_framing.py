@@ -529,11 +529,11 @@ class TestOnlyProtocolErrors:
 
     @pytest.mark.parametrize("payload", list(MALFORMED.values()), ids=list(MALFORMED))
     def test_malformed_response_raises_only_protocol_error(self, payload):
-        """decode_response either decodes a payload or raises ProtocolError, never another error."""
-        try:
-            decode_response(payload)
-        except ProtocolError:
-            pass
+        """decode_response refuses every malformed payload with a ProtocolError naming the rule."""
+        with pytest.raises(ProtocolError) as info:
+            decode_response(payload, offset=7)
+        assert info.value.offset == 7
+        assert info.value.rule in {"bad-msgpack", "not-an-array", "bad-id", "bad-body"}
 
     @pytest.mark.parametrize(
         ("payload", "body"),
