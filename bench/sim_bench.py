@@ -27,15 +27,10 @@ from typing import Any
 import httpx
 import trio
 
-from supervisor_sim.api import (
-    ExecutionAPIClient,
-    RetryPolicy,
-    StubStore,
-    StubTransport,
-    TokenIssuer,
-)
-from supervisor_sim.runner._supervise import journal_exchanges, supervise
-from supervisor_sim.supervision import Journal, SupervisorConfig, TaskSession, TaskSpec
+from supervisor_sim.api import ExecutionAPIClient, StubStore, StubTransport, TokenIssuer, ti_wire
+from supervisor_sim.runner import supervise
+from supervisor_sim.supervision import Journal, SupervisorConfig, TaskSession, journal_exchanges
+from supervisor_sim.testing import stub_client, stub_http, task_spec
 
 HERE = Path(__file__).resolve().parent
 CHILD = [sys.executable, str(HERE / "child.py")]
@@ -63,17 +58,8 @@ def new_store() -> StubStore:
     return store
 
 
-def ti_of(record: Any) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "task_id": record.task_id,
-        "dag_id": record.dag_id,
-        "run_id": record.run_id,
-        "try_number": record.try_number,
-        "dag_version_id": record.dag_version_id,
-        "map_index": record.map_index,
-        "queue": record.queue,
-    }
+#: The TaskInstance of StartupDetails (transcript_micro.py imports it under this name).
+ti_of = ti_wire
 
 
 def read_child_result(path: Path) -> dict[str, Any] | None:
@@ -90,14 +76,11 @@ async def roundtrip(n: int, warmup: int, transcript: Path | None, out_dir: Path)
     store = new_store()
     record = store.prepare_task_instance("bench", "bench_task")
     tokens = TokenIssuer()
-    http = httpx.AsyncClient(base_url=BASE_URL, transport=StubTransport(store, tokens=tokens))
+    http = stub_http(store, tokens)
     child_out = out_dir / f"child-{os.getpid()}.json"
     runtime = [*CHILD, "--n", str(n), "--warmup", str(warmup), "--out", str(child_out)]
-    spec = TaskSpec(
-        ti=ti_of(record),
-        runtime=runtime,
-        dag_rel_path="bench.py",
-        env={"BENCH_SPAWN_WALL": repr(time.time())},
+    spec = task_spec(
+        record, runtime, dag_rel_path="bench.py", env={"BENCH_SPAWN_WALL": repr(time.time())}
     )
     journal = Journal()
     started = time.perf_counter()
@@ -151,7 +134,6 @@ async def many(
 ) -> dict[str, Any]:
     store = new_store()
     tokens = TokenIssuer()
-    transport = StubTransport(store, tokens=tokens)
     # Start-up of K Python children at once on a small machine takes a while: give them time.
     config = replace(SupervisorConfig(), startup_timeout=startup_timeout)
     if ownership_timeout is not None:
@@ -159,22 +141,17 @@ async def many(
     outcomes: list[Any] = [None] * children
     stderr_tails: dict[int, list[str]] = {}
     results: list[Path] = []
-    async with httpx.AsyncClient(base_url=BASE_URL, transport=transport) as http:
+    async with stub_http(store, tokens) as http:
         sessions = []
         for i in range(children):
             record = store.prepare_task_instance("bench", f"task_{i:04d}")
             journal = Journal()
             journal.sinks.append(_stderr_tail(stderr_tails, i))
-            api = ExecutionAPIClient(
-                http,
-                token=tokens.issue(record.id, scope="workload"),
-                retry=RetryPolicy(),
-                on_exchange=journal_exchanges(journal),
-            )
+            api = stub_client(http, record, journal, tokens=tokens)
             out = out_dir / f"many-{os.getpid()}-{i}.json"
             results.append(out)
             runtime = [*CHILD, "--n", str(n), "--warmup", "0", "--out", str(out)]
-            spec = TaskSpec(ti=ti_of(record), runtime=runtime, dag_rel_path="bench.py")
+            spec = task_spec(record, runtime, dag_rel_path="bench.py")
             sessions.append(TaskSession(spec, api, config=config, journal=journal))
 
         async def run_one(i: int) -> None:

@@ -3,11 +3,10 @@
 Acts as Airflow's supervisor in a series of scenarios (each a real session: own process, own
 sockets, the embedded stub Execution API) — some exactly like Airflow, some sending what a
 correct runtime must tolerate or survive — and reports, per rule, pass / fail / n/a with the
-evidence: the frames exchanged, log lines and process events. Scenarios live in
-``_check_scenarios``, rules in ``_check_rules``; the command's body and its reports (a terminal
-table, ``--json``, ``--junit FILE``) in ``_cmd_check``. This module holds only the command's
-options and help, so that ``supervisor-sim --help`` lists it without loading the scenarios, the
-rules or the layers; the body is imported when the command runs.
+evidence: the frames exchanged, log lines and process events. The scenarios, rules and
+reports (a terminal table, ``--json``, ``--junit FILE``) are ``supervisor_sim.check``'s; this
+module holds the command's options, help and body, which imports the kit and the layers when
+the command runs, so that ``supervisor-sim --help`` lists it without loading them.
 
 Exit status: 0 when no rule failed, 1 when at least one did, 2 for usage errors.
 """
@@ -18,6 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from ._common import loading
+from ._options import (
+    bundle_name_option,
+    fixtures_option,
+    json_option,
+    startup_timeout_option,
+    timeout_option,
+)
 
 __all__ = ["check"]
 
@@ -43,12 +51,12 @@ __all__ = ["check"]
     "--dag-rel-path",
     help="StartupDetails.dag_rel_path (default: DAG.py).",
 )
-@click.option("--bundle-name", default="dags-folder", show_default=True)
+@bundle_name_option()
 @click.option(
     "--parse-file",
     help="The file named in DagFileParseRequest (default: the runtime's program file).",
 )
-@click.option("--fixtures", type=click.Path(path_type=Path, dir_okay=False), help="Stub fixtures.")
+@fixtures_option("Stub fixtures.")
 @click.option(
     "--skip",
     "skips",
@@ -57,7 +65,7 @@ __all__ = ["check"]
     help="Declare a rule not applicable to this runtime (repeatable), e.g. --skip parse for a "
     "runtime without DAG parsing. It is still observed, and reported as n/a.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@json_option("report")
 @click.option(
     "--junit",
     "junit_path",
@@ -69,13 +77,7 @@ __all__ = ["check"]
     type=click.IntRange(min=1),
     help="Scenarios run at once, after the baseline (default: the number of CPUs, at most 4).",
 )
-@click.option(
-    "--startup-timeout",
-    type=float,
-    default=10.0,
-    show_default=True,
-    help="Seconds to connect --comm and --logs.",
-)
+@startup_timeout_option("Seconds to connect --comm and --logs.", default=10.0)
 @click.option(
     "--overtime",
     type=float,
@@ -91,13 +93,7 @@ __all__ = ["check"]
     help="Seconds a runtime may take to exit after the comm connection closes, or to send "
     "anything after an injected reply.",
 )
-@click.option(
-    "--timeout",
-    type=float,
-    default=60.0,
-    show_default=True,
-    help="Kill a scenario's runtime after this many seconds.",
-)
+@timeout_option("Kill a scenario's runtime after this many seconds.", default=60.0)
 @click.option("--list-rules", is_flag=True, help="List the rules and scenarios, then exit.")
 def check(command: tuple[str, ...], **opts: Any) -> None:
     """Check a --comm/--logs runtime against the protocol: every rule, pass / fail / n/a.
@@ -113,15 +109,13 @@ def check(command: tuple[str, ...], **opts: Any) -> None:
     Example:
       supervisor-sim check --junit check.xml -- ./my-runtime --bundle dags/
     """
-    from ._common import loading
-
     with loading():
         from .. import api, check, runner, supervision  # noqa: F401  the kit and the layers
 
     check_command(command, opts)
 
 
-# --- the command body: imported names load the check kit, so they are imported when it runs
+# --- the body: the names it imports load the check kit, so they are imported when it runs
 
 
 def _known_rule(value: str, rule_ids: tuple[str, ...]) -> bool:

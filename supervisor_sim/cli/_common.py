@@ -1,8 +1,8 @@
-"""What the command bodies (``_cmd_*``) share: usage errors, exit statuses, the project config,
-supervisor settings and the log format.
+"""What the commands' bodies share: usage errors, exit statuses, the project config,
+supervisor settings, the log format and ``loading``.
 
-Light on purpose: ``cli`` defines the commands and imports a body only when its command runs,
-so that ``--help`` never loads trio, httpx or the layers.
+Light on purpose: every command module imports it when ``--help`` is shown, so it imports
+neither trio nor httpx nor the layers (the supervision layer only when a body asks).
 """
 
 from __future__ import annotations

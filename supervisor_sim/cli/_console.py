@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -48,7 +49,9 @@ def configure_logging(fmt: str, stream: TextIO = sys.stderr) -> None:
     )
 
 
-def _timestamp_first(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _timestamp_first(
+    logger: Any, method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     # The runtime's own timestamp wins over the time we re-emit it at.
     ts = event_dict.pop("_runtime_ts", None)
     if ts:
@@ -122,7 +125,7 @@ class ConsoleSink:
     def __init__(self, *, verbosity: int = 1, bind: bool = True, **context: Any) -> None:
         self.verbosity = verbosity
         #: Masks secrets in what is shown; the session sets it to its secrets masker.
-        self.redact: Any = lambda value: value
+        self.redact: Callable[[Any], Any] = lambda value: value
         context = context if bind else {}
         self.task_log = _logger("task", context)
         self.sup_log = _logger("supervisor-sim", context)

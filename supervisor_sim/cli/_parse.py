@@ -1,37 +1,74 @@
-"""The body of ``parse``: a runtime parses a DAG file, its serialized DAGs are checked against
-Airflow's schema (see ``cli``)."""
+"""``parse``: a runtime parses a DAG file, its serialized DAGs are checked against Airflow's
+schema. The layers are imported when the command runs."""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-import httpx
-import trio
 
-from ..api import ExecutionAPIClient, FixtureError, StubTransport
-from ..protocol import dag_structure, validate_serialized_dag
-from ..runner import (
-    DEFAULT_RUNS,
-    ConfigError,
-    default_transcript,
-    open_store,
-    runtime_argv,
-    supervise,
+from ..runner import DEFAULT_RUNS, ConfigError, runtime_argv
+from ._common import UsageError, loading, log_format, project_config, supervisor_config
+from ._options import (
+    bundle_name_option,
+    fixtures_option,
+    json_option,
+    log_format_option,
+    quiet_option,
+    runtime_option,
+    state_option,
+    transcript_options,
 )
-from ..supervision import Journal, ParseSession, ParseSpec
-from ._common import UsageError, log_format, project_config, supervisor_config
-from ._console import ConsoleSink
 
-__all__ = ["parse_command"]
+if TYPE_CHECKING:
+    from ..api import ExecutionAPIClient
+    from ..supervision import ParseSession, TaskOutcome
+
+__all__ = ["parse", "parse_command"]
+
+
+@click.command("parse")
+@click.argument("file", required=False)
+@runtime_option()
+@click.option(
+    "--bundle-path",
+    type=click.Path(file_okay=False),
+    help="Bundle root sent in the request (default: the working directory).",
+)
+@bundle_name_option()
+@fixtures_option("Fixtures for the requests a parser may make (variables, connections).")
+@state_option()
+@transcript_options()
+@json_option()
+@log_format_option()
+@quiet_option("Less output.")
+@click.pass_context
+def parse(ctx: click.Context, file: str | None, **opts: Any) -> None:
+    """Ask a runtime to parse a DAG file and check its serialized DAGs against Airflow's schema.
+
+    Sends DagFileParseRequest as the first frame, serves the requests a parser may make, and
+    validates every serialized DAG of the DagFileParsingResult against Airflow 3.3's
+    serialized-DAG JSON schema. FILE is the path sent in the request (default: the runtime's
+    program file). Exit 0 when the runtime parsed and every DAG is valid.
+    """
+    parse_command(ctx, file, opts)
 
 
 def parse_command(ctx: click.Context, file: str | None, opts: dict[str, Any]) -> NoReturn:
     project = project_config(ctx)
     fmt = log_format(opts["log_format"])
+    with loading():
+        import trio
+
+        from ..api import FixtureError
+        from ..protocol import dag_structure, validate_serialized_dag
+        from ..runner import default_transcript, open_store, stub_http, supervise
+        from ..supervision import Journal, ParseSession, ParseSpec
+        from ._console import ConsoleSink
+
     runtime = runtime_argv(opts["runtime_cmd"]) if opts["runtime_cmd"] else project.runtime
     if not runtime:
         raise UsageError("no runtime command: pass --runtime CMD or set [runtime] command")
@@ -53,15 +90,13 @@ def parse_command(ctx: click.Context, file: str | None, opts: dict[str, Any]) ->
     config = supervisor_config(project, {})
     verbosity = 1 - opts["quiet"]
 
-    async def go() -> tuple[Any, Any, Path | None]:
+    async def go() -> tuple[TaskOutcome, dict[str, Any] | None, Path | None]:
         journal = Journal()
         journal.sinks.append(ConsoleSink(verbosity=verbosity, bind=fmt == "json", parse=file))
         store = open_store(
             opts["state_path"] or project.state, opts["fixtures"] or project.fixtures
         )
-        http = httpx.AsyncClient(
-            base_url="http://stub.invalid/execution/", transport=StubTransport(store)
-        )
+        http = stub_http(store)
         transcript = None
         if not opts["no_transcript"]:
             base = project.runs_dir or DEFAULT_RUNS
@@ -77,9 +112,9 @@ def parse_command(ctx: click.Context, file: str | None, opts: dict[str, Any]) ->
                     },
                 )
             ).resolve()
-        holder: list[Any] = []
+        holder: list[ParseSession] = []
 
-        def make(api: ExecutionAPIClient) -> Any:
+        def make(api: ExecutionAPIClient) -> ParseSession:
             session = ParseSession(spec, api, config=config, journal=journal)
             holder.append(session)
             return session

@@ -1,59 +1,121 @@
-"""The ``run-dag`` command: parse the DAG through the runtime, run it, show progress, report."""
+"""``run-dag``: parse the DAG through the runtime, run it, show progress, report.
+
+The layers, rich and trio are imported when the command runs (``run_dag``), so that
+``supervisor-sim --help`` lists it without loading them.
+"""
 
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-import httpx
-import trio
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
 
-from ..api import (
-    ExecutionAPIClient,
-    FixtureError,
-    StubTransport,
-    TaskInstanceRecord,
-    TokenIssuer,
-    mint_token,
-    real_api_client,
+from ..runner import DEFAULT_RUNS, ConfigError, ProjectConfig, runtime_argv
+from ._common import UsageError, loading, log_format, project_config, supervisor_config
+from ._options import (
+    api_url_option,
+    fixtures_option,
+    json_option,
+    jwt_secret_option,
+    log_format_option,
+    no_transcript_option,
+    quiet_option,
+    run_id_option,
+    runtime_option,
+    state_option,
+    timeout_option,
 )
-from ..protocol import dag_structure, validate_serialized_dag
-from ..runner import (
-    DEFAULT_RUNS,
-    AirflowBackend,
-    ConfigError,
-    DagRunner,
-    ProjectConfig,
-    StubBackend,
-    TaskResult,
-    default_transcript,
-    open_store,
-    runtime_argv,
-    supervise,
-    ti_wire,
-)
-from ..supervision import (
-    Journal,
-    ParseSession,
-    ParseSpec,
-    SupervisorConfig,
-    TaskOutcome,
-    TaskSession,
-    TaskSpec,
-)
-from ._common import UsageError, log_format, project_config, supervisor_config
-from ._console import ConsoleSink
 
-__all__ = ["run_dag_cli", "run_dag_command"]
+if TYPE_CHECKING:
+    import trio
+    from rich.table import Table
+
+    from ..api import StubStore, TaskInstanceRecord
+    from ..runner import AirflowBackend, RunBackend, TaskResult
+    from ..supervision import SupervisorConfig, TaskOutcome, TaskSession
+
+__all__ = ["run_dag", "run_dag_command"]
+
+
+@click.command("run-dag")
+@click.argument("dag_id")
+@runtime_option()
+@click.option(
+    "--parallelism",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Task instances running at once.",
+)
+@run_id_option()
+@click.option(
+    "--task",
+    "tasks",
+    multiple=True,
+    metavar="TASK_ID",
+    help="Run only these tasks (repeatable); dependencies among them are kept.",
+)
+@fixtures_option()
+@state_option()
+@click.option(
+    "--retry-delay",
+    type=float,
+    help="Seconds between tries (default: each task's own retry_delay).",
+)
+@timeout_option("Kill any task instance after this many seconds.")
+@click.option(
+    "--runs-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help=f"Where the per-task transcripts go (default {DEFAULT_RUNS}/).",
+)
+@no_transcript_option("Do not record transcripts.")
+@api_url_option("Run the DAG on a real Execution API instead of the stub.")
+@jwt_secret_option("With --api-url: Airflow's [api_auth] jwt_secret, to mint task tokens.")
+@click.option(
+    "--airflow-python",
+    default="python3",
+    show_default=True,
+    envvar="SUPERVISOR_SIM_AIRFLOW_PYTHON",
+    help="With --api-url: the Python of that Airflow, which runs tools/airflow_queue_ti.py to "
+    "queue each task instance when it is ready.",
+)
+@json_option()
+@log_format_option()
+@quiet_option("Less output (-q: no frames or task logs).")
+@click.pass_context
+def run_dag(ctx: click.Context, dag_id: str, **opts: Any) -> NoReturn:
+    """Run every task of DAG_ID in dependency order, several at once, in one process.
+
+    The DAG's tasks and dependencies come from the runtime itself (a parse, as `parse` does).
+    Exit 0 when every task succeeded or was skipped, 1 otherwise, 130 when interrupted.
+    """
+    project = project_config(ctx)
+    opts["log_format"] = log_format(opts["log_format"])
+    runtime = runtime_argv(opts["runtime_cmd"]) if opts["runtime_cmd"] else project.runtime
+    if not runtime:
+        raise UsageError("no runtime command: pass --runtime CMD or set [runtime] command")
+    config = supervisor_config(project, {"task_timeout": opts["timeout"]})
+    with loading():
+        # What the body uses: trio, rich and the layers.
+        import rich.console
+        import rich.live
+        import rich.table  # noqa: F401
+        import trio  # noqa: F401
+
+        from .. import api, protocol, supervision  # noqa: F401
+        from ..api import FixtureError
+        from ..runner import supervise  # noqa: F401
+
+    try:
+        status = run_dag_command(dag_id, runtime, project, config, opts)
+    except (FixtureError, ConfigError) as exc:
+        raise UsageError(str(exc)) from None
+    sys.exit(status)
+
 
 _STYLE = {
     "success": "green",
@@ -67,6 +129,8 @@ _STYLE = {
 
 
 def _table(results: dict[str, TaskResult], title: str) -> Table:
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left")
     for column in ("task", "state", "tries", "map", "duration", "violations"):
         table.add_column(column)
@@ -83,21 +147,6 @@ def _table(results: dict[str, TaskResult], title: str) -> Table:
     return table
 
 
-def run_dag_cli(ctx: click.Context, dag_id: str, opts: dict[str, Any]) -> NoReturn:
-    """The body of ``run-dag`` (see ``cli``): settings from the flags and the config file."""
-    project = project_config(ctx)
-    opts["log_format"] = log_format(opts["log_format"])
-    runtime = runtime_argv(opts["runtime_cmd"]) if opts["runtime_cmd"] else project.runtime
-    if not runtime:
-        raise UsageError("no runtime command: pass --runtime CMD or set [runtime] command")
-    config = supervisor_config(project, {"task_timeout": opts["timeout"]})
-    try:
-        status = run_dag_command(dag_id, runtime, project, config, opts)
-    except (FixtureError, ConfigError) as exc:
-        raise UsageError(str(exc)) from None
-    sys.exit(status)
-
-
 def run_dag_command(
     dag_id: str,
     runtime: list[str],
@@ -105,12 +154,20 @@ def run_dag_command(
     config: SupervisorConfig,
     opts: dict[str, Any],
 ) -> int:
+    """Run the DAG (trio runs here); returns the exit status."""
+    import trio
+
     return trio.run(_run_dag, dag_id, runtime, project, config, opts)
 
 
 async def _parse(
-    runtime: list[str], project: ProjectConfig, config: SupervisorConfig, store: Any
-) -> Any:
+    runtime: list[str], project: ProjectConfig, config: SupervisorConfig, store: StubStore
+) -> tuple[dict[str, Any] | None, TaskOutcome]:
+    """The runtime's parse of its own bundle, answered from ``store``."""
+    from ..api import ExecutionAPIClient
+    from ..runner import stub_http
+    from ..supervision import Journal, ParseSession, ParseSpec
+
     existing = [a for a in runtime if Path(a).is_file() and "/python" not in a]
     spec = ParseSpec(
         file=str(Path(existing[-1] if existing else "dags.py").resolve()),
@@ -118,11 +175,7 @@ async def _parse(
         cwd=project.runtime_cwd,
     )
     journal = Journal()
-    async with httpx.AsyncClient(
-        base_url="http://stub.invalid/execution/", transport=StubTransport(store)
-    ) as http:
-        from ..api import ExecutionAPIClient
-
+    async with stub_http(store) as http:
         session = ParseSession(spec, ExecutionAPIClient(http), config=config, journal=journal)
         outcome = await session.run()
     return session.result, outcome
@@ -135,6 +188,8 @@ async def _run_dag(
     config: SupervisorConfig,
     opts: dict[str, Any],
 ) -> int:
+    from ..runner import open_store
+
     store = open_store(opts["state_path"] or project.state, opts["fixtures"] or project.fixtures)
     try:
         return await _run_dag_with(store, dag_id, runtime, project, config, opts)
@@ -143,13 +198,34 @@ async def _run_dag(
 
 
 async def _run_dag_with(
-    store: Any,
+    store: StubStore,
     dag_id: str,
     runtime: list[str],
     project: ProjectConfig,
     config: SupervisorConfig,
     opts: dict[str, Any],
 ) -> int:
+    import signal
+    import subprocess
+
+    import trio
+    from rich.console import Console
+    from rich.live import Live
+
+    from ..api import ExecutionAPIClient, TokenIssuer, mint_token, real_api_client, ti_wire
+    from ..protocol import dag_structure, validate_serialized_dag
+    from ..runner import (
+        QUEUE_TI_TOOL,
+        AirflowBackend,
+        DagRunner,
+        StubBackend,
+        default_transcript,
+        stub_http,
+        supervise,
+    )
+    from ..supervision import Journal, TaskSession, TaskSpec
+    from ._console import ConsoleSink
+
     err = Console(stderr=True)
     result, parse_outcome = await _parse(runtime, project, config, store)
     if result is None:
@@ -183,17 +259,15 @@ async def _run_dag_with(
     active: set[TaskSession] = set()
     tokens = TokenIssuer()
     real: AirflowBackend | None = None
-    backend: Any = StubBackend(store, dag_id, run_id)
+    backend: RunBackend = StubBackend(store, dag_id, run_id)
     if opts.get("api_url"):
         if not opts.get("jwt_secret"):
             raise ConfigError(
                 "run-dag --api-url needs --jwt-secret (Airflow's [api_auth] "
                 "jwt_secret) to mint each task instance's token"
             )
-        from ..runner import QUEUE_TI_TOOL as tool
-
         queue_tool = await trio.lowlevel.open_process(
-            [opts["airflow_python"], str(tool), "--batch", "-"],
+            [opts["airflow_python"], str(QUEUE_TI_TOOL), "--batch", "-"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
@@ -226,16 +300,13 @@ async def _run_dag_with(
             http = real_api_client(opts["api_url"])
             token = mint_token(opts["jwt_secret"], record.id)
         else:
-            http = httpx.AsyncClient(
-                base_url="http://stub.invalid/execution/",
-                transport=StubTransport(store, tokens=tokens),
-            )
+            http = stub_http(store, tokens)
             token = tokens.issue(record.id)
         spec = TaskSpec(
             ti=ti, runtime=runtime, cwd=project.runtime_cwd, dag_rel_path=f"{dag_id}.py"
         )
 
-        def make(api: Any) -> TaskSession:
+        def make(api: ExecutionAPIClient) -> TaskSession:
             session = TaskSession(spec, api, config=config, journal=journal)
             active.add(session)
             return session

@@ -1,4 +1,4 @@
-"""The body of ``run-task``: one task try under the simulated supervisor (see ``cli``).
+"""``run-task``: one task try under the simulated supervisor.
 
 The runtime is started as soon as the options, the project config and the fixtures are known
 to be good, and *before* trio, httpx and the layers are imported (~120 ms): the runtime's own
@@ -8,6 +8,17 @@ command first (an error, Ctrl+C, SIGTERM), the runtime's process group is killed
 its sockets are closed.
 
 So this module imports only what that needs; the layers are imported in ``run_task_command``.
+
+Exit statuses:
+
+====  =================================================================
+0     the task's final state is ``success``
+1     the task ran and ended in any other state (failed, up_for_retry, ...)
+2     usage or configuration error (bad flag, fixture or config file)
+3     the task could not start (runtime did not connect, /run refused)
+4     supervisor-sim could not do its job (API unreachable, internal error)
+130   interrupted (SIGINT/SIGTERM was forwarded to the runtime first)
+====  =================================================================
 """
 
 from __future__ import annotations
@@ -18,7 +29,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
@@ -39,12 +50,68 @@ from ._common import (
     project_config,
     supervisor_config,
 )
+from ._options import (
+    fixtures_option,
+    json_option,
+    log_format_option,
+    quiet_option,
+    real_api_options,
+    run_id_option,
+    runtime_option,
+    startup_timeout_option,
+    state_option,
+    timeout_option,
+    transcript_options,
+)
 
 if TYPE_CHECKING:
     from ..api import Fixtures
     from ..supervision import Launch, SupervisorConfig, TaskOutcome
 
-__all__ = ["exit_status", "run_task_command"]
+__all__ = ["exit_status", "run_task", "run_task_command"]
+
+
+@click.command("run-task")
+@click.argument("dag_id")
+@click.argument("task_id")
+@runtime_option("Runtime command; --comm/--logs are appended. Default: from the config file.")
+@fixtures_option("TOML fixtures (variables, connections, XComs, DAG runs) seeded into the stub.")
+@state_option(f"SQLite file of the stub's state (default {DEFAULT_STATE}; ':memory:').")
+@run_id_option()
+@click.option("--map-index", type=int, default=-1, show_default=True)
+@click.option("--try-number", type=int, help="Force the try number.")
+@click.option(
+    "--max-tries",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Retries allowed; with a failure and tries left the state is up_for_retry.",
+)
+@click.option("--queue", default="default", show_default=True)
+@timeout_option("Kill the runtime after this many seconds.")
+@startup_timeout_option()
+@click.option("--heartbeat-interval", type=float, help="Seconds between heartbeats (5).")
+@click.option(
+    "--task-success-overtime",
+    type=float,
+    help="Seconds a runtime may live after its terminal message (20).",
+)
+@click.option(
+    "--airflow-strict",
+    is_flag=True,
+    default=None,
+    help="Reproduce Airflow exactly, traps included (invalid requests go unanswered).",
+)
+@json_option("outcome")
+@log_format_option("How runtime logs and events are shown on stderr.")
+@quiet_option("Less output (-q: no frames or logs).")
+@click.option("-v", "--verbose", count=True, help="More output (-v: HTTP calls too).")
+@real_api_options()
+@transcript_options(redact=True)
+@click.pass_context
+def run_task(ctx: click.Context, dag_id: str, task_id: str, **opts: Any) -> None:
+    """Run one task try of DAG_ID.TASK_ID under the simulated supervisor."""
+    run_task_command(ctx, dag_id, task_id, opts)
 
 
 def run_task_command(
@@ -63,7 +130,7 @@ def run_task_command(
             from .. import api, runner  # noqa: F401  the layers, loaded while the runtime starts
 
         if "_fixtures" not in vars(api):  # loaded by _load_fixtures, before its package
-            api._fixtures = _fixtures_module()  # type: ignore[attr-defined]
+            api._fixtures = _fixtures_module()
         verbosity = 1 + opts["verbose"] - opts["quiet"]
         try:
             outcome, title, transcript = trio.run(
@@ -174,7 +241,7 @@ def _runtime_started(
         restore()
 
 
-def _kill_on_sigterm(launch: Launch) -> Any:
+def _kill_on_sigterm(launch: Launch) -> Callable[[], object]:
     """Install the SIGTERM handler of ``_runtime_started``; returns what restores the previous
     one (a no-op off the main thread, where signals are not ours to handle)."""
 
@@ -191,7 +258,7 @@ def _kill_on_sigterm(launch: Launch) -> Any:
     return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
-def _load_fixtures(path: Any) -> Fixtures:
+def _load_fixtures(path: Path | None) -> Fixtures:
     """The fixtures file read and validated, before the runtime starts (a bad file is a usage
     error, and no runtime is started for it)."""
     fixtures = _fixtures_module()
@@ -220,32 +287,35 @@ async def _run_task(
     fixtures: Fixtures | None,
     launch: Launch,
 ) -> tuple[TaskOutcome, str, Path | None]:
-    import httpx
-
     from ..api import (
         RetryPolicy,
-        StubStore,
-        StubTransport,
+        TaskInstanceRecord,
         TokenIssuer,
         mint_token,
         real_api_client,
+        ti_wire,
     )
-    from ..runner import default_transcript, supervise, ti_wire
+    from ..runner import default_transcript, open_store, stub_http, supervise
     from ..supervision import Journal, TaskSpec
     from ._console import ConsoleSink
 
     journal = Journal()
     if opts["api_url"]:
-        ti = {
-            "id": opts["ti_id"],
-            "task_id": task_id,
-            "dag_id": dag_id,
-            "run_id": opts["run_id"],
-            "try_number": opts["try_number"] or 1,
-            "dag_version_id": opts["dag_version_id"] or "00000000-0000-0000-0000-000000000000",
-            "map_index": opts["map_index"],
-            "queue": opts["queue"],
-        }
+        # Queued on that Airflow already: the record is what the options say of it.
+        ti = ti_wire(
+            TaskInstanceRecord(
+                id=opts["ti_id"],
+                dag_id=dag_id,
+                task_id=task_id,
+                run_id=opts["run_id"],
+                map_index=opts["map_index"],
+                try_number=opts["try_number"] or 1,
+                max_tries=opts["max_tries"],
+                dag_version_id=opts["dag_version_id"] or "00000000-0000-0000-0000-000000000000",
+                queue=opts["queue"],
+                state="queued",
+            )
+        )
         try:
             http = real_api_client(
                 opts["api_url"],
@@ -261,11 +331,7 @@ async def _run_task(
         api_label = opts["api_url"]
     else:
         assert fixtures is not None
-        state_path = opts["state_path"] or project.state or DEFAULT_STATE
-        if state_path != ":memory:":
-            Path(state_path).parent.mkdir(parents=True, exist_ok=True)
-        store = StubStore(state_path)
-        store.seed(fixtures)
+        store = open_store(opts["state_path"] or project.state, fixtures)
         record = store.prepare_task_instance(
             dag_id,
             task_id,
@@ -278,9 +344,7 @@ async def _run_task(
         ti = ti_wire(record)
         tokens = TokenIssuer()
         token = tokens.issue(record.id, scope="workload")
-        http = httpx.AsyncClient(
-            base_url="http://stub.invalid/execution/", transport=StubTransport(store, tokens=tokens)
-        )
+        http = stub_http(store, tokens)
         api_label = "stub"
     context = {"dag_id": dag_id, "task_id": task_id, "try_number": ti["try_number"]}
     if ti["map_index"] != -1:

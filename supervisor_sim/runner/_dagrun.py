@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 import trio
 
-from ..api import StubStore, TaskInstanceRecord
+from ..api import ExecutionAPIClient, StubStore, TaskInstanceRecord
 from ..protocol import DagStructure
 from ..supervision import TaskOutcome
 
@@ -72,7 +72,8 @@ class RunBackend(Protocol):
         ...
 
     async def xcom(self, task_id: str, map_index: int = -1) -> Any:
-        """The ``return_value`` XCom of a task in the run (None when there is none)."""
+        """The ``return_value`` XCom of a task in the run, a JSON value (None when there is
+        none)."""
         ...
 
 
@@ -100,7 +101,9 @@ class AirflowBackend:
     run, then queue each task's next try when run-dag finds it ready.
     """
 
-    def __init__(self, proc: trio.Process, api: Any, dag_id: str, run_id: str) -> None:
+    def __init__(
+        self, proc: trio.Process, api: ExecutionAPIClient, dag_id: str, run_id: str
+    ) -> None:
         self.proc = proc
         self.api = api
         self.dag_id = dag_id

@@ -6,14 +6,16 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import sys
 import threading
+from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import trio
@@ -24,36 +26,46 @@ from ..api import (
     Fixtures,
     RetryPolicy,
     StubStore,
+    StubTransport,
+    TokenIssuer,
     load_fixtures,
 )
 from ..supervision import (
     Journal,
+    Launch,
+    ParseSpec,
+    SessionFactory,
     SupervisorConfig,
     TaskOutcome,
     TaskSession,
     TaskSpec,
     journal_exchanges,
 )
-from ._config import DEFAULT_RUNS, DEFAULT_STATE
+from ._config import DEFAULT_STATE
 
-__all__ = ["DEFAULT_RUNS", "DEFAULT_STATE", "open_store", "supervise", "ti_wire"]
+__all__ = [
+    "STUB_BASE_URL",
+    "SignalTarget",
+    "default_transcript",
+    "forward_signals_to",
+    "open_store",
+    "stub_http",
+    "supervise",
+]
 
-
-def ti_wire(record: Any) -> dict[str, Any]:
-    """The TaskInstance a StartupDetails carries, from a queued task-instance record."""
-    return {
-        "id": record.id,
-        "task_id": record.task_id,
-        "dag_id": record.dag_id,
-        "run_id": record.run_id,
-        "try_number": record.try_number,
-        "dag_version_id": record.dag_version_id,
-        "map_index": record.map_index,
-        "queue": record.queue,
-    }
+#: Where the embedded stub answers: no request ever leaves the process.
+STUB_BASE_URL = "http://stub.invalid/execution/"
 
 
-def _transcript_header(spec: Any, api_label: str, config: SupervisorConfig) -> dict[str, Any]:
+class SignalTarget(Protocol):
+    """Anything SIGINT/SIGTERM can be forwarded to (a session)."""
+
+    def forward_signal(self, sig: int) -> None: ...
+
+
+def _transcript_header(
+    spec: TaskSpec | ParseSpec, api_label: str, config: SupervisorConfig
+) -> dict[str, Any]:
     header: dict[str, Any] = {
         "command": list(sys.argv),
         "runtime": list(spec.runtime),
@@ -79,14 +91,15 @@ def _transcript_header(spec: Any, api_label: str, config: SupervisorConfig) -> d
     return header
 
 
-def default_transcript(base: Path, ti: dict[str, Any]) -> Path:
+def default_transcript(base: Path, ti: Mapping[str, Any]) -> Path:
+    """A new transcript file in ``base`` named for the try (DAG, task, run, try, time)."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     name = f"{ti['dag_id']}.{ti['task_id']}.{ti['run_id']}.try{ti['try_number']}.{stamp}.jsonl"
     return base / re.sub(r"[^A-Za-z0-9._+-]", "_", name)
 
 
 async def supervise(
-    spec: TaskSpec,
+    spec: TaskSpec | ParseSpec,
     http: httpx.AsyncClient,
     *,
     token: str,
@@ -97,14 +110,17 @@ async def supervise(
     api_label: str,
     retry: RetryPolicy | None = None,
     api_version: str = API_VERSION,
-    session_factory: Any = None,
+    session_factory: SessionFactory | None = None,
     forward_signals: bool = True,
-    launch: Any = None,
+    launch: Launch | None = None,
 ) -> TaskOutcome:
-    """Run one session with signal forwarding and (optionally) a transcript of it.
+    """Run one session with signal forwarding and (optionally) a transcript of it; ``http`` is
+    closed when it ends.
 
-    ``launch``: the runtime already started for ``spec`` (``supervision._process.Launch``), for
-    the session to adopt; the caller closes it should this raise before the session runs."""
+    ``session_factory``: builds the session from the client (default: a ``TaskSession`` of
+    ``spec``, which must then be a ``TaskSpec``). ``launch``: the runtime already started for
+    ``spec`` (``supervision.start_runtime``), for the session to adopt; the caller closes it
+    should this raise before the session runs."""
     async with http:
         api = ExecutionAPIClient(
             http,
@@ -116,6 +132,7 @@ async def supervise(
         if session_factory is not None:
             session = session_factory(api)
         else:
+            assert isinstance(spec, TaskSpec), "a ParseSpec needs its session_factory"
             session = TaskSession(spec, api, config=config, journal=journal, launch=launch)
         for sink in journal.sinks:
             # A sink that shows values (the console) redacts them with the session's masker.
@@ -136,6 +153,7 @@ async def supervise(
                 else None,
             )
             journal.sinks.insert(0, writer)
+        outcome: TaskOutcome | None = None
         try:
             async with trio.open_nursery() as nursery:
                 if forward_signals:
@@ -147,16 +165,21 @@ async def supervise(
                 # Shielded: a footer is written even when the run was cancelled.
                 writer.close(
                     {
-                        "final_state": locals().get("outcome") and outcome.final_state,
-                        "exit_code": locals().get("outcome") and outcome.exit_code,
+                        "final_state": outcome and outcome.final_state,
+                        "exit_code": outcome and outcome.exit_code,
                         "violations": len(journal.violations),
                     }
                 )
     return outcome
 
 
-def open_store(state: Any, fixtures_path: Any) -> StubStore:
-    fixtures = load_fixtures(fixtures_path) if fixtures_path else Fixtures()
+def open_store(
+    state: str | os.PathLike[str] | None, fixtures: Fixtures | str | os.PathLike[str] | None
+) -> StubStore:
+    """The stub's store at ``state`` (default ``DEFAULT_STATE``; ``":memory:"``), its folder
+    made, seeded with ``fixtures`` (loaded first when given as a path)."""
+    if not isinstance(fixtures, Fixtures):
+        fixtures = load_fixtures(fixtures) if fixtures else Fixtures()
     state_path = state or DEFAULT_STATE
     if state_path != ":memory:":
         Path(state_path).parent.mkdir(parents=True, exist_ok=True)
@@ -165,7 +188,13 @@ def open_store(state: Any, fixtures_path: Any) -> StubStore:
     return store
 
 
-async def forward_signals_to(session: Any) -> None:
+def stub_http(store: StubStore, tokens: TokenIssuer | None = None) -> httpx.AsyncClient:
+    """An HTTP client on the embedded stub over ``store`` (checking tokens when ``tokens``
+    issued them)."""
+    return httpx.AsyncClient(base_url=STUB_BASE_URL, transport=StubTransport(store, tokens=tokens))
+
+
+async def forward_signals_to(session: SignalTarget) -> None:
     """Forward SIGINT/SIGTERM received by this process to a session (or anything with
     ``forward_signal``), for as long as the caller's nursery runs."""
     if not _in_main_thread():

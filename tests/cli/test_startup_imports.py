@@ -17,7 +17,7 @@ CONFIG = ROOT / "supervisor-sim.toml"
 #: Never needed to show help or to run a task with `-q --log-format json --no-transcript`.
 HEAVY = (
     "jsonschema",  # DAG validation: parse and run-dag only
-    "rich",
+    "rich",  # run-dag's live table
     "pygments",
     "structlog",  # the console log format only
     "asyncio",  # structlog.stdlib imports it
@@ -26,7 +26,6 @@ HEAVY = (
     "supervisor_sim.check._rules",
     "supervisor_sim.check._scenarios",
     "supervisor_sim.check._report",
-    "supervisor_sim.cli._run_dag",
     "supervisor_sim.protocol._dags",
 )
 #: The layers: none of them is needed for --help.
@@ -126,17 +125,17 @@ def test_a_quiet_json_task_run_loads_only_what_it_uses(tmp_path):
     assert all(loaded(modules, m) for m in ("trio", "httpx", "supervisor_sim.supervision"))
     # ...and nothing it does not use.
     assert [m for m in HEAVY if loaded(modules, m)] == []
-    # httpx's own command line was kept out (cli.py puts None in its slot).
+    # httpx's own command line was kept out (supervisor_sim.cli puts None in its slot).
     assert out["httpx_main"] == "None"
 
 
 def test_the_help_text_defaults_are_the_layers_values():
-    from supervisor_sim import api, cli
-    from supervisor_sim.runner import _supervise as _run
+    """The defaults --help shows without loading the layers are the ones the layers use."""
+    from supervisor_sim import api, cli, runner
 
     assert cli.API_VERSION == api.API_VERSION
-    assert cli.DEFAULT_STATE == _run.DEFAULT_STATE
-    assert cli.DEFAULT_RUNS == _run.DEFAULT_RUNS
+    assert cli.DEFAULT_STATE == runner.DEFAULT_STATE
+    assert cli.DEFAULT_RUNS == runner.DEFAULT_RUNS
 
 
 def test_httpx_falls_back_to_its_stub_command_line():
