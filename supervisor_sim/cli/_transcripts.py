@@ -83,6 +83,13 @@ def diff(a: Path, b: Path, as_json: bool) -> None:
     show_default=True,
 )
 @click.option("-q", "--quiet", count=True)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Stop a runtime still running after SECONDS, a divergence "
+    "(default: 60 + 10 x the recorded run's duration).",
+)
 def replay(
     transcript: Path,
     runtime_cmd: str | None,
@@ -91,12 +98,14 @@ def replay(
     as_json: bool,
     log_format: str,
     quiet: int,
+    timeout: float | None,
 ) -> None:
     """Re-run the recorded runtime against the transcript alone: no Airflow, no network.
 
-    Exit 0 when the runtime sent exactly the recorded frames, 1 when it diverged.
+    Exit 0 when the runtime sent exactly the recorded frames, 1 when it diverged, 2 when the
+    transcript cannot be read or holds nothing to replay.
     """
-    replay_command(transcript, runtime_cmd, keep_going, pace, as_json, log_format, quiet)
+    replay_command(transcript, runtime_cmd, keep_going, pace, as_json, log_format, quiet, timeout)
 
 
 def show_command(
@@ -108,14 +117,14 @@ def show_command(
     html_out: Path | None,
 ) -> None:
     with loading():
-        from ..transcript import TranscriptError, read_transcript, render_timeline, write_html
+        from ..transcript import render_timeline, write_html
 
-    try:
-        t = read_transcript(transcript)
-    except TranscriptError as exc:
-        raise UsageError(str(exc)) from None
+    t = _read(transcript)
     if html_out is not None:
-        write_html(t, html_out)
+        try:
+            write_html(t, html_out)
+        except OSError as exc:
+            raise UsageError(f"--html: cannot write {html_out}: {exc.strerror or exc}") from None
         click.echo(f"wrote {html_out}")
         return
     try:
@@ -131,15 +140,21 @@ def show_command(
 
 def diff_command(a: Path, b: Path, as_json: bool) -> NoReturn:
     with loading():
-        from ..transcript import TranscriptError, diff_transcripts, read_transcript
+        from ..transcript import diff_transcripts
 
-    try:
-        ta, tb = read_transcript(a), read_transcript(b)
-    except TranscriptError as exc:
-        raise UsageError(str(exc)) from None
+    ta, tb = _read(a), _read(b)
     result = diff_transcripts(ta, tb)
     if as_json:
-        click.echo(json.dumps({"equivalent": result.equivalent, "differences": result.differences}))
+        click.echo(
+            json.dumps(
+                {
+                    "equivalent": result.equivalent,
+                    "differences": result.differences,
+                    "details": [d.as_json() for d in result.details],
+                },
+                default=str,
+            )
+        )
     elif result.equivalent:
         click.echo(f"equivalent: {len(ta.frames())} frames, same HTTP calls, same final state")
     else:
@@ -157,32 +172,29 @@ def replay_command(
     as_json: bool,
     fmt: str,
     quiet: int,
+    timeout: float | None,
 ) -> NoReturn:
     with loading():
-        from dataclasses import fields, replace
-
         import trio
 
         from ..runner import runtime_argv
-        from ..supervision import SupervisorConfig
-        from ..transcript import TranscriptError, read_transcript
 
-    try:
-        t = read_transcript(transcript)
-    except TranscriptError as exc:
-        raise UsageError(str(exc)) from None
-    task = t.header.get("task", {})
-    if "ti" not in task:
+    t = _read(transcript)
+    task = t.header.get("task") or {}
+    if not isinstance(task.get("ti"), dict) or not task["ti"].get("id"):
         raise UsageError(f"{transcript}: the header has no task instance to replay")
+    if not t.frames():
+        raise UsageError(f"{transcript}: nothing to replay: the transcript holds no frames")
     runtime = runtime_argv(runtime_cmd) if runtime_cmd else list(t.header.get("runtime", []))
     if runtime and runtime[-1].startswith("--logs="):
         runtime = runtime[:-2]
+    if not runtime:
+        raise UsageError(f"{transcript}: the header names no runtime command; give --runtime")
     log_format(fmt)
-    known = {f.name for f in fields(SupervisorConfig)}
-    config = replace(
-        SupervisorConfig(), **{k: v for k, v in t.header.get("config", {}).items() if k in known}
-    )
-    outcome, divergences = trio.run(_replay, t, runtime, config, keep_going, pace, 1 - quiet)
+    config = _recorded_config(transcript, t.header.get("config") or {})
+    recorded_s = max((r["t"] for r in t.records), default=0.0)
+    bound = timeout if timeout is not None else 60.0 + 10 * recorded_s
+    outcome, divergences = trio.run(_replay, t, runtime, config, keep_going, pace, 1 - quiet, bound)
     result = {
         "transcript": str(transcript),
         "matched": not divergences,
@@ -194,12 +206,11 @@ def replay_command(
         "recorded_final_state": (t.footer or {}).get("final_state"),
         "exit_code": outcome.exit_code,
     }
+    for d in divergences:
+        click.echo(d.render(), err=True)
     if as_json:
         click.echo(json.dumps(result))
     else:
-        if divergences:
-            for d in divergences:
-                click.echo(d.render(), err=True)
         click.echo(
             f"replay of {transcript}: "
             f"{'MATCH' if not divergences else f'DIVERGED ({len(divergences)})'}; "
@@ -210,6 +221,46 @@ def replay_command(
     sys.exit(0 if not divergences else EXIT_DIVERGED)
 
 
+def _read(path: Path) -> Any:
+    """The transcript at ``path``; a file that is not one is a usage error (exit 2)."""
+    from ..transcript import TranscriptError, read_transcript
+
+    try:
+        return read_transcript(path)
+    except TranscriptError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _recorded_config(transcript: Path, recorded: dict[str, Any]) -> SupervisorConfig:
+    """The supervisor settings the transcript was recorded with (those this version knows)."""
+    from dataclasses import fields, replace
+
+    from ..supervision import SupervisorConfig
+
+    default = SupervisorConfig()
+    values = {}
+    for f in fields(SupervisorConfig):
+        if f.name not in recorded:
+            continue
+        value, usual = recorded[f.name], getattr(default, f.name)
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if isinstance(usual, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(usual, int):
+            ok = number and isinstance(value, int)
+        elif isinstance(usual, float) or usual is None:  # None: task_timeout, a float or none
+            ok = number or (usual is None and value is None)
+        else:
+            ok = isinstance(value, type(usual))
+        if not ok:
+            raise UsageError(f"{transcript}: header: config.{f.name} cannot be {json.dumps(value)}")
+        values[f.name] = value
+    try:
+        return replace(default, **values)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"{transcript}: header: config: {exc}") from None
+
+
 async def _replay(
     t: Any,
     runtime: list[str],
@@ -217,7 +268,10 @@ async def _replay(
     keep_going: bool,
     pace: str,
     verbosity: int,
+    bound: float,
 ) -> tuple[TaskOutcome, list[Any]]:
+    from dataclasses import replace
+
     import httpx
     import trio
 
@@ -240,15 +294,11 @@ async def _replay(
         dag_rel_path=task.get("dag_rel_path", "."),
         bundle_info=task.get("bundle_info") or {"name": "dags-folder", "version": None},
     )
-    session_ref: list[TaskSession] = []
-
-    def stop(divergence: Any) -> None:
-        journal.emit("note", level="error", message=divergence.render())
-        if not keep_going and session_ref:
-            session_ref[0].abort("replay diverged")
-
-    matcher = FrameMatcher(t, keep_going=keep_going, on_divergence=stop)
-    journal.sinks.append(matcher)
+    # The session's own task timeout stops a runtime that never ends (the recorded one, if it
+    # was shorter): the replay is bounded however the runtime behaves.
+    recorded_timeout = config.task_timeout
+    if recorded_timeout is None or recorded_timeout > bound:
+        config = replace(config, task_timeout=bound)
     transport = ReplayTransport(t, pace=pace)
     async with httpx.AsyncClient(base_url="http://replay.invalid/", transport=transport) as http:
         # The recorded paths already include the base path, so requests are sent absolute.
@@ -257,12 +307,34 @@ async def _replay(
             http, token="", retry=RetryPolicy(attempts=1), on_exchange=journal_exchanges(journal)
         )
         session = TaskSession(spec, api, config=config, journal=journal)
-        session_ref.append(session)
+        running = True
+
+        def stop(divergence: Any) -> None:
+            # Only while the session runs: after it, there is nothing left to stop.
+            if running and not keep_going:
+                session.abort(f"replay diverged at runtime frame #{divergence.index}")
+
+        matcher = FrameMatcher(t, keep_going=keep_going, on_divergence=stop)
+        journal.sinks.append(matcher)
+        timed_out = False
+
+        async def watch() -> None:
+            # The session's task timeout does the stopping; this only tells whether it was the
+            # replay's bound that ran out (a recorded, shorter task timeout is part of the run).
+            nonlocal timed_out
+            await trio.sleep(bound)
+            child = session.child
+            timed_out = child is not None and child.alive
+
         async with trio.open_nursery() as nursery:
             nursery.start_soon(forward_signals_to, session)
+            nursery.start_soon(watch)
             outcome = await session.run()
+            running = False
             nursery.cancel_scope.cancel()
-    matcher.finish()
+    if timed_out:
+        matcher.timed_out(bound)
+    matcher.finish(why=outcome.error, unmatched=transport.unmatched)
     return outcome, matcher.divergences
 
 

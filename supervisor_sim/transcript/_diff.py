@@ -1,96 +1,310 @@
 """Comparing two transcripts: two runs, or two runtimes on the same task.
 
-Frames are aligned position by position in each direction, after normalising volatile values
-(timestamps, ids, pids), and every difference is reported per field. HTTP calls are compared as
-the sequence of (method, path, status) with heartbeats counted, not matched one by one.
+Frames are grouped into exchanges (a frame the runtime sent with the replies the supervisor sent
+to its id; a frame the supervisor sent unasked, such as StartupDetails, alone) and the two
+sequences of exchanges are aligned by their (direction, type), as ``difflib`` aligns lines: a
+request one runtime made and the other did not is one difference, and the exchanges after it are
+still compared with their counterparts. Aligned exchanges are compared field by field after
+normalising volatile values (timestamps, ids, pids). HTTP calls are compared as the multiset of
+``METHOD path -> status`` with heartbeats left out; then the final states.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from difflib import SequenceMatcher
 from typing import Any
 
 from ._reader import Transcript, frame_body
-from ._replay import diff_values, normalise, run_substitutions
+from ._replay import normalise, run_substitutions
 
-__all__ = ["TranscriptDiff", "diff_transcripts"]
+__all__ = ["Difference", "TranscriptDiff", "diff_transcripts"]
+
+_ARROW = {"in": "runtime -> supervisor", "out": "supervisor -> runtime"}
+
+
+@dataclass
+class Difference:
+    """One difference between transcript A and transcript B (docs/transcript.md, "Diff")."""
+
+    #: "only-in-a", "only-in-b", "type", "field", "http", "final-state"
+    kind: str
+    text: str
+    #: For frames: "in" (the runtime sent it) or "out" (the supervisor did).
+    direction: str | None = None
+    #: The frame's position among the frames of its direction in A and in B (0-based).
+    a_index: int | None = None
+    b_index: int | None = None
+    #: The frame's message type (null for an empty ack; for "type": A's), or the HTTP call.
+    type: str | None = None
+    #: For "field": where in the frame ("body.key", "id", "error.detail").
+    field: str | None = None
+    #: The differing values (normalised; for "type" the two types; for "http" the counts).
+    a: Any = None
+    b: Any = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None or k in ("a", "b")}
 
 
 @dataclass
 class TranscriptDiff:
-    differences: list[str] = field(default_factory=list)
+    details: list[Difference] = field(default_factory=list)
+
+    @property
+    def differences(self) -> list[str]:
+        return [d.text for d in self.details]
 
     @property
     def equivalent(self) -> bool:
-        return not self.differences
+        return not self.details
 
 
-def _frames(t: Transcript, direction: str) -> list[dict[str, Any]]:
-    return t.frames(direction)
+def _js(value: Any) -> str:
+    """A value as JSON text (``null``, ``"a"``), shortened for a one-line message."""
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
-def _http_calls(t: Transcript) -> tuple[list[str], int]:
-    calls, beats = [], 0
+@dataclass
+class _Frame:
+    record: dict[str, Any]
+    index: int  # among the frames of its direction
+
+    @property
+    def type(self) -> str:
+        """The message type, as a sentence names it."""
+        t = self.record.get("type")
+        if t is None:
+            return "ack" if self.record["dir"] == "out" else "undecodable"
+        return str(t)
+
+
+@dataclass
+class _Exchange:
+    """A frame and the replies to it (or a frame the supervisor sent unasked, alone)."""
+
+    first: _Frame
+    replies: list[_Frame] = field(default_factory=list)
+    #: The HTTP calls the runtime's frame caused (``METHOD path -> status``).
+    http: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.first.record["dir"], self.first.type)
+
+
+def _exchanges(t: Transcript) -> tuple[list[_Exchange], list[str]]:
+    """The exchanges in order, and the HTTP calls no frame caused (start, exit; heartbeats are
+    left out: their number depends on timing)."""
+    out: list[_Exchange] = []
+    waiting: dict[Any, _Exchange] = {}  # frame id -> the runtime's request not yet answered
+    by_seq: dict[int, _Exchange] = {}
+    counts = {"in": 0, "out": 0}
+    for r in t.frames():
+        direction = r["dir"]
+        frame = _Frame(r, counts[direction])
+        counts[direction] += 1
+        if direction == "in":
+            exchange = _Exchange(frame)
+            waiting[r.get("id")] = exchange
+            by_seq[r["seq"]] = exchange
+            out.append(exchange)
+        elif (asked := waiting.get(r.get("id"))) is not None:
+            asked.replies.append(frame)
+        else:
+            out.append(_Exchange(frame))
+    unasked: list[str] = []
     subs = run_substitutions(t.header)
     for r in t.http():
         if r["path"].endswith("/heartbeat"):
-            beats += 1
             continue
         path = "/".join(
             "<uuid>" if len(p) == 36 and p.count("-") == 4 else p
             for p in normalise(r["path"], subs=subs).split("/")
         )
-        calls.append(f"{r['method']} {path} -> {r.get('status')}")
-    return calls, beats
+        call = f"{r['method']} {path} -> {_js(r.get('status'))}"
+        cause = r.get("cause")
+        caused_by = by_seq.get(cause) if type(cause) is int else None
+        (caused_by.http if caused_by is not None else unasked).append(call)
+    return out, unasked
+
+
+def _id_key(frame: _Frame) -> Any:
+    """What two frames' ids must share. A runtime numbers its requests, so a request one run
+    made and the other did not shifts every later id by one: compared is each id's distance from
+    the frame's position, which stays the same. A reply's id is its request's (it is paired by
+    it), so only unasked frames and requests are compared at all."""
+    frame_id = frame.record.get("id")
+    if frame.record["dir"] == "in" and type(frame_id) is int:
+        return frame_id - frame.index
+    return frame_id
+
+
+def _value_diffs(a: Any, b: Any, path: str) -> list[tuple[str, Any, Any]]:
+    """(path, A's value, B's value) for each differing leaf."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[tuple[str, Any, Any]] = []
+        for k in a:
+            if k not in b:
+                out.append((f"{path}.{k}", a[k], None))
+            else:
+                out.extend(_value_diffs(a[k], b[k], f"{path}.{k}"))
+        out.extend((f"{path}.{k}", None, b[k]) for k in b if k not in a)
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        out = []
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            out.extend(_value_diffs(x, y, f"{path}[{i}]"))
+        return out
+    return [] if a == b else [(path, a, b)]
+
+
+class _Differ:
+    def __init__(self, a: Transcript, b: Transcript) -> None:
+        self.subs = (run_substitutions(a.header), run_substitutions(b.header))
+        self.out: list[Difference] = []
+
+    def frames(self, ea: list[_Exchange], eb: list[_Exchange]) -> None:
+        matcher = SequenceMatcher(None, [e.key for e in ea], [e.key for e in eb], autojunk=False)
+        for op, i1, i2, j1, j2 in matcher.get_opcodes():
+            if op == "equal":
+                for x, y in zip(ea[i1:i2], eb[j1:j2], strict=True):
+                    self.exchange(x, y)
+                continue
+            paired = min(i2 - i1, j2 - j1) if op == "replace" else 0
+            for x, y in zip(ea[i1 : i1 + paired], eb[j1 : j1 + paired], strict=True):
+                self.retyped(x.first, y.first)
+            for x in ea[i1 + paired : i2]:
+                self.alone(x, "a")
+            for y in eb[j1 + paired : j2]:
+                self.alone(y, "b")
+
+    def exchange(self, x: _Exchange, y: _Exchange) -> None:
+        self.frame(x.first, y.first)
+        if x.http != y.http:
+            where = f"{self._where(x.first, y.first, x.first.record['dir'])} {x.first.type}"
+            self.out += _http_diffs(x.http, y.http, f"{where}: ")
+        for rx, ry in zip(x.replies, y.replies, strict=False):
+            if rx.type != ry.type:
+                self.retyped(rx, ry, reply_to=x.first.type)
+            else:
+                self.frame(rx, ry, reply_to=x.first.type)
+        for extra, side in ((x.replies[len(y.replies) :], "a"), (y.replies[len(x.replies) :], "b")):
+            for r in extra:
+                self.alone(_Exchange(r), side, reply_to=x.first.type)
+
+    def _where(self, fa: _Frame | None, fb: _Frame | None, direction: str) -> str:
+        ends = [f"A#{fa.index}" if fa else "", f"B#{fb.index}" if fb else ""]
+        return f"{_ARROW[direction]} frame {'/'.join(e for e in ends if e)}"
+
+    def frame(self, fa: _Frame, fb: _Frame, reply_to: str | None = None) -> None:
+        ra, rb = fa.record, fb.record
+        sa, sb = self.subs
+        found: list[tuple[str, Any, Any]] = []
+        if reply_to is None and _id_key(fa) != _id_key(fb):
+            found.append(("id", ra.get("id"), rb.get("id")))
+        found += _value_diffs(
+            normalise(frame_body(ra), subs=sa), normalise(frame_body(rb), subs=sb), "body"
+        )
+        found += _value_diffs(
+            normalise(frame_body({"body": ra.get("error")}), subs=sa),
+            normalise(frame_body({"body": rb.get("error")}), subs=sb),
+            "error",
+        )
+        what = fa.type + (f" (reply to {reply_to})" if reply_to else "")
+        where = self._where(fa, fb, ra["dir"])
+        for path, va, vb in found:
+            self.out.append(
+                Difference(
+                    "field",
+                    f"{where} {what}: {path}: {_js(va)} in A, {_js(vb)} in B",
+                    direction=ra["dir"],
+                    a_index=fa.index,
+                    b_index=fb.index,
+                    type=ra.get("type"),
+                    field=path,
+                    a=va,
+                    b=vb,
+                )
+            )
+
+    def retyped(self, fa: _Frame, fb: _Frame, reply_to: str | None = None) -> None:
+        to = f" (reply to {reply_to})" if reply_to else ""
+        direction = fa.record["dir"]
+        ta, tb = fa.record.get("type"), fb.record.get("type")
+        if direction != fb.record["dir"]:
+            for frame, side in ((fa, "a"), (fb, "b")):
+                self.alone(_Exchange(frame), side, reply_to=reply_to)
+            return
+        self.out.append(
+            Difference(
+                "type",
+                f"{self._where(fa, fb, direction)}{to}: type {_js(ta)} in A, {_js(tb)} in B",
+                direction=direction,
+                a_index=fa.index,
+                b_index=fb.index,
+                type=ta,
+                a=ta,
+                b=tb,
+            )
+        )
+
+    def alone(self, x: _Exchange, side: str, reply_to: str | None = None) -> None:
+        f = x.first
+        direction = f.record["dir"]
+        where = self._where(f if side == "a" else None, f if side == "b" else None, direction)
+        replies = ", ".join(r.type for r in x.replies)
+        answered = f", answered {replies}" if replies else ""
+        to = f" (reply to {reply_to})" if reply_to else ""
+        self.out.append(
+            Difference(
+                f"only-in-{side}",
+                f"{where}: only in {side.upper()}: {f.type}{to} (id {_js(f.record.get('id'))})"
+                f"{answered}",
+                direction=direction,
+                a_index=f.index if side == "a" else None,
+                b_index=f.index if side == "b" else None,
+                type=f.record.get("type"),
+            )
+        )
+
+
+def _http_diffs(ca: list[str], cb: list[str], where: str = "") -> list[Difference]:
+    counter_a, counter_b = Counter(ca), Counter(cb)
+    if counter_a == counter_b:
+        return [Difference("http", f"{where}http: the same calls in a different order")]
+    return [
+        Difference(
+            "http",
+            f"{where}http {call}: {counter_a[call]} in A, {counter_b[call]} in B",
+            type=call,
+            a=counter_a[call],
+            b=counter_b[call],
+        )
+        for call in sorted(set(counter_a) | set(counter_b))
+        if counter_a[call] != counter_b[call]
+    ]
 
 
 def diff_transcripts(a: Transcript, b: Transcript) -> TranscriptDiff:
-    out = TranscriptDiff()
-    sa, sb = run_substitutions(a.header), run_substitutions(b.header)
-    for direction, label in (("in", "runtime -> supervisor"), ("out", "supervisor -> runtime")):
-        fa, fb = _frames(a, direction), _frames(b, direction)
-        for i in range(max(len(fa), len(fb))):
-            ra = fa[i] if i < len(fa) else None
-            rb = fb[i] if i < len(fb) else None
-            if ra is None or rb is None:
-                present = ra or rb
-                side = "A" if ra is not None else "B"
-                out.differences.append(
-                    f"{label} frame #{i}: only in {side}: {present.get('type')} (id "
-                    f"{present.get('id')})"
-                )
-                continue
-            if ra.get("type") != rb.get("type"):
-                out.differences.append(
-                    f"{label} frame #{i}: type {ra.get('type')} in A, {rb.get('type')} in B"
-                )
-                continue
-            diffs = diff_values(
-                normalise(frame_body(ra), subs=sa), normalise(frame_body(rb), subs=sb), "body"
+    ea, unasked_a = _exchanges(a)
+    eb, unasked_b = _exchanges(b)
+    differ = _Differ(a, b)
+    differ.frames(ea, eb)
+    out = differ.out
+    if unasked_a != unasked_b:
+        out += _http_diffs(unasked_a, unasked_b)
+    state_a, state_b = (a.footer or {}).get("final_state"), (b.footer or {}).get("final_state")
+    if state_a != state_b:
+        out.append(
+            Difference(
+                "final-state",
+                f"final state: {_js(state_a)} in A, {_js(state_b)} in B",
+                a=state_a,
+                b=state_b,
             )
-            if ra.get("id") != rb.get("id"):
-                diffs.insert(0, f"id: {ra.get('id')} in A, {rb.get('id')} in B")
-            if normalise(ra.get("error")) != normalise(rb.get("error")):
-                diffs += diff_values(
-                    normalise(ra.get("error")), normalise(rb.get("error")), "error"
-                )
-            for d in diffs:
-                out.differences.append(f"{label} frame #{i} {ra.get('type')}: {d}")
-    ca, _ = _http_calls(a)
-    cb, _ = _http_calls(b)
-    if ca != cb:
-        counter_a, counter_b = Counter(ca), Counter(cb)
-        for call in sorted(set(counter_a) | set(counter_b)):
-            if counter_a[call] != counter_b[call]:
-                out.differences.append(
-                    f"http {call}: {counter_a[call]} in A, {counter_b[call]} in B"
-                )
-        if counter_a == counter_b:
-            out.differences.append("http: the same calls in a different order")
-    fa_, fb_ = a.footer or {}, b.footer or {}
-    if fa_.get("final_state") != fb_.get("final_state"):
-        out.differences.append(
-            f"final state: {fa_.get('final_state')} in A, {fb_.get('final_state')} in B"
         )
-    return out
+    return TranscriptDiff(out)

@@ -146,6 +146,7 @@ def _header_html(transcript: Transcript, records: list[dict[str, Any]]) -> str:
     times = [r["t"] for r in records if isinstance(r.get("t"), int | float)]
     duration = f"{max(times):.3f} s" if times else "—"
 
+    state: Any
     if footer is None:
         state, state_cls = "unknown (no footer)", "bad"
         exit_code: Any = "—"

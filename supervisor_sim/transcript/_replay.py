@@ -1,20 +1,23 @@
 """Replay: a live session whose Execution API is the transcript.
 
 ``ReplayTransport`` is an httpx transport that answers each request with the recorded response
-of the matching recorded request (consumed once, in recorded order; heartbeats answered from the
-first recorded one, since their number depends on timing). No network, no stub. ``FrameMatcher``
-watches the frames the runtime sends now and compares each with the one recorded at the same
-position, after normalising volatile fields, so the first divergence is named precisely.
+of the matching recorded request (matched by normalised request, consumed once, in recorded
+order; heartbeats answered from the first recorded one, since their number depends on timing).
+No network, no stub. ``FrameMatcher`` watches the frames the runtime sends now and compares each
+with the one recorded at the same position, after normalising volatile fields, so the first
+divergence is named precisely.
 This module imports nothing from ``supervision``: the command line wires the two together.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
 import httpx
@@ -104,7 +107,10 @@ class Divergence:
     """Where a replayed run stopped matching its transcript."""
 
     index: int  # position among the runtime's frames (0-based)
-    kind: str  # "frame", "missing-frame", "extra-frame", "http"
+    #: "frame" (another frame than the recorded one), "extra-frame" (more frames than recorded),
+    #: "missing-frame" (the runtime ended before sending them all), "timeout" (it was still
+    #: running when the replay's time was up), "http" (an API request the recording lacks).
+    kind: str
     message: str
     differences: list[str] = field(default_factory=list)
     recorded: dict[str, Any] | None = None
@@ -129,7 +135,10 @@ def _describe(record: dict[str, Any] | None) -> str:
 
 
 class FrameMatcher:
-    """A journal sink comparing the runtime's frames, in order, with the recorded ones."""
+    """A journal sink comparing the runtime's frames, in order, with the recorded ones.
+
+    Without ``keep_going`` it reports the first divergence only: whatever the runtime sends
+    after it (while the session is being stopped) is not compared."""
 
     def __init__(
         self,
@@ -144,8 +153,13 @@ class FrameMatcher:
         self.position = 0
         self.divergences: list[Divergence] = []
 
+    @property
+    def stopped(self) -> bool:
+        """Whether a divergence ended the comparison (never with ``keep_going``)."""
+        return bool(self.divergences) and not self.keep_going
+
     def __call__(self, event: Any) -> None:
-        if event.kind != "frame" or event.data.get("direction") != "in":
+        if event.kind != "frame" or event.data.get("direction") != "in" or self.stopped:
             return
         actual_body = event.data.get("body")
         index = self.position
@@ -185,20 +199,46 @@ class FrameMatcher:
                 )
             )
 
-    def finish(self) -> None:
-        """Call after the session: recorded frames the runtime never sent are a divergence."""
-        if self.position < len(self.recorded) and not (self.divergences and not self.keep_going):
+    def timed_out(self, seconds: float) -> None:
+        """The replay's time ran out with the runtime still running (it is being stopped)."""
+        if self.stopped:
+            return
+        self._diverge(
+            Divergence(
+                self.position,
+                "timeout",
+                f"the runtime was still running after {seconds:g}s (replay --timeout) and was "
+                f"stopped; it had sent {self.position} of {len(self.recorded)} recorded frames",
+            )
+        )
+
+    def finish(self, *, why: str | None = None, unmatched: Sequence[str] = ()) -> None:
+        """Call after the session: recorded frames the runtime never sent are a divergence
+        (``why``: the session's own account of how it ended), and so is each API request the
+        recording could not answer (``unmatched``)."""
+        if self.position < len(self.recorded) and not self.stopped:
             missing = self.recorded[self.position]
+            ended = f" ({why})" if why else ""
             self._diverge(
                 Divergence(
                     self.position,
                     "missing-frame",
-                    f"the runtime stopped after {self.position} frames; the recording continues "
-                    f"with {missing.get('type')}",
+                    f"the runtime stopped after {self.position} frames{ended}; the recording "
+                    f"continues with {missing.get('type')}",
                     recorded=missing,
                     nearest=[
                         _describe(r) for r in self.recorded[self.position : self.position + 3]
                     ],
+                )
+            )
+        for request in unmatched:
+            if self.stopped:
+                break
+            self._diverge(
+                Divergence(
+                    self.position,
+                    "http",
+                    f"the supervisor sent {request}, which the recording does not hold",
                 )
             )
 
@@ -213,16 +253,44 @@ def _query_key(query: str) -> tuple[tuple[str, str], ...]:
 
 
 def _body_key(raw: bytes) -> Any:
+    """A request body, normalised: the same for two bodies that differ in volatile values only."""
     if not raw:
         return None
     try:
-        return json.dumps(normalise(json.loads(raw)), sort_keys=True)
+        value = json.loads(raw)
     except ValueError:
         return raw
+    return json.dumps(normalise(value), sort_keys=True)
+
+
+def _recorded_body_key(request: dict[str, Any]) -> Any:
+    """``_body_key`` of the body a recorded request sent."""
+    if "json" in request:
+        return json.dumps(normalise(request["json"]), sort_keys=True)
+    if request.get("b64"):
+        return _body_key(base64.b64decode(request["b64"]))
+    return None
+
+
+#: Request key: method, path, sorted query pairs, normalised body.
+_Key = tuple[str, str, tuple[tuple[str, str], ...], Any]
+
+
+class _Reply(NamedTuple):
+    """An answer for the API client's in-process path: status, lower-case header pairs, body."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    content: bytes
 
 
 class ReplayTransport(httpx.AsyncBaseTransport):
-    """Answers HTTP requests from a transcript's recorded exchanges; never touches a network."""
+    """Answers HTTP requests from a transcript's recorded exchanges; never touches a network.
+
+    The exchanges are indexed by normalised request, each key holding its exchanges in recorded
+    order, so answering a request costs the same however long the recording is. With the fast
+    pace the transport also has the API client's in-process entry point (``serve``: answered at
+    once, no httpx objects), as the stub has."""
 
     #: Served inside this process: ExecutionAPIClient calls it without AsyncClient.
     in_process = True
@@ -230,68 +298,83 @@ class ReplayTransport(httpx.AsyncBaseTransport):
     def __init__(self, transcript: Transcript, *, pace: str = "fast") -> None:
         self.pace = pace
         self.unmatched: list[str] = []
-        self._exchanges: list[dict[str, Any]] = [
-            r for r in transcript.http() if r.get("status") is not None
-        ]
-        self._used = [False] * len(self._exchanges)
-        self._heartbeat = next(
-            (r for r in self._exchanges if r["path"].endswith("/heartbeat")), None
-        )
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        body = await request.aread()
-        path = request.url.path
-        if path.endswith("/heartbeat") and request.method == "PUT":
-            return self._response(self._heartbeat, request, default_status=204)
-        key = (request.method, path, _query_key(request.url.query.decode()), _body_key(body))
-        for i, rec in enumerate(self._exchanges):
-            if self._used[i]:
+        #: Nothing is ever injected here (the client's in-process path asks).
+        self.faults: tuple[()] = ()
+        if pace == "fast":
+            self.serve = self._serve
+        self._exchanges: dict[_Key, deque[dict[str, Any]]] = {}
+        self._heartbeat: dict[str, Any] | None = None
+        for rec in transcript.http():
+            if rec.get("status") is None:
                 continue
-            req = rec.get("request", {})
-            rec_body = json.dumps(req["json"]).encode() if "json" in req else b""
-            rec_key = (
+            if rec["path"].endswith("/heartbeat"):
+                if self._heartbeat is None:
+                    self._heartbeat = rec
+                if rec["method"] == "PUT":
+                    continue  # answered from the first one, never consumed
+            key = (
                 rec["method"],
                 rec["path"],
                 _query_key(rec.get("query", "")),
-                _body_key(rec_body),
+                _recorded_body_key(rec.get("request") or {}),
             )
-            if rec_key == key:
-                self._used[i] = True
-                if self.pace == "recorded" and rec.get("duration_s"):
-                    await trio.sleep(rec["duration_s"])
-                return self._response(rec, request)
-        self.unmatched.append(f"{request.method} {path}?{request.url.query.decode()}")
-        return httpx.Response(
+            queue = self._exchanges.get(key)
+            if queue is None:
+                queue = self._exchanges[key] = deque()
+            queue.append(rec)
+
+    def _answer(self, method: str, path: str, query: str, body: bytes) -> tuple[_Reply, float]:
+        """The reply to one request, and how long the recorded API took to give it."""
+        if method == "PUT" and path.endswith("/heartbeat"):
+            if self._heartbeat is None:
+                return _Reply(204, [], b""), 0.0
+            return _reply(self._heartbeat), 0.0
+        queue = self._exchanges.get((method, path, _query_key(query), _body_key(body)))
+        if queue:
+            rec = queue.popleft()
+            return _reply(rec), rec.get("duration_s") or 0.0
+        self.unmatched.append(f"{method} {path}" + (f"?{query}" if query else ""))
+        reply = _Reply(
             599,
-            request=request,
-            headers={"content-type": "text/plain"},
-            content=f"supervisor-sim replay: {request.method} {path} was not recorded".encode(),
+            [("content-type", "text/plain")],
+            f"supervisor-sim replay: {method} {path} was not recorded".encode(),
+        )
+        return reply, 0.0
+
+    def _serve(
+        self, method: str, path: str, query: str, headers: list[tuple[str, str]], content: bytes
+    ) -> _Reply:
+        """The API client's in-process entry point (``path`` decoded, ``query`` encoded)."""
+        return self._answer(method, path, query, content)[0]
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = await request.aread()
+        query = request.url.query.decode()
+        reply, duration = self._answer(request.method, request.url.path, query, body)
+        if self.pace == "recorded" and duration:
+            await trio.sleep(duration)
+        return httpx.Response(
+            reply.status, request=request, headers=reply.headers, content=reply.content
         )
 
-    @staticmethod
-    def _response(
-        rec: dict[str, Any] | None, request: httpx.Request, default_status: int = 204
-    ) -> httpx.Response:
-        if rec is None:
-            return httpx.Response(default_status, request=request)
-        resp = rec.get("response", {})
-        headers = {
-            k: v
-            for k, v in resp.get("headers", {}).items()
-            if k.lower()
-            not in (
-                "content-length",
-                "content-encoding",
-                "transfer-encoding",
-                "refreshed-api-token",
-            )
-        }
-        if "json" in resp:
-            content = json.dumps(resp["json"]).encode()
-        elif "b64" in resp:
-            import base64
 
-            content = base64.b64decode(resp["b64"])
-        else:
-            content = b""
-        return httpx.Response(rec["status"], request=request, headers=headers, content=content)
+def _reply(rec: dict[str, Any]) -> _Reply:
+    resp = rec.get("response") or {}
+    headers = [
+        (k.lower(), v)
+        for k, v in (resp.get("headers") or {}).items()
+        if k.lower() not in _DROPPED_HEADERS
+    ]
+    if "json" in resp:
+        content = json.dumps(resp["json"]).encode()
+    elif resp.get("b64"):
+        content = base64.b64decode(resp["b64"])
+    else:
+        content = b""
+    return _Reply(rec["status"], headers, content)
+
+
+#: Recorded response headers that describe the recorded bytes or the session, not this answer.
+_DROPPED_HEADERS = frozenset(
+    {"content-length", "content-encoding", "transfer-encoding", "refreshed-api-token"}
+)

@@ -58,7 +58,7 @@ def _utf8(line: str) -> bytes:
         return escaped.encode("utf-8")
 
 
-_encode_str: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring
 _c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
 _join = "".join
 if _c_make_encoder is not None:
@@ -101,7 +101,7 @@ def _b64(data: bytes | None) -> str | None:
 
 
 _DECODER = json.JSONDecoder()
-_scan_once = _DECODER.scan_once
+_scan_once = _DECODER.scan_once  # type: ignore[attr-defined]
 
 
 _OPENERS = (b"{", b"[")
@@ -521,4 +521,3 @@ def _tool_version() -> str:
     from .. import __version__
 
     return __version__
-
