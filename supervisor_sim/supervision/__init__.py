@@ -80,6 +80,7 @@ _MODULES = {
     "TaskState": "_task",
     "TaskWorkload": "_task",
     "Violation": "_events",
+    "Workload": "_hooks",
     "error_response": "_dispatch",
     "journal_exchanges": "_events",
     "start_runtime": "_process",
