@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from ..runner import AirflowBackend, RunBackend, TaskResult
     from ..supervision import SupervisorConfig, TaskOutcome, TaskSession
 
-__all__ = ["run_dag", "run_dag_command"]
+__all__ = ["run_dag"]
 
 
 @click.command("run-dag")
@@ -100,18 +100,17 @@ def run_dag(ctx: click.Context, dag_id: str, **opts: Any) -> NoReturn:
         raise UsageError("no runtime command: pass --runtime CMD or set [runtime] command")
     config = supervisor_config(project, {"task_timeout": opts["timeout"]})
     with loading():
-        # What the body uses: trio, rich and the layers.
-        import rich.console
+        # All the body uses, with the collector off: trio, rich's live table and the layers.
         import rich.live
         import rich.table  # noqa: F401
-        import trio  # noqa: F401
+        import trio
 
-        from .. import api, protocol, supervision  # noqa: F401
+        from .. import protocol, supervision  # noqa: F401
         from ..api import FixtureError
         from ..runner import supervise  # noqa: F401
 
     try:
-        status = run_dag_command(dag_id, runtime, project, config, opts)
+        status = trio.run(_run_dag, dag_id, runtime, project, config, opts)
     except (FixtureError, ConfigError) as exc:
         raise UsageError(str(exc)) from None
     sys.exit(status)
@@ -145,19 +144,6 @@ def _table(results: dict[str, TaskResult], title: str) -> Table:
             str(r.violations or ""),
         )
     return table
-
-
-def run_dag_command(
-    dag_id: str,
-    runtime: list[str],
-    project: ProjectConfig,
-    config: SupervisorConfig,
-    opts: dict[str, Any],
-) -> int:
-    """Run the DAG (trio runs here); returns the exit status."""
-    import trio
-
-    return trio.run(_run_dag, dag_id, runtime, project, config, opts)
 
 
 async def _parse(

@@ -27,7 +27,6 @@ import contextlib
 import importlib
 import json
 import os
-import signal
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -244,6 +243,7 @@ def _runtime_started(
 def _kill_on_sigterm(launch: Launch) -> Callable[[], object]:
     """Install the SIGTERM handler of ``_runtime_started``; returns what restores the previous
     one (a no-op off the main thread, where signals are not ours to handle)."""
+    import signal  # here: --help lists run-task without loading it
 
     def on_sigterm(signum: int, frame: Any) -> None:
         launch.kill_group()

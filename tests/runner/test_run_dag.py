@@ -118,7 +118,7 @@ def test_unknown_dag_names_the_dags_the_runtime_has(tmp_path: Path):
 async def test_fifty_tasks_leave_no_descriptor_or_process_behind(tmp_path: Path):
     """A 50-task DAG at parallelism 8 completes, and fds and children return to their counts."""
     from supervisor_sim.cli._run_dag import _run_dag as run_dag
-    from supervisor_sim.runner._config import load_project_config
+    from supervisor_sim.runner import load_project_config
     from supervisor_sim.supervision import SupervisorConfig
 
     tasks = "\n".join(f"def t{i}(ctx): return {i}" for i in range(50))
