@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from ._common import EXIT_DIVERGED, UsageError, loading, log_format
+from ._options import json_option, log_format_option, quiet_option, runtime_option
 
 if TYPE_CHECKING:
     from ..supervision import SupervisorConfig, TaskOutcome
@@ -56,7 +57,7 @@ def show(
 @click.command("diff")
 @click.argument("a", type=click.Path(path_type=Path, dir_okay=False))
 @click.argument("b", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
+@json_option("differences")
 def diff(a: Path, b: Path, as_json: bool) -> None:
     """Compare two transcripts frame by frame; exit 0 when they are equivalent."""
     diff_command(a, b, as_json)
@@ -64,9 +65,7 @@ def diff(a: Path, b: Path, as_json: bool) -> None:
 
 @click.command("replay")
 @click.argument("transcript", type=click.Path(path_type=Path, dir_okay=False))
-@click.option(
-    "--runtime", "runtime_cmd", metavar="CMD", help="Runtime command (default: the recorded one)."
-)
+@runtime_option("Runtime command (default: the recorded one).")
 @click.option("--keep-going", is_flag=True, help="Do not stop at the first divergence.")
 @click.option(
     "--pace",
@@ -75,14 +74,9 @@ def diff(a: Path, b: Path, as_json: bool) -> None:
     show_default=True,
     help="Answer at once, or as slowly as the recorded API did.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-@click.option(
-    "--log-format",
-    type=click.Choice(["auto", "console", "json"]),
-    default="auto",
-    show_default=True,
-)
-@click.option("-q", "--quiet", count=True)
+@json_option()
+@log_format_option()
+@quiet_option()
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
