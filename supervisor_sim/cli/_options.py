@@ -77,10 +77,18 @@ def run_id_option() -> Callable[[F], F]:
     return click.option("--run-id", help="DAG run id (default: a new manual run).")
 
 
-def timeout_option(help: str, default: float | None = None) -> Callable[[F], F]:
-    """``--timeout SECONDS``: when to kill a runtime."""
+def timeout_option(
+    help: str, default: float | None = None, *, positive: bool = False
+) -> Callable[[F], F]:
+    """``--timeout SECONDS``: when to stop a runtime; ``positive``: more than 0 or a usage
+    error."""
     return click.option(
-        "--timeout", type=float, default=default, show_default=default is not None, help=help
+        "--timeout",
+        type=click.FloatRange(min=0, min_open=True) if positive else float,
+        metavar="SECONDS",
+        default=default,
+        show_default=default is not None,
+        help=help,
     )
 
 

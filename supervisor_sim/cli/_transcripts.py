@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from ._common import EXIT_DIVERGED, UsageError, loading, log_format
-from ._options import json_option, log_format_option, quiet_option, runtime_option
+from ._options import (
+    json_option,
+    log_format_option,
+    quiet_option,
+    runtime_option,
+    timeout_option,
+)
 
 if TYPE_CHECKING:
     from ..supervision import SupervisorConfig, TaskOutcome
@@ -77,12 +83,10 @@ def diff(a: Path, b: Path, as_json: bool) -> None:
 @json_option()
 @log_format_option()
 @quiet_option()
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    metavar="SECONDS",
-    help="Stop a runtime still running after SECONDS, a divergence "
+@timeout_option(
+    "Stop a runtime still running after SECONDS, a divergence "
     "(default: 60 + 10 x the recorded run's duration).",
+    positive=True,
 )
 def replay(
     transcript: Path,
