@@ -1,8 +1,9 @@
 """The Execution API behind httpx: one client, and backends that are httpx transports.
 
-``ExecutionAPIClient`` speaks Airflow's HTTP semantics; ``StubTransport`` over a ``StubStore`` is
-the embedded, SQLite-backed stand-in for Airflow's API server; a real server is just the default
-httpx transport with a base URL.
+``ExecutionAPIClient`` speaks Airflow's HTTP semantics; ``StubTransport`` (``api.stub``) over a
+``StubStore`` (``api.store``) is the embedded, SQLite-backed stand-in for Airflow's API server,
+which the client calls in-process when given it as ``in_process`` (``stub_client`` does both);
+a real server is just the default httpx transport with a base URL (``real_api_client``).
 
 The names below load their module on first use (PEP 562): ``run-task`` reads its fixtures file
 (``_fixtures``, standard library only) before httpx and trio are imported, so the runtime it
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
         APIStatusError as APIStatusError,
         Exchange as Exchange,
         ExecutionAPIClient as ExecutionAPIClient,
+        LeanServer as LeanServer,
         RetryPolicy as RetryPolicy,
         ServerResponseError as ServerResponseError,
     )
@@ -31,13 +33,18 @@ if TYPE_CHECKING:
         load_fixtures as load_fixtures,
     )
     from ._real import mint_token as mint_token, real_api_client as real_api_client
-    from ._store import (
+    from ._stub_client import (
+        STUB_BASE_URL as STUB_BASE_URL,
+        stub_client as stub_client,
+        stub_http as stub_http,
+    )
+    from ._tokens import TokenIssuer as TokenIssuer
+    from .store import (
         StubStore as StubStore,
         TaskInstanceRecord as TaskInstanceRecord,
         ti_wire as ti_wire,
     )
-    from ._stub import Fault as Fault, StubTransport as StubTransport
-    from ._tokens import TokenIssuer as TokenIssuer
+    from .stub import Fault as Fault, StubTransport as StubTransport
 
 #: Where each public name lives.
 _MODULES = {
@@ -46,19 +53,23 @@ _MODULES = {
     "APIStatusError": "_client",
     "Exchange": "_client",
     "ExecutionAPIClient": "_client",
-    "Fault": "_stub",
+    "Fault": "stub",
     "FixtureError": "_fixtures",
     "Fixtures": "_fixtures",
+    "LeanServer": "_client",
     "RetryPolicy": "_client",
+    "STUB_BASE_URL": "_stub_client",
     "ServerResponseError": "_client",
-    "StubStore": "_store",
-    "StubTransport": "_stub",
-    "TaskInstanceRecord": "_store",
+    "StubStore": "store",
+    "StubTransport": "stub",
+    "TaskInstanceRecord": "store",
     "TokenIssuer": "_tokens",
     "load_fixtures": "_fixtures",
     "mint_token": "_real",
     "real_api_client": "_real",
-    "ti_wire": "_store",
+    "stub_client": "_stub_client",
+    "stub_http": "_stub_client",
+    "ti_wire": "store",
 }
 
 __all__ = sorted(_MODULES)

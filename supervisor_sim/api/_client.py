@@ -14,7 +14,8 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from types import TracebackType
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 import trio
@@ -25,6 +26,7 @@ __all__ = [
     "APIStatusError",
     "Exchange",
     "ExecutionAPIClient",
+    "LeanServer",
     "RetryPolicy",
     "ServerResponseError",
 ]
@@ -36,7 +38,7 @@ API_VERSION = "2026-06-30"
 class ResponseHeaders(dict[str, str]):
     """Response headers by lower-case name; ``get`` and ``in`` ignore case, as HTTP does."""
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         return dict.get(self, name.lower(), default)
 
     def __contains__(self, name: object) -> bool:
@@ -136,13 +138,46 @@ class Exchange:
     cause: Any = None  # what made the call: a frame sequence number or a supervisor duty
 
 
+class ServedReply(Protocol):
+    """What a ``LeanServer`` answers: status, lower-case header pairs, body."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def headers(self) -> list[tuple[str, str]]: ...
+    @property
+    def content(self) -> bytes: ...
+
+
+@runtime_checkable
+class LeanServer(Protocol):
+    """An in-process transport that also answers without httpx objects (the stub's
+    ``serve``), unless ``faults`` are pending."""
+
+    faults: list[Any]
+
+    def serve(
+        self, method: str, path: str, query: str, headers: list[tuple[str, str]], content: bytes
+    ) -> ServedReply: ...
+
+
 class ExecutionAPIClient:
-    """Calls the Execution API as Airflow's supervisor does; one per task session."""
+    """Calls the Execution API as Airflow's supervisor does; one per task session.
+
+    ``http`` carries the base URL (and, for a real server, the connection pool). Give
+    ``in_process`` the transport behind ``http`` when that transport answers inside this
+    process (the stub, a transcript replay): the client then calls it directly, since
+    AsyncClient's machinery (URL merging, cookies, auth, redirects, hooks) costs more than the
+    stub itself and none of it applies to a transport that never touches a network. A
+    ``LeanServer`` (the stub) is called without any httpx objects at all. ``stub_client``
+    builds such a client over a ``StubStore``.
+    """
 
     def __init__(
         self,
         http: httpx.AsyncClient,
         *,
+        in_process: httpx.AsyncBaseTransport | None = None,
         token: str = "",
         api_version: str = API_VERSION,
         retry: RetryPolicy | None = None,
@@ -150,23 +185,36 @@ class ExecutionAPIClient:
         user_agent: str = "supervisor-sim",
     ) -> None:
         self.http = http
+        self.in_process = in_process
         self.token = token
         self.api_version = api_version
         self.retry = retry or RetryPolicy()
         self.on_exchange = on_exchange
         self.user_agent = user_agent
-        # An in-process transport (the stub, a replay) is called directly: AsyncClient's
-        # machinery (URL merging, cookies, auth, redirects, hooks) costs more than the stub
-        # itself, and none of it applies to a transport that never touches a network.
-        transport = getattr(http, "_transport", None)
+        # Event hooks are AsyncClient's to run: a client with hooks goes through it.
         plain = not http.event_hooks["request"] and not http.event_hooks["response"]
-        self._direct = transport if getattr(transport, "in_process", False) and plain else None
+        self._direct = in_process if plain else None
         self._base = str(http.base_url)
-        # The stub also answers synchronously and without httpx objects (``serve``); nothing in
-        # such a call can block or be cancelled, so it needs no timeout scope either.
-        self._lean = self._direct if hasattr(self._direct, "serve") else None
+        # The lean path is synchronous: nothing in such a call can block or be cancelled, so it
+        # needs no timeout scope either.
+        self._lean = self._direct if isinstance(self._direct, LeanServer) else None
         self._host = http.base_url.netloc.decode("ascii")
         self._urls: dict[str, tuple[str, str]] = {}  # path -> (URL, decoded path)
+
+    async def aclose(self) -> None:
+        """Close ``http`` (and so its transport)."""
+        await self.http.aclose()
+
+    async def __aenter__(self) -> ExecutionAPIClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
     @property
     def answers_inline(self) -> bool:
@@ -282,7 +330,7 @@ class ExecutionAPIClient:
 
     def _serve_lean(
         self,
-        stub: Any,
+        stub: LeanServer,
         method: str,
         path: str,
         params: Any,

@@ -48,24 +48,13 @@ RUN_TYPES = (
 )
 
 
-#: Airflow's DagRunState values.
-RUN_STATES = ("queued", "running", "success", "failed")
-#: Airflow's TaskInstanceState values.
-TI_STATES = (
-    "removed",
-    "scheduled",
-    "queued",
-    "running",
-    "success",
-    "restarting",
-    "failed",
-    "up_for_retry",
-    "up_for_reschedule",
-    "upstream_failed",
-    "skipped",
-    "deferred",
-    "awaiting_input",
-)
+def _state_vocabulary() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Airflow's DAG-run and TI states (``protocol``'s vocabulary), imported only when a
+    fixture names a state: ``run-task`` reads fixtures before it loads anything but the
+    standard library, and the protocol package is not cheap to import."""
+    from ..protocol import DAG_RUN_STATES, TI_STATES
+
+    return DAG_RUN_STATES, TI_STATES
 
 
 class FixtureError(ValueError):
@@ -255,7 +244,7 @@ class _Parser:
                 raise self.fail(
                     name, f"unknown section; expected one of {', '.join(sorted(sections))}"
                 )
-        parsed = {name: sections[name](value) for name, value in doc.items()}
+        parsed: dict[str, Any] = {name: sections[name](value) for name, value in doc.items()}
         self._check_asset_names(parsed)
         return Fixtures(**parsed, source=self.source)
 
@@ -608,7 +597,12 @@ class _Parser:
                 RunFixture(
                     dag_id=dag_id,
                     run_id=run_id,
-                    state=self.choice(f"{where}.state", run.get("state"), RUN_STATES, "success"),
+                    state=self.choice(
+                        f"{where}.state",
+                        run.get("state"),
+                        _state_vocabulary()[0] if "state" in run else (),
+                        "success",
+                    ),
                     run_type=self.choice(
                         f"{where}.run_type", run.get("run_type"), RUN_TYPES, "manual"
                     ),
@@ -645,7 +639,9 @@ class _Parser:
         state = ti.get("state")
         return TaskInstanceFixture(
             task_id=self.req_str(f"{where}.task_id", ti["task_id"]),
-            state=None if state is None else self.choice(f"{where}.state", state, TI_STATES),
+            state=None
+            if state is None
+            else self.choice(f"{where}.state", state, _state_vocabulary()[1]),
             map_index=self.opt_int(f"{where}.map_index", ti.get("map_index"), -1),
             try_number=self.opt_int(f"{where}.try_number", ti.get("try_number"), 1),
             start_date=self.opt_datetime(f"{where}.start_date", ti.get("start_date")),

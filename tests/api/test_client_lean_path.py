@@ -21,6 +21,7 @@ from supervisor_sim.api import (
     StubStore,
     StubTransport,
     TokenIssuer,
+    stub_client,
 )
 
 BASE = "http://stub.invalid/execution/"
@@ -68,10 +69,12 @@ def run_calls(store: StubStore, *, lean: bool) -> tuple[list[Exchange], list[Any
         async with httpx.AsyncClient(base_url=BASE, transport=stub) as http:
             api = ExecutionAPIClient(
                 http,
+                in_process=stub,
                 token=tokens.issue(record.id, scope="execution"),
                 retry=RetryPolicy(attempts=1),
                 on_exchange=exchanges.append,
             )
+            assert api.answers_inline is lean
             for method, path, params, body in CALLS:
                 try:
                     response = await api.request(method, path, params=params, json_body=body)
@@ -103,7 +106,8 @@ def comparable(exchange: Exchange) -> dict[str, Any]:
 
 
 def test_lean_and_httpx_paths_record_identical_exchanges(tmp_path: Any) -> None:
-    """Every call shape gives the same exchange record, header order included, on both paths."""
+    """Every call shape gives the same exchange record, header order included, on both paths
+    (``serve`` without httpx objects, and ``handle_async_request``)."""
     a, b = StubStore(str(tmp_path / "a.sqlite")), StubStore(str(tmp_path / "b.sqlite"))
     for s in (a, b):
         s.set_variable("a b/ç?", "v1")
@@ -143,9 +147,9 @@ def test_response_headers_lookup_is_case_insensitive(store: StubStore) -> None:
     record = store.prepare_task_instance("d", "t", run_id="r")
 
     async def main() -> Any:
-        transport = StubTransport(store, tokens=tokens)
-        async with httpx.AsyncClient(base_url=BASE, transport=transport) as http:
-            api = ExecutionAPIClient(http, token=tokens.issue(record.id, scope="execution"))
+        token = tokens.issue(record.id, scope="execution")
+        async with stub_client(store, tokens=tokens, token=token) as api:
+            assert api.answers_inline
             return await api.request("GET", "variables/" + quote("a b/ç?", safe="/"))
 
     response = trio.run(main)

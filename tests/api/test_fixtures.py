@@ -222,8 +222,8 @@ class TestSeeding:
         """Seeding stores variables, connections, XComs and creates a named DAG run."""
         store = StubStore(tmp_path / "s.sqlite")
         store.seed(load_fixtures(write(tmp_path, FULL)))
-        assert store.get_variable("peer_var") == "hello-from-var"
-        assert store.get_connection("db")["extra"] == '{"sslmode": "require"}'
+        assert store.variables.get("peer_var") == "hello-from-var"
+        assert store.connections.get("db")["extra"] == '{"sslmode": "require"}'
         assert store.get_xcom("example_dag", "manual__seed", "upstream", "return_value") == {"a": 1}
         assert store.get_xcom("example_dag", "manual__seed", "upstream", "mapped", 2) == [1, "two"]
         run = store.get_dag_run("example_dag", "manual__shared")
@@ -236,9 +236,9 @@ class TestSeeding:
         fixtures = load_fixtures(write(tmp_path, FULL))
         store.seed(fixtures)
         store.seed(fixtures)
-        assert len(store._all("SELECT * FROM xcoms")) == 2
-        assert len(store._all("SELECT * FROM variables")) == 6
-        assert len(store._all("SELECT * FROM dag_runs")) == 1
+        assert len(store.db.all("SELECT * FROM xcoms")) == 2
+        assert len(store.db.all("SELECT * FROM variables")) == 6
+        assert len(store.db.all("SELECT * FROM dag_runs")) == 1
 
     def test_task_writes_survive_a_reseed_of_unchanged_fixtures(self, tmp_path: Path):
         """An XCom or variable a task overwrote keeps the task's value when the fixture is
@@ -246,7 +246,7 @@ class TestSeeding:
         store = StubStore(tmp_path / "s.sqlite")
         store.seed(load_fixtures(write(tmp_path, FULL)))
         store.set_variable("peer_var", "set-by-task")
-        store.set_xcom(
+        store.xcoms.set(
             "example_dag",
             "manual__seed",
             "upstream",
@@ -256,10 +256,10 @@ class TestSeeding:
             datetime.now(UTC),
         )
         store.seed(load_fixtures(write(tmp_path, FULL)))
-        assert store.get_variable("peer_var") == "set-by-task"
+        assert store.variables.get("peer_var") == "set-by-task"
         assert store.get_xcom("example_dag", "manual__seed", "upstream", "return_value") == {"b": 2}
         store.seed(load_fixtures(write(tmp_path, FULL.replace("hello-from-var", "edited"))))
-        assert store.get_variable("peer_var") == "edited"
+        assert store.variables.get("peer_var") == "edited"
 
     def test_dag_run_defaults_apply_to_runs_created_later(self, tmp_path: Path):
         """prepare_task_instance uses the fixture's default run id, conf and logical date."""

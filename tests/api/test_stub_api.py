@@ -375,9 +375,9 @@ class TestRun:
         """xcom_keys_to_clear lists this task's XComs in the run; should_retry follows max_tries."""
         state.prepare_task_instance("example_dag", "t", run_id="r")
         now = datetime.now(UTC)
-        state.set_xcom("example_dag", "r", "t", "return_value", "1", -1, now)
-        state.set_xcom("example_dag", "r", "t", "extra", "2", -1, now)
-        state.set_xcom("example_dag", "r", "other", "not_mine", "3", -1, now)
+        state.xcoms.set("example_dag", "r", "t", "return_value", "1", -1, now)
+        state.xcoms.set("example_dag", "r", "t", "extra", "2", -1, now)
+        state.xcoms.set("example_dag", "r", "other", "not_mine", "3", -1, now)
         ctx = Started(state, client, tokens, run_id="r", max_tries=1).context
         assert sorted(ctx["xcom_keys_to_clear"]) == ["extra", "return_value"]
         assert (ctx["max_tries"], ctx["should_retry"]) == (1, True)
@@ -408,7 +408,7 @@ class TestRun:
     ):
         """A TI in restarting may start, and then should_retry is true whatever max_tries says."""
         record = state.prepare_task_instance("example_dag", "t")
-        state.update_ti(record.id, state="restarting")
+        state.tis.update(record.id, state="restarting")
         r = client.patch(
             f"task-instances/{record.id}/run",
             json=RUN_BODY,
@@ -493,7 +493,7 @@ class TestHeartbeat:
         self, state: StubStore, client: httpx.Client, started: Started
     ):
         """A heartbeat from the host and pid that started the TI answers 204 with no body."""
-        state.update_ti(started.id, last_heartbeat_at=None)
+        state.tis.update(started.id, last_heartbeat_at=None)
         r = client.put(
             f"task-instances/{started.id}/heartbeat",
             json={"hostname": "h1", "pid": 100},
@@ -808,11 +808,11 @@ class TestState:
         )
         assert r.status_code == 204
         assert state.get_ti(started.id) is None
-        [live] = state.list_task_instances("example_dag", "run1")
+        [live] = state.tis.list_all("example_dag", "run1")
         assert live["id"] != started.id
         assert (live["state"], live["try_number"]) == ("up_for_retry", 1)
         assert len(live["retry_reason"]) == 500
-        [archived] = state.list_history(started.id)
+        [archived] = state.tis.history(started.id)
         assert (archived["try_number"], archived["state"]) == (1, "failed")
         hb = client.put(
             f"task-instances/{started.id}/heartbeat",
@@ -917,7 +917,7 @@ class TestTaskInstanceExtras:
         )
         assert r.status_code == 201
         assert r.json() == {"message": "Rendered task instance fields successfully set"}
-        assert state.get_rtif(started.id) == {"op_args": "[]"}
+        assert state.tis.get_rtif(started.id) == {"op_args": "[]"}
 
     def test_rtif_for_archived_try_is_410_and_unknown_is_404(
         self, state: StubStore, client: httpx.Client, tokens: TokenIssuer, started: Started
@@ -972,7 +972,7 @@ class TestTaskInstanceExtras:
         """Listed TIs are skipped unless running, success or failed; absent ones are created."""
         queued = state.prepare_task_instance("example_dag", "queued_one", run_id="run1")
         done = state.prepare_task_instance("example_dag", "done_one", run_id="run1")
-        state.update_ti(done.id, state="success")
+        state.tis.update(done.id, state="success")
         r = client.patch(
             f"task-instances/{started.id}/skip-downstream",
             json={"tasks": ["queued_one", "done_one", ["mapped", 3], "t"]},
@@ -981,7 +981,7 @@ class TestTaskInstanceExtras:
         assert (r.status_code, r.content) == (204, b"")
         states = {
             (ti["task_id"], ti["map_index"]): ti["state"]
-            for ti in state.list_task_instances("example_dag", "run1")
+            for ti in state.tis.list_all("example_dag", "run1")
         }
         assert states == {
             ("t", -1): "running",
@@ -1053,7 +1053,7 @@ class TestVariables:
         )
         assert (r.status_code, r.json()) == (201, {"message": "Variable successfully set"})
         assert client.get("variables/new_var", headers=started.headers).json()["value"] == "v1"
-        row = state._one("SELECT description FROM variables WHERE key = 'new_var'")
+        row = state.db.one("SELECT description FROM variables WHERE key = 'new_var'")
         assert row["description"] == "d"
         r = client.delete("variables/new_var", headers=started.headers)
         assert (r.status_code, r.content) == (204, b"")
@@ -1214,7 +1214,7 @@ class TestXComs:
         record = state.prepare_task_instance("example_dag", "t", run_id="r")
         values = [f"v{i}" for i in range(5)]
         for i, v in enumerate(values):
-            state.set_xcom("example_dag", "r", "t", "k", json.dumps(v), i, datetime.now(UTC))
+            state.xcoms.set("example_dag", "r", "t", "k", json.dumps(v), i, datetime.now(UTC))
         client = httpx.Client(base_url=BASE, transport=StubTransport(state, tokens=tokens))
         headers = bearer(tokens.issue(record.id, "execution"))
         bound = st.one_of(st.none(), st.integers(-7, 7))
@@ -1239,7 +1239,7 @@ class TestXComs:
         old = datetime(2025, 1, 1, tzinfo=UTC)
         state.prepare_task_instance("example_dag", "t", run_id="early", logical_date=old)
         record = state.prepare_task_instance("example_dag", "t", run_id="late")
-        state.set_xcom("example_dag", "early", "t", "k", '"from-early"', -1, old)
+        state.xcoms.set("example_dag", "early", "t", "k", '"from-early"', -1, old)
         headers = bearer(tokens.issue(record.id, "execution"))
         url = "xcoms/example_dag/late/t/k"
         assert client.get(url, headers=headers).status_code == 404
@@ -1280,7 +1280,7 @@ class TestStore:
         assert nxt.id != started.id
         assert (nxt.try_number, nxt.state) == (2, "queued")
         assert uuid.UUID(nxt.id) > uuid.UUID(started.id)  # time-ordered ids
-        [old] = state.list_history(started.id)
+        [old] = state.tis.history(started.id)
         assert (old["try_number"], old["state"]) == (1, "success")
         ti = state.get_ti(nxt.id)
         assert (ti["hostname"], ti["pid"]) == (None, None)
@@ -1289,7 +1289,7 @@ class TestStore:
         """A TI left running by a crash is archived as failed when the next try is prepared."""
         nxt = state.prepare_task_instance("example_dag", "t", run_id="run1")
         assert nxt.try_number == 2
-        assert state.list_history(started.id)[0]["state"] == "failed"
+        assert state.tis.history(started.id)[0]["state"] == "failed"
 
     def test_try_number_can_be_forced(self, state: StubStore):
         """The try_number argument sets the try of the prepared TI."""
@@ -1300,8 +1300,8 @@ class TestStore:
         state.prepare_task_instance("example_dag", "a", run_id="r1")
         state.prepare_task_instance("example_dag", "b", run_id="r2")
         state.prepare_task_instance("other_dag", "c", run_id="r1")
-        assert [t["task_id"] for t in state.list_task_instances("example_dag")] == ["a", "b"]
-        assert [t["task_id"] for t in state.list_task_instances(run_id="r1")] == ["a", "c"]
+        assert [t["task_id"] for t in state.tis.list_all("example_dag")] == ["a", "b"]
+        assert [t["task_id"] for t in state.tis.list_all(run_id="r1")] == ["a", "c"]
 
     def test_state_file_is_private_and_its_folder_created(self, tmp_path: Path):
         """A new state file is created with mode 0600, parent folders included."""
@@ -1336,8 +1336,8 @@ class TestStore:
         """The file records its schema version; a file from a newer version is refused."""
         path = tmp_path / "state.sqlite"
         store = StubStore(path)
-        assert store._one("SELECT version FROM schema_version")[0] == 1
-        store._db.execute("UPDATE schema_version SET version = 99")
+        assert store.db.one("SELECT version FROM schema_version")[0] == 1
+        store.db.conn.execute("UPDATE schema_version SET version = 99")
         store.close()
         with pytest.raises(RuntimeError, match="schema version 99"):
             StubStore(path)
@@ -1451,7 +1451,10 @@ class TestAsync:
         transport = StubTransport(state, tokens=tokens)
         async with httpx.AsyncClient(base_url=BASE, transport=transport) as http:
             api = ExecutionAPIClient(
-                http, token=tokens.issue(record.id, "workload"), retry=RetryPolicy(attempts=1)
+                http,
+                in_process=transport,
+                token=tokens.issue(record.id, "workload"),
+                retry=RetryPolicy(attempts=1),
             )
             await api.request("PATCH", f"task-instances/{record.id}/run", json_body=RUN_BODY)
             assert tokens.validate(api.token)["scope"] == "execution"

@@ -256,24 +256,24 @@ class TestFixtureSections:
     def test_reseeding_events_and_runs_never_duplicates(self, store: StubStore, tmp_path: Path):
         """Seeding the same fixtures again adds no event, run or task instance."""
         counts = [
-            len(store._all(f"SELECT * FROM {t}"))
+            len(store.db.all(f"SELECT * FROM {t}"))
             for t in ("asset_events", "dag_runs", "task_instances", "assets")
         ]
         store.seed(load_fixtures(write(tmp_path, FIXTURES)))
         assert counts == [
-            len(store._all(f"SELECT * FROM {t}"))
+            len(store.db.all(f"SELECT * FROM {t}"))
             for t in ("asset_events", "dag_runs", "task_instances", "assets")
         ]
-        assert counts == [2, 2, 4, 3]
+        assert counts == [2, 2, 4, 4]  # the assets: 3 declared, 1 a task's outlet
 
     def test_shipped_example_seeds_every_section(self, tmp_path: Path):
         """examples/fixtures.toml loads and seeds DAGs, assets, aliases, events and runs."""
         s = StubStore(tmp_path / "s.sqlite")
         s.seed(load_fixtures(ROOT / "examples" / "fixtures.toml"))
-        assert s.get_dag("requests_dag")["owners"] == "data-team"
-        assert s.get_asset(name="tour_asset")["uri"] == "s3://supervisor-sim/tour"
-        assert s.assets_by_alias("tour_alias")[0]["name"] == "tour_asset"
-        assert len(s.asset_events(name="tour_asset")) == 1
+        assert s.dags.get("requests_dag")["owners"] == "data-team"
+        assert s.assets.get(name="tour_asset")["uri"] == "s3://supervisor-sim/tour"
+        assert s.assets.by_alias("tour_alias")[0]["name"] == "tour_asset"
+        assert len(s.assets.events(name="tour_asset")) == 1
         assert s.get_dag_run("example_dag", "scheduled__2025-12-31")["state"] == "success"
         s.close()
 
@@ -377,7 +377,7 @@ class TestDagRuns:
         assert r.status_code == 204
         run = store.get_dag_run("d", "old1")
         assert (run["state"], run["clear_number"], run["end_date"]) == ("queued", 1, None)
-        states = {t["state"] for t in store.find_task_instances("d", run_ids=["old1"])}
+        states = {t["state"] for t in store.tis.find("d", run_ids=["old1"])}
         assert states == {None}
         r = client.post("dag-runs/d/gone/clear", headers=started.headers)
         assert (r.status_code, detail(r)["message"]) == (
@@ -520,7 +520,7 @@ class TestTaskInstanceQueries:
         url = f"task-reschedules/{started.id}/start_date"
         assert client.get(url, params={"try_number": 1}, headers=started.headers).json() is None
         when = datetime(2026, 1, 1, 8, tzinfo=UTC)
-        store.reschedule_ti(
+        store.tis.reschedule(
             started.id,
             try_number=1,
             start=when,
@@ -543,15 +543,13 @@ class TestTaskInstanceQueries:
     def test_validate_inlets_and_outlets_lists_inactive_declared_assets(
         self, client: httpx.Client, started: Started
     ):
-        """validate-inlets-and-outlets names the task's declared assets that are not active."""
+        """validate-inlets-and-outlets names the task's declared assets that are not active:
+        one declared inactive under [assets]; an outlet declared only on the task is active."""
         r = client.get(
             f"task-instances/{started.id}/validate-inlets-and-outlets", headers=started.headers
         )
         assert r.json() == {
-            "inactive_assets": [
-                {"name": "ghost", "uri": "s3://ghost", "type": "Asset"},
-                {"name": "retired", "uri": "s3://bucket/retired", "type": "Asset"},
-            ]
+            "inactive_assets": [{"name": "retired", "uri": "s3://bucket/retired", "type": "Asset"}]
         }
 
 
@@ -644,14 +642,14 @@ class TestAssets:
             f"task-instances/{started.id}/state", json=payload, headers=started.headers
         )
         assert r.status_code == 204
-        orders = store.asset_events(name="orders", after=datetime(2026, 1, 3, tzinfo=UTC))
+        orders = store.assets.events(name="orders", after=datetime(2026, 1, 3, tzinfo=UTC))
         assert [(e["extra"], e["partition_key"]) for e in orders[-2:]] == [
             ({"x": 1}, None),
             ({"x": 2}, "pk"),
         ]
         assert orders[-1]["source_task_id"] == "t" and orders[-1]["source_run_id"] == "cur"
-        assert [e["extra"] for e in store.asset_events(name="plain")] == [{}]
-        assert store.asset_events(name="retired", uri="s3://bucket/retired") == []
+        assert [e["extra"] for e in store.assets.events(name="plain")] == [{}]
+        assert store.assets.events(name="retired", uri="s3://bucket/retired") == []
 
     def test_alias_outlet_event_creates_an_inactive_asset_linked_to_the_alias(
         self, client: httpx.Client, started: Started, store: StubStore
@@ -675,9 +673,9 @@ class TestAssets:
             f"task-instances/{started.id}/state", json=payload, headers=started.headers
         )
         assert r.status_code == 204
-        assert store.get_asset(name="made") is None  # not active
-        assert [a["name"] for a in store.assets_by_alias("dyn")] == ["made"]
-        assert [e["extra"] for e in store.asset_events(alias_name="dyn")] == [{"e": 1}]
+        assert store.assets.get(name="made") is None  # not active
+        assert [a["name"] for a in store.assets.by_alias("dyn")] == ["made"]
+        assert [e["extra"] for e in store.assets.events(alias_name="dyn")] == [{"e": 1}]
 
     def test_unknown_asset_outlet_is_registered_first(
         self, client: httpx.Client, started: Started, store: StubStore
@@ -691,8 +689,8 @@ class TestAssets:
             "outlet_events": [],
         }
         client.patch(f"task-instances/{started.id}/state", json=payload, headers=started.headers)
-        assert store.get_asset(name="new")["group"] == "asset"
-        assert len(store.asset_events(name="new")) == 1
+        assert store.assets.get(name="new")["group"] == "asset"
+        assert len(store.assets.events(name="new")) == 1
 
 
 # -- state stores and HITL ---------------------------------------------------------------------

@@ -238,15 +238,16 @@ async def wired(tmp_path: Path):
     store = StubStore()
     store.seed(load_fixtures(path))
     record = store.prepare_task_instance(DAG, "t", run_id=RUN)
-    asset_id = store.get_asset(name=ASSET["name"])["id"]
-    store.set_asset_state(asset_id, "seeded", '"v"', NOW)
-    store.set_task_state((DAG, RUN, "t", -1), "seeded", '{"page": 1}', None, NOW)
-    store.set_xcom(DAG, RUN, "up", "return_value", "[1,2,3]", 0, NOW)
+    asset_id = store.assets.get(name=ASSET["name"])["id"]
+    store.state_stores.set_asset(asset_id, "seeded", '"v"', NOW)
+    store.state_stores.set_task((DAG, RUN, "t", -1), "seeded", '{"page": 1}', None, NOW)
+    store.xcoms.set(DAG, RUN, "up", "return_value", "[1,2,3]", 0, NOW)
     tokens = TokenIssuer()
     transport = StubTransport(store, tokens=tokens)
     async with httpx.AsyncClient(base_url=BASE, transport=transport) as http:
         api = ExecutionAPIClient(
             http,
+            in_process=transport,
             token=tokens.issue(record.id, scope="workload"),
             retry=RetryPolicy(attempts=1, timeout=5),
         )

@@ -438,7 +438,7 @@ def test_the_launch_happens_before_trio_httpx_and_the_layers_are_imported(tmp_pa
     heavy = ("trio", "httpx", "supervisor_sim.runner._supervise")
     heavy += ("supervisor_sim.supervision._session",)
     # The api package itself loads its modules lazily; none of the heavy ones may be loaded.
-    heavy += ("supervisor_sim.api._client", "supervisor_sim.api._stub", "supervisor_sim.api._store")
+    heavy += ("supervisor_sim.api._client", "supervisor_sim.api.stub", "supervisor_sim.api.store")
     assert [m for m in heavy if m in seen["modules"]] == []
     # The fixtures were validated first, with the fixtures module alone.
     assert "supervisor_sim.api._fixtures" in seen["modules"]
