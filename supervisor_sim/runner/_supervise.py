@@ -113,9 +113,11 @@ async def supervise(
     session_factory: SessionFactory | None = None,
     forward_signals: bool = True,
     launch: Launch | None = None,
+    in_process: httpx.AsyncBaseTransport | None = None,
 ) -> TaskOutcome:
     """Run one session with signal forwarding and (optionally) a transcript of it; ``http`` is
-    closed when it ends.
+    closed when it ends. ``in_process``: the transport behind ``http`` when it answers inside
+    this process (the stub), for the client to call directly (``ExecutionAPIClient``).
 
     ``session_factory``: builds the session from the client (default: a ``TaskSession`` of
     ``spec``, which must then be a ``TaskSpec``). ``launch``: the runtime already started for
@@ -124,6 +126,7 @@ async def supervise(
     async with http:
         api = ExecutionAPIClient(
             http,
+            in_process=in_process,
             token=token,
             retry=retry or RetryPolicy(),
             api_version=api_version,
