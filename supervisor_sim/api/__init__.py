@@ -2,8 +2,9 @@
 
 ``ExecutionAPIClient`` speaks Airflow's HTTP semantics; ``StubTransport`` (``api.stub``) over a
 ``StubStore`` (``api.store``) is the embedded, SQLite-backed stand-in for Airflow's API server,
-which the client calls in-process when given it as ``in_process`` (``stub_client`` does both);
-a real server is just the default httpx transport with a base URL (``real_api_client``).
+which the client calls in-process when it is given as ``in_process`` or its HTTP client is an
+``InProcessClient`` (``stub_http``, ``stub_client``); a real server is just the default httpx
+transport with a base URL (``real_api_client``).
 
 The names below load their module on first use (PEP 562): ``run-task`` reads its fixtures file
 (``_fixtures``, standard library only) before httpx and trio are imported, so the runtime it
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
         APIStatusError as APIStatusError,
         Exchange as Exchange,
         ExecutionAPIClient as ExecutionAPIClient,
+        InProcessClient as InProcessClient,
         LeanServer as LeanServer,
         RetryPolicy as RetryPolicy,
         ServerResponseError as ServerResponseError,
@@ -56,6 +58,7 @@ _MODULES = {
     "Fault": "stub",
     "FixtureError": "_fixtures",
     "Fixtures": "_fixtures",
+    "InProcessClient": "_client",
     "LeanServer": "_client",
     "RetryPolicy": "_client",
     "STUB_BASE_URL": "_stub_client",

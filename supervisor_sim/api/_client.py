@@ -26,6 +26,7 @@ __all__ = [
     "APIStatusError",
     "Exchange",
     "ExecutionAPIClient",
+    "InProcessClient",
     "LeanServer",
     "RetryPolicy",
     "ServerResponseError",
@@ -161,16 +162,26 @@ class LeanServer(Protocol):
     ) -> ServedReply: ...
 
 
+class InProcessClient(httpx.AsyncClient):
+    """An ``httpx.AsyncClient`` whose transport answers inside this process (the stub, a
+    transcript replay), and says so: ``in_process`` is that transport, which an
+    ``ExecutionAPIClient`` on this client calls directly."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport, *, base_url: str) -> None:
+        super().__init__(base_url=base_url, transport=transport)
+        self.in_process = transport
+
+
 class ExecutionAPIClient:
     """Calls the Execution API as Airflow's supervisor does; one per task session.
 
-    ``http`` carries the base URL (and, for a real server, the connection pool). Give
-    ``in_process`` the transport behind ``http`` when that transport answers inside this
-    process (the stub, a transcript replay): the client then calls it directly, since
-    AsyncClient's machinery (URL merging, cookies, auth, redirects, hooks) costs more than the
-    stub itself and none of it applies to a transport that never touches a network. A
-    ``LeanServer`` (the stub) is called without any httpx objects at all. ``stub_client``
-    builds such a client over a ``StubStore``.
+    ``http`` carries the base URL (and, for a real server, the connection pool). ``in_process``
+    is the transport behind ``http`` when that transport answers inside this process (the stub,
+    a transcript replay; by default the one an ``InProcessClient`` declares): the client then
+    calls it directly, since AsyncClient's machinery (URL merging, cookies, auth, redirects,
+    hooks) costs more than the stub itself and none of it applies to a transport that never
+    touches a network. A ``LeanServer`` (the stub) is called without any httpx objects at all.
+    ``stub_client`` builds such a client over a ``StubStore``.
     """
 
     def __init__(
@@ -184,6 +195,8 @@ class ExecutionAPIClient:
         on_exchange: Callable[[Exchange], None] | None = None,
         user_agent: str = "supervisor-sim",
     ) -> None:
+        if in_process is None and isinstance(http, InProcessClient):
+            in_process = http.in_process
         self.http = http
         self.in_process = in_process
         self.token = token

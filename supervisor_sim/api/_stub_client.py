@@ -6,9 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import httpx
-
-from ._client import ExecutionAPIClient
+from ._client import ExecutionAPIClient, InProcessClient
 from ._tokens import TokenIssuer
 from .store import StubStore
 from .stub import StubTransport
@@ -19,10 +17,10 @@ __all__ = ["STUB_BASE_URL", "stub_client", "stub_http"]
 STUB_BASE_URL = "http://stub.invalid/execution/"
 
 
-def stub_http(transport: StubTransport) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` over ``transport`` at ``STUB_BASE_URL``; hand ``transport`` to
-    ``ExecutionAPIClient`` too (``in_process=``) for the in-process path."""
-    return httpx.AsyncClient(base_url=STUB_BASE_URL, transport=transport)
+def stub_http(transport: StubTransport) -> InProcessClient:
+    """An HTTP client on ``transport`` at ``STUB_BASE_URL``, declaring it in-process (an
+    ``ExecutionAPIClient`` on it calls the stub directly)."""
+    return InProcessClient(transport, base_url=STUB_BASE_URL)
 
 
 def stub_client(
