@@ -332,7 +332,12 @@ async def _replay(
             nursery.cancel_scope.cancel()
     if timed_out:
         matcher.timed_out(bound)
-    matcher.finish(why=outcome.error, unmatched=transport.unmatched)
+    matcher.finish(
+        why=outcome.error,
+        unmatched=transport.unmatched,
+        final_state=outcome.final_state,
+        recorded_state=(t.footer or {}).get("final_state"),
+    )
     return outcome, matcher.divergences
 
 

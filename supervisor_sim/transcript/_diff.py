@@ -2,9 +2,10 @@
 
 Frames are grouped into exchanges (a frame the runtime sent with the replies the supervisor sent
 to its id; a frame the supervisor sent unasked, such as StartupDetails, alone) and the two
-sequences of exchanges are aligned by their (direction, type), as ``difflib`` aligns lines: a
-request one runtime made and the other did not is one difference, and the exchanges after it are
-still compared with their counterparts. Aligned exchanges are compared field by field after
+sequences of exchanges are aligned as ``difflib`` aligns lines, by (direction, type, normalised
+request) and then, where those differ, by (direction, type): a request one runtime made and the
+other did not is one difference, and the exchanges after it are still compared with their
+counterparts. Aligned exchanges are compared field by field after
 normalising volatile values (timestamps, ids, pids). HTTP calls are compared as the multiset of
 ``METHOD path -> status`` with heartbeats left out; then the final states.
 """
@@ -91,6 +92,9 @@ class _Exchange:
     #: The HTTP calls the runtime's frame caused (``METHOD path -> status``).
     http: list[str] = field(default_factory=list)
 
+    #: The runtime's request as normalised JSON ("" for a frame the supervisor sent unasked).
+    content: str = ""
+
     @property
     def key(self) -> tuple[str, str]:
         return (self.first.record["dir"], self.first.type)
@@ -103,12 +107,14 @@ def _exchanges(t: Transcript) -> tuple[list[_Exchange], list[str]]:
     waiting: dict[Any, _Exchange] = {}  # frame id -> the runtime's request not yet answered
     by_seq: dict[int, _Exchange] = {}
     counts = {"in": 0, "out": 0}
+    subs = run_substitutions(t.header)
     for r in t.frames():
         direction = r["dir"]
         frame = _Frame(r, counts[direction])
         counts[direction] += 1
         if direction == "in":
-            exchange = _Exchange(frame)
+            content = json.dumps(normalise(frame_body(r), subs=subs), sort_keys=True, default=str)
+            exchange = _Exchange(frame, content=content)
             waiting[r.get("id")] = exchange
             by_seq[r["seq"]] = exchange
             out.append(exchange)
@@ -117,7 +123,6 @@ def _exchanges(t: Transcript) -> tuple[list[_Exchange], list[str]]:
         else:
             out.append(_Exchange(frame))
     unasked: list[str] = []
-    subs = run_substitutions(t.header)
     for r in t.http():
         if r["path"].endswith("/heartbeat"):
             continue
@@ -162,21 +167,68 @@ def _value_diffs(a: Any, b: Any, path: str) -> list[tuple[str, Any, Any]]:
     return [] if a == b else [(path, a, b)]
 
 
+#: Above this many pairs of differing exchanges, aligning them (quadratic in the worst case, as
+#: when every request is the same) gives way to pairing them by position.
+_ALIGN_LIMIT = 4_000_000
+
+_Opcode = tuple[str, int, int, int, int]
+
+
+def _opcodes(a: list[Any], b: list[Any]) -> list[_Opcode]:
+    """``SequenceMatcher.get_opcodes`` for ``a`` and ``b``, the common head and tail taken off
+    first (two runs of one task usually share nearly everything), the rest aligned only when it
+    is small enough."""
+    head = 0
+    while head < len(a) and head < len(b) and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < len(a) - head and tail < len(b) - head and a[-1 - tail] == b[-1 - tail]:
+        tail += 1
+    ea, eb = len(a) - tail, len(b) - tail
+    out: list[_Opcode] = [("equal", 0, head, 0, head)] if head else []
+    if ea > head or eb > head:
+        if (ea - head) * (eb - head) <= _ALIGN_LIMIT:
+            matcher = SequenceMatcher(None, a[head:ea], b[head:eb], autojunk=False)
+            out += [
+                (op, i1 + head, i2 + head, j1 + head, j2 + head)
+                for op, i1, i2, j1, j2 in matcher.get_opcodes()
+            ]
+        else:
+            out.append(("replace", head, ea, head, eb))
+    if tail:
+        out.append(("equal", ea, len(a), eb, len(b)))
+    return out
+
+
 class _Differ:
     def __init__(self, a: Transcript, b: Transcript) -> None:
         self.subs = (run_substitutions(a.header), run_substitutions(b.header))
         self.out: list[Difference] = []
 
     def frames(self, ea: list[_Exchange], eb: list[_Exchange]) -> None:
-        matcher = SequenceMatcher(None, [e.key for e in ea], [e.key for e in eb], autojunk=False)
-        for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        """Align by type and content first, so that a request one side lacks cannot shift its
+        neighbours onto each other; what differs in content is then aligned by type alone."""
+        keys_a = [(*e.key, e.content) for e in ea]
+        keys_b = [(*e.key, e.content) for e in eb]
+        for op, i1, i2, j1, j2 in _opcodes(keys_a, keys_b):
+            if op == "equal":
+                for x, y in zip(ea[i1:i2], eb[j1:j2], strict=True):
+                    self.exchange(x, y)
+            else:
+                self.by_type(ea[i1:i2], eb[j1:j2])
+
+    def by_type(self, ea: list[_Exchange], eb: list[_Exchange]) -> None:
+        for op, i1, i2, j1, j2 in _opcodes([e.key for e in ea], [e.key for e in eb]):
             if op == "equal":
                 for x, y in zip(ea[i1:i2], eb[j1:j2], strict=True):
                     self.exchange(x, y)
                 continue
             paired = min(i2 - i1, j2 - j1) if op == "replace" else 0
             for x, y in zip(ea[i1 : i1 + paired], eb[j1 : j1 + paired], strict=True):
-                self.retyped(x.first, y.first)
+                if x.key == y.key:  # paired by position: too many to align
+                    self.exchange(x, y)
+                else:
+                    self.retyped(x.first, y.first)
             for x in ea[i1 + paired : i2]:
                 self.alone(x, "a")
             for y in eb[j1 + paired : j2]:

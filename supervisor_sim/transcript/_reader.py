@@ -98,8 +98,6 @@ def read_transcript(path: str | os.PathLike[str]) -> Transcript:
                 transcript.problems.append(
                     "footer digest does not match the records: the file was edited or damaged"
                 )
-        elif kind == "header":
-            raise TranscriptError(f"{p}: line {number}: a second header")
         else:
             records.append(record)
     if transcript is None:

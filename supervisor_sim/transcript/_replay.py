@@ -109,7 +109,8 @@ class Divergence:
     index: int  # position among the runtime's frames (0-based)
     #: "frame" (another frame than the recorded one), "extra-frame" (more frames than recorded),
     #: "missing-frame" (the runtime ended before sending them all), "timeout" (it was still
-    #: running when the replay's time was up), "http" (an API request the recording lacks).
+    #: running when the replay's time was up), "http" (an API request the recording lacks),
+    #: "final-state" (the run ended in another state than the recorded one).
     kind: str
     message: str
     differences: list[str] = field(default_factory=list)
@@ -212,10 +213,18 @@ class FrameMatcher:
             )
         )
 
-    def finish(self, *, why: str | None = None, unmatched: Sequence[str] = ()) -> None:
+    def finish(
+        self,
+        *,
+        why: str | None = None,
+        unmatched: Sequence[str] = (),
+        final_state: str | None = None,
+        recorded_state: str | None = None,
+    ) -> None:
         """Call after the session: recorded frames the runtime never sent are a divergence
         (``why``: the session's own account of how it ended), and so is each API request the
-        recording could not answer (``unmatched``)."""
+        recording could not answer (``unmatched``), and another final state than the recorded
+        one (``recorded_state``: None when the recording has none, a truncated one)."""
         if self.position < len(self.recorded) and not self.stopped:
             missing = self.recorded[self.position]
             ended = f" ({why})" if why else ""
@@ -239,6 +248,15 @@ class FrameMatcher:
                     self.position,
                     "http",
                     f"the supervisor sent {request}, which the recording does not hold",
+                )
+            )
+        if recorded_state is not None and final_state != recorded_state and not self.stopped:
+            self._diverge(
+                Divergence(
+                    self.position,
+                    "final-state",
+                    f"the run ended in state {final_state}, the recorded one in {recorded_state}"
+                    + (f" ({why})" if why else ""),
                 )
             )
 

@@ -167,6 +167,8 @@ def problem(record: Any, raw: bytes) -> str | None:
         return f'"record" must be a string, not {_shown(kind)}'
     if kind == "footer":
         return _fields(record, _FOOTER, "footer: ")
+    if kind == "header":
+        return "a second header"
     required = _REQUIRED.get(kind, _REQUIRED_ALWAYS)
     if not required <= record.keys():
         missing = next(name for name in _ORDER if name in required and name not in record)

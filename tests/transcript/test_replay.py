@@ -102,5 +102,24 @@ def test_replay_of_a_truncated_transcript_still_runs(tmp_path: Path):
     short.write_text("".join(lines[: cut + 1]))
     proc = cli("replay", str(short), "--json", cwd=tmp_path)
     result = json.loads(proc.stdout)
-    # The recording stops before the runtime's first request, so that request diverges.
-    assert result["divergences"] and result["divergences"][0]["kind"] == "extra-frame"
+    # The recording stops before the runtime's first request, so that request diverges: once,
+    # the replay stopping there (not once more per frame the runtime sends while it is stopped).
+    assert [d["kind"] for d in result["divergences"]] == ["extra-frame"]
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.count("aborting: replay diverged") == 1, proc.stderr
+    assert proc.stderr.count("divergence at runtime frame") == 1, proc.stderr
+
+
+def test_a_runtime_that_stops_early_is_reported_after_the_session_ended(tmp_path: Path):
+    """A runtime sending nothing diverges only once the session is over, when there is no
+    session left to stop: the replay reports it and exits 1 (it used to crash with
+    "Nursery is closed to new arrivals")."""
+    _, recorded, _ = run_task_json("hello", tmp_path)
+    runtime = f"{sys.executable} {ROOT / 'runtimes/broken/no_terminal.py'}"
+    proc = cli("replay", "--runtime", runtime, recorded["transcript"], cwd=tmp_path)
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.returncode == 1
+    assert "the runtime stopped after 0 frames; the recording continues with SucceedTask" in (
+        proc.stderr
+    )
+    assert "DIVERGED (1)" in proc.stderr

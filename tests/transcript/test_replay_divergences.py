@@ -1,0 +1,173 @@
+"""Replay against a runtime that behaves differently, one way per test: never a crash.
+
+A scripted runtime (tests/children/scripted.py) is recorded doing three requests; each test
+replays that transcript with the same runtime told to do something else, through the real
+command line, and checks that the divergence is reported once, of the right kind, with exit 1.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _cli import ROOT, cli, run_task_json
+
+SCRIPTED = shlex.join([sys.executable, str(ROOT / "tests" / "children" / "scripted.py")])
+GET_VAR = {"send": {"type": "GetVariable", "key": "peer_var"}}
+GET_CONN = {"send": {"type": "GetConnection", "conn_id": "peer_conn"}}
+SUCCEED = {
+    "send": {
+        "type": "SucceedTask",
+        "state": "success",
+        "end_date": "$now",
+        "task_outlets": [],
+        "outlet_events": [],
+    }
+}
+RECORDED = [GET_VAR, GET_CONN, SUCCEED]
+
+
+def _steps(steps: list[dict[str, Any]]) -> dict[str, str]:
+    return {"SCRIPTED_STEPS": json.dumps(steps)}
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("divergences")
+    _, result, _ = run_task_json("hello", tmp, "--runtime", SCRIPTED, env=_steps(RECORDED))
+    assert result["final_state"] == "success"
+    return Path(result["transcript"])
+
+
+def _replay(transcript: Path, steps: list[dict[str, Any]], *args: str, runtime: str = SCRIPTED):
+    proc = cli(
+        "replay",
+        str(transcript),
+        "--runtime",
+        runtime,
+        "--json",
+        *args,
+        cwd=transcript.parent,
+        env=_steps(steps),
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert lines, proc.stderr[-3000:]
+    return proc, json.loads(lines[-1])
+
+
+def _one(proc: Any, result: dict[str, Any], kind: str, index: int) -> dict[str, Any]:
+    """The replay diverged once, of ``kind`` at runtime frame ``index``, and said so once."""
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert result["matched"] is False
+    assert [(d["kind"], d["index"]) for d in result["divergences"]] == [(kind, index)]
+    assert proc.stderr.count("divergence at runtime frame") == 1, proc.stderr[-3000:]
+    assert proc.stderr.count("aborting: replay diverged") <= 1, proc.stderr[-3000:]
+    return result["divergences"][0]
+
+
+def test_the_same_behaviour_matches(recorded: Path):
+    """The recorded steps replay with no divergence (the baseline for the other tests)."""
+    proc, result = _replay(recorded, RECORDED)
+    assert proc.returncode == 0 and result["matched"], proc.stderr[-2000:]
+    assert result["final_state"] == "success"
+
+
+def test_an_extra_request_diverges_at_it(recorded: Path):
+    """A request the recording does not have, before the terminal one, is named at its frame."""
+    extra = {"send": {"type": "GetVariable", "key": "other_var"}}
+    proc, result = _replay(recorded, [GET_VAR, GET_CONN, extra, SUCCEED])
+    d = _one(proc, result, "frame", 2)
+    assert "recorded SucceedTask" in d["message"] and "now sent GetVariable" in d["message"]
+
+
+def test_a_request_past_the_recording_is_an_extra_frame(recorded: Path):
+    """A runtime that sends more frames than were recorded gets an extra-frame divergence."""
+    proc, result = _replay(recorded, [GET_VAR, GET_CONN, SUCCEED, GET_VAR])
+    d = _one(proc, result, "extra-frame", 3)
+    assert "recording has only 3 runtime frames" in d["message"]
+
+
+def test_a_missing_request_diverges_where_it_was(recorded: Path):
+    """Skipping the recorded GetConnection diverges at frame #1, naming both types."""
+    proc, result = _replay(recorded, [GET_VAR, SUCCEED])
+    d = _one(proc, result, "frame", 1)
+    assert "recorded GetConnection" in d["message"] and "now sent SucceedTask" in d["message"]
+
+
+def test_a_changed_body_names_the_field(recorded: Path):
+    """Another variable key is a frame divergence listing exactly that field."""
+    changed = {"send": {"type": "GetVariable", "key": "other_var"}}
+    proc, result = _replay(recorded, [changed, GET_CONN, SUCCEED])
+    d = _one(proc, result, "frame", 0)
+    assert d["differences"] == ["body.key: recorded 'peer_var', now 'other_var'"]
+
+
+def test_a_different_order_diverges_at_the_first_swapped_frame(recorded: Path):
+    """The same requests in another order diverge at the first one."""
+    proc, result = _replay(recorded, [GET_CONN, GET_VAR, SUCCEED])
+    d = _one(proc, result, "frame", 0)
+    assert "recorded GetVariable" in d["message"] and "now sent GetConnection" in d["message"]
+
+
+def test_a_runtime_that_exits_early_misses_the_rest(recorded: Path):
+    """A runtime exiting after its first request leaves the recorded frames missing."""
+    proc, result = _replay(recorded, [GET_VAR, {"exit": 0}])
+    d = _one(proc, result, "missing-frame", 1)
+    assert "stopped after 1 frames" in d["message"] and "GetConnection" in d["message"]
+
+
+def test_a_runtime_that_never_ends_is_stopped_by_the_timeout(recorded: Path):
+    """A runtime that hangs is stopped when --timeout runs out, and that is the divergence."""
+    proc, result = _replay(recorded, [GET_VAR, {"sleep": 120}], "--timeout", "1")
+    d = _one(proc, result, "timeout", 1)
+    assert "still running after 1s" in d["message"]
+    assert "sent 1 of 3 recorded frames" in d["message"]
+
+
+def test_a_runtime_that_crashes_at_start_is_a_divergence(recorded: Path):
+    """A runtime that dies before connecting sent none of the recorded frames."""
+    crash = shlex.join([sys.executable, "-c", "import sys; sys.exit(3)"])
+    proc, result = _replay(recorded, [], runtime=crash)
+    d = _one(proc, result, "missing-frame", 0)
+    assert "stopped after 0 frames" in d["message"] and "GetVariable" in d["message"]
+    assert "exited with 3 before connecting" in d["message"]
+    assert result["exit_code"] == 3
+    proc, result = _replay(recorded, [], "--keep-going", runtime=crash)
+    assert [d["kind"] for d in result["divergences"]] == ["missing-frame", "final-state"]
+    assert (
+        "the run ended in state None, the recorded one in success"
+        in (result["divergences"][1]["message"])
+    )
+
+
+def test_keep_going_also_reports_requests_the_recording_cannot_answer(recorded: Path):
+    """With --keep-going, the API call for a changed request is reported after the frame."""
+    changed = {"send": {"type": "GetVariable", "key": "other_var"}}
+    proc, result = _replay(recorded, [changed, GET_CONN, SUCCEED], "--keep-going")
+    assert proc.returncode == 1
+    kinds = [(d["kind"], d["index"]) for d in result["divergences"]]
+    assert kinds[0] == ("frame", 0)
+    assert ("http", 3) in kinds
+    http = next(d for d in result["divergences"] if d["kind"] == "http")
+    assert "GET /execution/variables/other_var" in http["message"]
+
+
+def test_the_text_report_prints_the_divergence_once(recorded: Path):
+    """Without --json the divergence and the verdict line are each printed once."""
+    proc = cli(
+        "replay",
+        str(recorded),
+        "--runtime",
+        SCRIPTED,
+        "-q",
+        cwd=recorded.parent,
+        env=_steps([GET_CONN, GET_VAR, SUCCEED]),
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.count("divergence at runtime frame #0") == 1, proc.stderr
+    assert proc.stderr.count("DIVERGED (1)") == 1, proc.stderr
