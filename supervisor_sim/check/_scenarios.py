@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import trio
 
 from ..api import (
@@ -25,6 +24,7 @@ from ..api import (
     StubStore,
     StubTransport,
     TokenIssuer,
+    stub_http,
     ti_wire,
 )
 from ..protocol import TERMINAL
@@ -261,9 +261,7 @@ async def run_scenario(
     try:
         store.seed(ctx.fixtures)
         tokens = TokenIssuer()
-        http = httpx.AsyncClient(
-            base_url="http://stub.invalid/execution/", transport=StubTransport(store, tokens=tokens)
-        )
+        http = stub_http(StubTransport(store, tokens=tokens))
         async with http:
             if spec.kind == "parse":
                 api = ExecutionAPIClient(
