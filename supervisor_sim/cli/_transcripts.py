@@ -302,7 +302,11 @@ async def _replay(
         # The recorded paths already include the base path, so requests are sent absolute.
         http.base_url = httpx.URL("http://replay.invalid" + _base_path(t))
         api = ExecutionAPIClient(
-            http, token="", retry=RetryPolicy(attempts=1), on_exchange=journal_exchanges(journal)
+            http,
+            in_process=transport,
+            token="",
+            retry=RetryPolicy(attempts=1),
+            on_exchange=journal_exchanges(journal),
         )
         session = TaskSession(spec, api, config=config, journal=journal)
         running = True
