@@ -30,7 +30,7 @@ import trio
 from supervisor_sim.api import ExecutionAPIClient, StubStore, StubTransport, TokenIssuer, ti_wire
 from supervisor_sim.runner import supervise
 from supervisor_sim.supervision import Journal, SupervisorConfig, TaskSession, journal_exchanges
-from supervisor_sim.testing import stub_client, stub_http, task_spec
+from supervisor_sim.testing import stub_transport, task_client, task_spec
 
 HERE = Path(__file__).resolve().parent
 CHILD = [sys.executable, str(HERE / "child.py")]
@@ -76,7 +76,7 @@ async def roundtrip(n: int, warmup: int, transcript: Path | None, out_dir: Path)
     store = new_store()
     record = store.prepare_task_instance("bench", "bench_task")
     tokens = TokenIssuer()
-    http = stub_http(store, tokens)
+    http = stub_transport(store, tokens)
     child_out = out_dir / f"child-{os.getpid()}.json"
     runtime = [*CHILD, "--n", str(n), "--warmup", str(warmup), "--out", str(child_out)]
     spec = task_spec(
@@ -141,29 +141,31 @@ async def many(
     outcomes: list[Any] = [None] * children
     stderr_tails: dict[int, list[str]] = {}
     results: list[Path] = []
-    async with stub_http(store, tokens) as http:
-        sessions = []
+    transport = stub_transport(store, tokens)
+    sessions = []
+    for i in range(children):
+        record = store.prepare_task_instance("bench", f"task_{i:04d}")
+        journal = Journal()
+        journal.sinks.append(_stderr_tail(stderr_tails, i))
+        api = task_client(transport, record, journal)
+        out = out_dir / f"many-{os.getpid()}-{i}.json"
+        results.append(out)
+        runtime = [*CHILD, "--n", str(n), "--warmup", "0", "--out", str(out)]
+        spec = task_spec(record, runtime, dag_rel_path="bench.py")
+        sessions.append(TaskSession(spec, api, config=config, journal=journal))
+
+    async def run_one(i: int) -> None:
+        outcomes[i] = await sessions[i].run()
+
+    cpu0 = cpu_s()
+    started = time.perf_counter()
+    async with trio.open_nursery() as nursery:
         for i in range(children):
-            record = store.prepare_task_instance("bench", f"task_{i:04d}")
-            journal = Journal()
-            journal.sinks.append(_stderr_tail(stderr_tails, i))
-            api = stub_client(http, record, journal, tokens=tokens)
-            out = out_dir / f"many-{os.getpid()}-{i}.json"
-            results.append(out)
-            runtime = [*CHILD, "--n", str(n), "--warmup", "0", "--out", str(out)]
-            spec = task_spec(record, runtime, dag_rel_path="bench.py")
-            sessions.append(TaskSession(spec, api, config=config, journal=journal))
-
-        async def run_one(i: int) -> None:
-            outcomes[i] = await sessions[i].run()
-
-        cpu0 = cpu_s()
-        started = time.perf_counter()
-        async with trio.open_nursery() as nursery:
-            for i in range(children):
-                nursery.start_soon(run_one, i)
-        wall = time.perf_counter() - started
-        cpu = cpu_s() - cpu0
+            nursery.start_soon(run_one, i)
+    wall = time.perf_counter() - started
+    cpu = cpu_s() - cpu0
+    for session in sessions:
+        await session.api.aclose()
     child_results = [read_child_result(p) for p in results]
     ok = [r for r in child_results if r]
     states: dict[str, int] = {}
@@ -259,7 +261,9 @@ async def stubapi(n: int) -> dict[str, Any]:
         await timed("httpx_client", bare_client)
 
         journal = Journal()
-        api = ExecutionAPIClient(http, token=token, on_exchange=journal_exchanges(journal))
+        api = ExecutionAPIClient(
+            http, in_process=transport, token=token, on_exchange=journal_exchanges(journal)
+        )
 
         async def api_client() -> None:
             await api.request("GET", f"variables/{VAR_KEY}")

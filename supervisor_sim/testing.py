@@ -15,9 +15,9 @@ one try::
     assert run.outcome.final_state == "success", run.outcome.error
     print(run.http("GET", "/variables/"))
 
-The pieces are public as well, for a caller that wires sessions its own way (many at once over
-one HTTP client, a session subclass): ``stub_store``, ``task_spec``, ``stub_http`` and
-``stub_client``. Signals are not forwarded and no transcript is written; a caller that wants one
+The pieces are public as well, for a caller that wires sessions its own way (many at once on
+one stub, a session with hooks): ``stub_store``, ``task_spec``, ``stub_transport`` and
+``task_client``. Signals are not forwarded and no transcript is written; a caller that wants one
 adds a ``supervisor_sim.transcript.TranscriptWriter`` to the journal in ``on_session``.
 """
 
@@ -40,6 +40,7 @@ from .api import (
     TaskInstanceRecord,
     TokenIssuer,
     load_fixtures,
+    stub_http,
     ti_wire,
 )
 from .supervision import (
@@ -53,17 +54,13 @@ from .supervision import (
 )
 
 __all__ = [
-    "STUB_BASE_URL",
     "StubRun",
     "run_stub_task",
-    "stub_client",
-    "stub_http",
     "stub_store",
+    "stub_transport",
+    "task_client",
     "task_spec",
 ]
-
-#: Where the embedded stub answers; no request leaves the process.
-STUB_BASE_URL = "http://stub.invalid/execution/"
 
 Sink = Callable[[Event], None]
 
@@ -108,42 +105,43 @@ def task_spec(
     )
 
 
-def stub_http(
+def stub_transport(
     store: StubStore, tokens: TokenIssuer | None = None, faults: Iterable[Fault] = ()
-) -> httpx.AsyncClient:
-    """An HTTP client on the stub over ``store``: it checks the tokens ``tokens`` issued (any
-    token without), and fails the requests ``faults`` match. Close it (``async with``) when done.
-    Example::
+) -> StubTransport:
+    """The stub over ``store``: it checks the tokens ``tokens`` issued (any token without) and
+    fails the requests ``faults`` match. One transport may serve many sessions. Example::
 
-        async with stub_http(store, faults=[Fault("GET", "/variables/", status=500)]) as http:
-            ...
+        transport = stub_transport(store, faults=[Fault("GET", "/variables/", status=500)])
     """
     transport = StubTransport(store, tokens=tokens)
     transport.faults.extend(faults)
-    return httpx.AsyncClient(base_url=STUB_BASE_URL, transport=transport)
+    return transport
 
 
-def stub_client(
-    http: httpx.AsyncClient,
+def task_client(
+    transport: StubTransport,
     record: TaskInstanceRecord,
     journal: Journal,
     *,
-    tokens: TokenIssuer | None = None,
     retry: RetryPolicy | None = None,
+    http: httpx.AsyncClient | None = None,
 ) -> ExecutionAPIClient:
-    """The Execution API client of ``record``'s session: a workload token from ``tokens``
-    (none without), ``retry`` (default: Airflow's) and every exchange recorded as an ``http``
-    event of ``journal``. Example, many sessions over one client::
+    """The Execution API client of ``record``'s session: it calls ``transport`` in-process (or,
+    given ``http``, that server instead), authenticates with a workload token from the
+    transport's issuer (none without), retries by ``retry`` (default: Airflow's) and records
+    every exchange as an ``http`` event of ``journal``. Close it when the session ends.
+    Example, many sessions on one stub::
 
-        tokens = TokenIssuer()
-        async with stub_http(store, tokens) as http:
-            for record in records:
-                journal = Journal()
-                api = stub_client(http, record, journal, tokens=tokens)
-                sessions.append(TaskSession(task_spec(record, runtime), api, journal=journal))
+        transport = stub_transport(store, TokenIssuer())
+        for record in records:
+            journal = Journal()
+            api = task_client(transport, record, journal)
+            sessions.append(TaskSession(task_spec(record, runtime), api, journal=journal))
     """
+    tokens = transport.tokens
     return ExecutionAPIClient(
-        http,
+        http or stub_http(transport),
+        in_process=transport if http is None else None,
         token=tokens.issue(record.id, scope="workload") if tokens is not None else "",
         retry=retry or RetryPolicy(),
         on_exchange=journal_exchanges(journal),
@@ -218,9 +216,8 @@ async def run_stub_task(
     recorded: list[Event] = []
     journal.sinks.append(recorded.append)
     journal.sinks.extend(sinks)
-    tokens = TokenIssuer()
-    async with http or stub_http(store, tokens, faults) as client:
-        api = stub_client(client, record, journal, tokens=tokens, retry=retry)
+    transport = stub_transport(store, TokenIssuer(), faults)
+    async with task_client(transport, record, journal, retry=retry, http=http) as api:
         session = TaskSession(
             task_spec(record, runtime, env=env), api, config=config, journal=journal
         )

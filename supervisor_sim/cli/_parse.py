@@ -63,9 +63,9 @@ def parse_command(ctx: click.Context, file: str | None, opts: dict[str, Any]) ->
     with loading():
         import trio
 
-        from ..api import FixtureError
+        from ..api import FixtureError, StubTransport
         from ..protocol import dag_structure, validate_serialized_dag
-        from ..runner import default_transcript, open_store, stub_http, supervise
+        from ..runner import default_transcript, open_store, supervise
         from ..supervision import Journal, ParseSession, ParseSpec
         from ._console import ConsoleSink
 
@@ -96,7 +96,7 @@ def parse_command(ctx: click.Context, file: str | None, opts: dict[str, Any]) ->
         store = open_store(
             opts["state_path"] or project.state, opts["fixtures"] or project.fixtures
         )
-        http = stub_http(store)
+        http = StubTransport(store)
         transcript = None
         if not opts["no_transcript"]:
             base = project.runs_dir or DEFAULT_RUNS

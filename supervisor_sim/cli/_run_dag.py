@@ -31,6 +31,7 @@ from ._options import (
 )
 
 if TYPE_CHECKING:
+    import httpx
     import trio
     from rich.table import Table
 
@@ -150,8 +151,7 @@ async def _parse(
     runtime: list[str], project: ProjectConfig, config: SupervisorConfig, store: StubStore
 ) -> tuple[dict[str, Any] | None, TaskOutcome]:
     """The runtime's parse of its own bundle, answered from ``store``."""
-    from ..api import ExecutionAPIClient
-    from ..runner import stub_http
+    from ..api import stub_client
     from ..supervision import Journal, ParseSession, ParseSpec
 
     existing = [a for a in runtime if Path(a).is_file() and "/python" not in a]
@@ -161,8 +161,8 @@ async def _parse(
         cwd=project.runtime_cwd,
     )
     journal = Journal()
-    async with stub_http(store) as http:
-        session = ParseSession(spec, ExecutionAPIClient(http), config=config, journal=journal)
+    async with stub_client(store) as api:
+        session = ParseSession(spec, api, config=config, journal=journal)
         outcome = await session.run()
     return session.result, outcome
 
@@ -198,7 +198,14 @@ async def _run_dag_with(
     from rich.console import Console
     from rich.live import Live
 
-    from ..api import ExecutionAPIClient, TokenIssuer, mint_token, real_api_client, ti_wire
+    from ..api import (
+        ExecutionAPIClient,
+        StubTransport,
+        TokenIssuer,
+        mint_token,
+        real_api_client,
+        ti_wire,
+    )
     from ..protocol import dag_structure, validate_serialized_dag
     from ..runner import (
         QUEUE_TI_TOOL,
@@ -206,7 +213,6 @@ async def _run_dag_with(
         DagRunner,
         StubBackend,
         default_transcript,
-        stub_http,
         supervise,
     )
     from ..supervision import Journal, TaskSession, TaskSpec
@@ -282,11 +288,12 @@ async def _run_dag_with(
         transcript = None
         if not opts["no_transcript"]:
             transcript = default_transcript(Path(runs_dir), ti).resolve()
+        http: httpx.AsyncClient | StubTransport
         if real is not None:
             http = real_api_client(opts["api_url"])
             token = mint_token(opts["jwt_secret"], record.id)
         else:
-            http = stub_http(store, tokens)
+            http = StubTransport(store, tokens=tokens)
             token = tokens.issue(record.id)
         spec = TaskSpec(
             ti=ti, runtime=runtime, cwd=project.runtime_cwd, dag_rel_path=f"{dag_id}.py"

@@ -64,6 +64,8 @@ from ._options import (
 )
 
 if TYPE_CHECKING:
+    import httpx
+
     from ..api import Fixtures
     from ..supervision import Launch, SupervisorConfig, TaskOutcome
 
@@ -289,17 +291,19 @@ async def _run_task(
 ) -> tuple[TaskOutcome, str, Path | None]:
     from ..api import (
         RetryPolicy,
+        StubTransport,
         TaskInstanceRecord,
         TokenIssuer,
         mint_token,
         real_api_client,
         ti_wire,
     )
-    from ..runner import default_transcript, open_store, stub_http, supervise
+    from ..runner import default_transcript, open_store, supervise
     from ..supervision import Journal, TaskSpec
     from ._console import ConsoleSink
 
     journal = Journal()
+    http: httpx.AsyncClient | StubTransport
     if opts["api_url"]:
         # Queued on that Airflow already: the record is what the options say of it.
         ti = ti_wire(
@@ -344,7 +348,7 @@ async def _run_task(
         ti = ti_wire(record)
         tokens = TokenIssuer()
         token = tokens.issue(record.id, scope="workload")
-        http = stub_http(store, tokens)
+        http = StubTransport(store, tokens=tokens)
         api_label = "stub"
     context = {"dag_id": dag_id, "task_id": task_id, "try_number": ti["try_number"]}
     if ti["map_index"] != -1:

@@ -1,7 +1,7 @@
 """Running task tries and DAG runs on top of the layers: one supervised try with its transcript
-and signal forwarding (``supervise``, over the stub's store and client from ``open_store`` and
-``stub_http``), run-dag's scheduling over the stub or a real Airflow (``DagRunner`` and its
-backends), and the project config file (``supervisor-sim.toml``).
+and signal forwarding (``supervise``, on the stub's store from ``open_store`` or on a real
+Airflow), run-dag's scheduling over the stub or a real Airflow (``DagRunner`` and its backends),
+and the project config file (``supervisor-sim.toml``).
 
 The names below load their module on first use (PEP 562): ``--help`` reads the default paths
 without importing trio, httpx or the layers.
@@ -31,12 +31,10 @@ if TYPE_CHECKING:
         TaskResult as TaskResult,
     )
     from ._supervise import (
-        STUB_BASE_URL as STUB_BASE_URL,
         SignalTarget as SignalTarget,
         default_transcript as default_transcript,
         forward_signals_to as forward_signals_to,
         open_store as open_store,
-        stub_http as stub_http,
         supervise as supervise,
     )
 
@@ -57,12 +55,10 @@ _MODULES = {
     "RunBackend": "_dagrun",
     "StubBackend": "_dagrun",
     "TaskResult": "_dagrun",
-    "STUB_BASE_URL": "_supervise",
     "SignalTarget": "_supervise",
     "default_transcript": "_supervise",
     "forward_signals_to": "_supervise",
     "open_store": "_supervise",
-    "stub_http": "_supervise",
     "supervise": "_supervise",
 }
 

@@ -27,8 +27,8 @@ from ..api import (
     RetryPolicy,
     StubStore,
     StubTransport,
-    TokenIssuer,
     load_fixtures,
+    stub_http,
 )
 from ..supervision import (
     Journal,
@@ -43,18 +43,7 @@ from ..supervision import (
 )
 from ._config import DEFAULT_STATE
 
-__all__ = [
-    "STUB_BASE_URL",
-    "SignalTarget",
-    "default_transcript",
-    "forward_signals_to",
-    "open_store",
-    "stub_http",
-    "supervise",
-]
-
-#: Where the embedded stub answers: no request ever leaves the process.
-STUB_BASE_URL = "http://stub.invalid/execution/"
+__all__ = ["SignalTarget", "default_transcript", "forward_signals_to", "open_store", "supervise"]
 
 
 class SignalTarget(Protocol):
@@ -100,7 +89,7 @@ def default_transcript(base: Path, ti: Mapping[str, Any]) -> Path:
 
 async def supervise(
     spec: TaskSpec | ParseSpec,
-    http: httpx.AsyncClient,
+    http: httpx.AsyncClient | StubTransport,
     *,
     token: str,
     config: SupervisorConfig,
@@ -113,16 +102,20 @@ async def supervise(
     session_factory: SessionFactory | None = None,
     forward_signals: bool = True,
     launch: Launch | None = None,
-    in_process: httpx.AsyncBaseTransport | None = None,
 ) -> TaskOutcome:
-    """Run one session with signal forwarding and (optionally) a transcript of it; ``http`` is
-    closed when it ends. ``in_process``: the transport behind ``http`` when it answers inside
-    this process (the stub), for the client to call directly (``ExecutionAPIClient``).
+    """Run one session with signal forwarding and (optionally) a transcript of it.
+
+    ``http``: the client of a real Execution API, closed when the session ends, or the stub's
+    transport, which the session's client then calls in-process (``ExecutionAPIClient``'s
+    ``in_process``: no httpx machinery between a request and the stub).
 
     ``session_factory``: builds the session from the client (default: a ``TaskSession`` of
     ``spec``, which must then be a ``TaskSpec``). ``launch``: the runtime already started for
     ``spec`` (``supervision.start_runtime``), for the session to adopt; the caller closes it
     should this raise before the session runs."""
+    in_process = None
+    if isinstance(http, StubTransport):
+        in_process, http = http, stub_http(http)
     async with http:
         api = ExecutionAPIClient(
             http,
@@ -189,12 +182,6 @@ def open_store(
     store = StubStore(state_path)
     store.seed(fixtures)
     return store
-
-
-def stub_http(store: StubStore, tokens: TokenIssuer | None = None) -> httpx.AsyncClient:
-    """An HTTP client on the embedded stub over ``store`` (checking tokens when ``tokens``
-    issued them)."""
-    return httpx.AsyncClient(base_url=STUB_BASE_URL, transport=StubTransport(store, tokens=tokens))
 
 
 async def forward_signals_to(session: SignalTarget) -> None:

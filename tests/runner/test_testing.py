@@ -8,13 +8,7 @@ from _session_helpers import REFERENCE
 
 from supervisor_sim.api import Fault, TokenIssuer, ti_wire
 from supervisor_sim.supervision import Event, Journal, TaskSession
-from supervisor_sim.testing import (
-    run_stub_task,
-    stub_client,
-    stub_http,
-    stub_store,
-    task_spec,
-)
+from supervisor_sim.testing import run_stub_task, stub_store, stub_transport, task_client, task_spec
 
 
 async def test_a_stub_run_reads_the_fixtures_and_records_every_exchange(fixtures_file: Path):
@@ -47,13 +41,15 @@ async def test_a_fault_on_run_keeps_the_task_from_starting():
 
 
 async def test_the_pieces_build_the_session_run_stub_task_builds():
-    """task_spec carries ti_wire's TaskInstance; stub_client authenticates as the try."""
-    store, tokens, journal = stub_store(), TokenIssuer(), Journal()
+    """task_spec carries ti_wire's TaskInstance; task_client calls the stub in-process as the
+    try (its token is checked)."""
+    store, journal = stub_store(), Journal()
     record = store.prepare_task_instance("example_dag", "hello")
     spec = task_spec(record, REFERENCE, env={"X": "1"}, dag_rel_path="example_dag.py")
     assert spec.ti == ti_wire(record) and spec.env == {"X": "1"}
-    async with stub_http(store, tokens) as http:
-        api = stub_client(http, record, journal, tokens=tokens)
+    transport = stub_transport(store, TokenIssuer())
+    async with task_client(transport, record, journal) as api:
+        assert api.answers_inline
         outcome = await TaskSession(spec, api, journal=journal).run()
     assert outcome.final_state == "success", outcome.error
     assert journal.counts["http"] >= 2
