@@ -29,14 +29,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sim_bench import BASE_URL, CHILD, new_store, ti_of
+from sim_bench import CHILD, new_store, ti_of
 
-from supervisor_sim.api import StubTransport, TokenIssuer
+from supervisor_sim.api import StubTransport, TokenIssuer, stub_http
 from supervisor_sim.runner._supervise import supervise
 from supervisor_sim.supervision import (
     Journal,
@@ -54,7 +53,7 @@ def capture(tmp: Path, n: int = 3) -> tuple[list[Any], dict[str, Any]]:
     store = new_store()
     record = store.prepare_task_instance("bench", "bench_task")
     tokens = TokenIssuer()
-    http = httpx.AsyncClient(base_url=BASE_URL, transport=StubTransport(store, tokens=tokens))
+    http = stub_http(StubTransport(store, tokens=tokens))
     out = tmp / "child.json"
     spec = TaskSpec(
         ti=ti_of(record),

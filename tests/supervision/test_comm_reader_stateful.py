@@ -7,13 +7,12 @@ envelope it could read — in order, with well-formed response frames.
 
 from __future__ import annotations
 
-import httpx
 import trio
 import trio.testing
 from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
-from supervisor_sim.api import ExecutionAPIClient, RetryPolicy, StubStore, StubTransport
+from supervisor_sim.api import ExecutionAPIClient, RetryPolicy, StubStore, StubTransport, stub_http
 from supervisor_sim.protocol import (
     TO_TASK,
     FrameDecoder,
@@ -47,9 +46,7 @@ async def _drive(stream: bytes, chunk: int) -> list:
     store = StubStore(":memory:")
     store.set_variable("peer_var", "v")
     ti = store.prepare_task_instance("d", "t", run_id="r")
-    async with httpx.AsyncClient(
-        base_url="http://stub.invalid/execution/", transport=StubTransport(store)
-    ) as http:
+    async with stub_http(StubTransport(store)) as http:
         api = ExecutionAPIClient(http, retry=RetryPolicy(attempts=1, timeout=5))
         spec = TaskSpec(
             ti={

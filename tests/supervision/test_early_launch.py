@@ -166,7 +166,8 @@ def test_the_early_started_runtime_gets_the_argv_env_cwd_and_fds_a_session_gives
         import httpx
 
         async with httpx.AsyncClient(base_url="http://stub.invalid/", transport=transport) as h:
-            return await TaskSession(spec, ExecutionAPIClient(h, token=""), config=cfg).run()
+            api = ExecutionAPIClient(h, in_process=transport, token="")
+            return await TaskSession(spec, api, config=cfg).run()
 
     outcome = trio.run(session_run)
     assert outcome.started is False and "before connecting" in outcome.error

@@ -8,11 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import trio
 from _session_helpers import SCRIPTED
 
-from supervisor_sim.api import ExecutionAPIClient, RetryPolicy, StubStore, StubTransport
+from supervisor_sim.api import ExecutionAPIClient, RetryPolicy, StubStore, StubTransport, stub_http
 from supervisor_sim.protocol import Line, packb
 from supervisor_sim.supervision import (
     Journal,
@@ -81,9 +80,7 @@ async def _run(
     journal.sinks.append(events.append)
     store = StubStore(":memory:")
     try:
-        async with httpx.AsyncClient(
-            base_url="http://stub.invalid/execution/", transport=StubTransport(store)
-        ) as http:
+        async with stub_http(StubTransport(store)) as http:
             api = ExecutionAPIClient(http, retry=RetryPolicy(attempts=1, timeout=5))
             session = Session(workload, api, config=CONFIG, journal=journal, hooks=hooks)
             with trio.fail_after(30):
