@@ -30,7 +30,9 @@ the command line disagree. From a checkout, run commands as `./supervisor-sim ..
 | 130 | interrupted: the signal was forwarded to the runtime, its outcome reported, then exit |
 
 `replay` exits 0 when the runtime sent exactly the recorded frames and 1 when it diverged;
-`diff` exits 0 when the two transcripts are equivalent and 1 otherwise.
+`diff` exits 0 when the two transcripts are equivalent and 1 otherwise. `show`, `diff` and
+`replay` exit 2 when a transcript cannot be read (the message names the line at fault, see
+[Transcripts](transcript.md#reading)), and `replay` also when there is nothing to replay.
 """
 
 

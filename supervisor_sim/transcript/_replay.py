@@ -306,12 +306,10 @@ class ReplayTransport(httpx.AsyncBaseTransport):
     """Answers HTTP requests from a transcript's recorded exchanges; never touches a network.
 
     The exchanges are indexed by normalised request, each key holding its exchanges in recorded
-    order, so answering a request costs the same however long the recording is. With the fast
-    pace the transport also has the API client's in-process entry point (``serve``: answered at
-    once, no httpx objects), as the stub has."""
-
-    #: Served inside this process: ExecutionAPIClient calls it without AsyncClient.
-    in_process = True
+    order, so answering a request costs the same however long the recording is. It answers
+    inside this process (give it to the API client as ``in_process``); with the fast pace it
+    also has the client's lean entry point (``serve``: answered at once, no httpx objects), as
+    the stub has."""
 
     def __init__(self, transcript: Transcript, *, pace: str = "fast") -> None:
         self.pace = pace
