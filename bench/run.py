@@ -4,7 +4,7 @@ One command (docs/performance.md)::
 
     .venv/bin/python bench/run.py [--smoke] [--runs 3] [--out FILE]   (default bench/results.json;
                                                                       --smoke: a temp file)
-                                  [--only roundtrip,many,startup,transcript,stubapi]
+                                  [--only roundtrip,many,startup,transcript,stubapi,replay]
                                   [--airflow-python PATH | --no-airflow]
 
 Every measurement runs in a process of its own (peak RSS is that process's ``VmHWM``), each is
@@ -50,6 +50,7 @@ TARGETS: dict[str, tuple[str, str, float, str]] = {
     "run_task_overhead": ("run-task overhead over the child alone", "<=", 150.0, "ms"),
     "help": ("supervisor-sim --help wall time", "<=", 300.0, "ms"),
     "transcript": ("round-trip time, transcript on / off", "<=", 1.15, "x"),
+    "replay": ("replay of 100k requests / the recorded run", "<=", 1.5, "x"),
 }
 
 #: A program measuring the peak RSS of the command it runs (and its children), and its wall time.
@@ -292,6 +293,13 @@ def bench_startup(tmp: Path, repeats: int) -> dict[str, Any]:
     return out
 
 
+def bench_replay(sizes: list[int], tmp: Path) -> dict[str, Any]:
+    """bench/replay_bench.py: record each size with run-task, replay it, both timed."""
+    cmd = [PY, str(HERE / "replay_bench.py"), "--sizes", ",".join(map(str, sizes))]
+    cmd += ["--tmp", str(tmp)]
+    return run_json(cmd, timeout=600 + sum(sizes) / 50)
+
+
 def bench_stubapi(n: int) -> dict[str, Any]:
     return run_json([PY, str(HERE / "sim_bench.py"), "stubapi", "--n", str(n)], timeout=600)
 
@@ -336,7 +344,9 @@ def main() -> int:
         help="where the report goes (default bench/results.json; with --smoke a temporary file, "
         "so a smoke run never overwrites the committed results)",
     )
-    parser.add_argument("--only", help="comma-separated: roundtrip,many,startup,transcript,stubapi")
+    parser.add_argument(
+        "--only", help="comma-separated: roundtrip,many,startup,transcript,stubapi,replay"
+    )
     parser.add_argument("--many", help="children counts (default 1,10,50,200)")
     parser.add_argument("--airflow-python", help="interpreter with apache-airflow-task-sdk")
     parser.add_argument("--no-airflow", action="store_true")
@@ -354,14 +364,22 @@ def main() -> int:
     warmup = 50 if smoke else 200
     many_counts = [int(x) for x in (args.many or ("1,3" if smoke else "1,10,50,200")).split(",")]
     many_n = 20 if smoke else 200
-    selected = set((args.only or "roundtrip,many,startup,transcript,stubapi").split(","))
+    replay_sizes = [300, 1000] if smoke else [10_000, 100_000]
+    selected = set((args.only or "roundtrip,many,startup,transcript,stubapi,replay").split(","))
 
     report: dict[str, Any] = {
         "machine": machine(),
         "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "load_before": load(),
-        "config": {"smoke": smoke, "runs": runs, "n": n, "warmup": warmup, "many": many_counts},
+        "config": {
+            "smoke": smoke,
+            "runs": runs,
+            "n": n,
+            "warmup": warmup,
+            "many": many_counts,
+            "replay": replay_sizes,
+        },
         "runs": {},
         "summary": {},
         "skipped": {},
@@ -441,6 +459,17 @@ def main() -> int:
                     for layer in ("serve", "transport", "httpx_client", "api_client", "dispatcher")
                 }
 
+        if "replay" in selected:
+            result = attempt("replay", repeat, runs, bench_replay, replay_sizes, tmp)
+            if result:
+                summary["replay"] = {
+                    str(size): {
+                        key: median([r["sizes"][i][key] for r in result])
+                        for key in ("run_s", "replay_s", "ratio", "replay_us_per_req")
+                    }
+                    for i, size in enumerate(replay_sizes)
+                }
+
     report["load_after"] = load()
     report["targets"] = evaluate(summary)
     text = render(report)
@@ -478,6 +507,7 @@ def evaluate(s: dict[str, Any]) -> list[dict[str, Any]]:
     on = s.get("roundtrip_sim_transcript", {}).get("us_per_req")
     off = s.get("roundtrip_sim", {}).get("us_per_req")
     values["transcript"] = on / off if on and off else None
+    values["replay"] = s.get("replay", {}).get("100000", {}).get("ratio")
     verdicts = []
     for name, (label, op, threshold, unit) in TARGETS.items():
         value = values.get(name)
@@ -609,6 +639,18 @@ def render(report: dict[str, Any]) -> str:
             lines.append(
                 f"  {label:<38}{fmt(r['req_per_s']):>9} req/s{fmt(r['us_per_req'], '.0f'):>6} us"
                 f"  ({fmt(r['cpu_us_per_req'], '.0f')} us CPU)"
+            )
+    replay = s.get("replay")
+    if replay:
+        lines += [
+            "",
+            "Replay (run-task records N lock-step round trips; replay answers them from the file)",
+            f"{'requests':>10}{'run s':>9}{'replay s':>10}{'ratio':>8}{'us/req':>9}",
+        ]
+        for size, r in replay.items():
+            lines.append(
+                f"{int(size):>10,}{fmt(r['run_s'], '.2f'):>9}{fmt(r['replay_s'], '.2f'):>10}"
+                f"{fmt(r['ratio'], '.2f'):>8}{fmt(r['replay_us_per_req'], '.0f'):>9}"
             )
     lines += ["", "Targets"]
     for t in report["targets"]:

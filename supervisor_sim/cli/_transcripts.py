@@ -6,6 +6,7 @@ transcript reader) when the command runs, so that ``supervisor-sim --help`` load
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 import sys
@@ -224,9 +225,13 @@ def _read(path: Path) -> Any:
     from ..transcript import TranscriptError, read_transcript
 
     try:
-        return read_transcript(path)
+        transcript = read_transcript(path)
     except TranscriptError as exc:
         raise UsageError(str(exc)) from None
+    # The records live until the command ends: no collection needs to walk them again (a
+    # replay of 100,000 requests would spend seconds in the collector going over them).
+    gc.freeze()
+    return transcript
 
 
 def _recorded_config(transcript: Path, recorded: dict[str, Any]) -> SupervisorConfig:

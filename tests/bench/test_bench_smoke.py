@@ -100,6 +100,14 @@ def test_stub_api_benchmark_measures(smoke: dict[str, Any]) -> None:
         assert _positive(layers[layer]["req_per_s"]), (layer, layers)
 
 
+def test_replay_benchmark_measures(smoke: dict[str, Any]) -> None:
+    runs = smoke["runs"]["replay"]
+    assert runs and all(len(r["sizes"]) == 2 for r in runs)
+    for size, figures in smoke["summary"]["replay"].items():
+        for key in ("run_s", "replay_s", "ratio", "replay_us_per_req"):
+            assert _positive(figures.get(key)), (size, key, figures)
+
+
 def test_every_target_gets_a_verdict(smoke: dict[str, Any]) -> None:
     verdicts = {t["target"]: t["verdict"] for t in smoke["targets"]}
     assert set(verdicts) == {
@@ -110,9 +118,11 @@ def test_every_target_gets_a_verdict(smoke: dict[str, Any]) -> None:
         "run_task_overhead",
         "help",
         "transcript",
+        "replay",
     }
-    # The smoke run has no 200-children run, and no Airflow figure when Airflow is skipped.
-    not_applicable = {"many_200_rss"}
+    # The smoke run has no 200-children run and no 100k-request replay, and no Airflow figure
+    # when Airflow is skipped.
+    not_applicable = {"many_200_rss", "replay"}
     if smoke["skipped"].get("roundtrip_airflow"):
         not_applicable.add("rt_vs_airflow")
     for name, verdict in verdicts.items():
