@@ -1,10 +1,10 @@
 """The Execution API client: Airflow's HTTP semantics over any httpx transport.
 
 The stub, a real API server and a transcript replay are all ``httpx.AsyncClient`` transports, so
-this one client serves them all (execution-api.md §2-5): bearer token swapped for any
-``Refreshed-API-Token``, ``Airflow-API-Version``, a fresh ``correlation-id`` per request, retries
-with random exponential back-off on 5xx and transport errors only, a per-attempt timeout, and
-structured errors only when the content type is exactly ``application/json``.
+this one client serves them all: bearer token swapped for any ``Refreshed-API-Token``,
+``Airflow-API-Version``, a fresh ``correlation-id`` per request, retries with random
+exponential back-off on 5xx and transport errors only, a per-attempt timeout, and structured
+errors only when the content type is exactly ``application/json``.
 """
 
 from __future__ import annotations

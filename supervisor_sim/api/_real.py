@@ -3,7 +3,7 @@
 Airflow hands its supervisor a ``workload`` JWT for the task instance; the supervisor exchanges
 it for an ``execution`` token through ``Refreshed-API-Token`` on ``PATCH .../run``. To drive a
 task on a local Airflow whose ``[api_auth] jwt_secret`` you know, ``mint_token`` signs the same
-claims Airflow's ``JWTGenerator`` does (execution-api.md §3.5).
+claims Airflow's ``JWTGenerator`` does.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Task JWTs minted and checked the way Airflow's shared-secret setup does it.
 
-Airflow signs with HS512 when ``[api_auth] jwt_secret`` is set (execution-api.md §3.2): claims
-``jti``, ``sub`` (the TI id), ``scope`` (``workload`` or ``execution``), ``aud``, ``iat``, ``nbf``
-and ``exp`` as integer epoch seconds, JOSE header ``kid: "not-used"``. Validation requires
+Airflow signs with HS512 when ``[api_auth] jwt_secret`` is set: claims ``jti``, ``sub`` (the TI
+id), ``scope`` (``workload`` or ``execution``), ``aud``, ``iat``, ``nbf`` and ``exp`` as integer
+epoch seconds, JOSE header ``kid: "not-used"``. Validation requires
 ``aud``, ``exp`` and ``iat`` with 10 s leeway.
 """
 

@@ -334,7 +334,7 @@ class TaskInstances:
             (dag_id, run_id, *TERMINAL_TI_STATES),
         )
         # The stub has no operator classes: ``operator`` is unknown (null).
-        # shape verified against real Airflow in the differential test tier (issue 6)
+        # shape verified against real Airflow in the differential test tier
         return [
             {
                 "task_id": r["task_id"],
