@@ -54,6 +54,10 @@ from ._lax import (
     lax_int as lax_int,
     lax_str as lax_str,
 )
+from ._limits import (
+    LIMITS as LIMITS,
+    Limits as Limits,
+)
 from ._lines import (
     Line as Line,
     LineSplitter as LineSplitter,
@@ -97,6 +101,7 @@ __all__ = [
     "DEFINITIONS",
     "FINISHED_DAG_RUN_STATES",
     "INTERMEDIATE_TI_STATES",
+    "LIMITS",
     "MASK",
     "PARSE_MESSAGES",
     "SCHEMA_VERSION",
@@ -112,6 +117,7 @@ __all__ = [
     "Field",
     "FrameDecoder",
     "LaxError",
+    "Limits",
     "Line",
     "LineSplitter",
     "ListOf",

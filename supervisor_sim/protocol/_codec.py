@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import base64
 import enum
+import itertools
 import math
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import PurePath
 from typing import Any
@@ -29,6 +30,7 @@ __all__ = [
     "parse_datetime",
     "parse_duration",
     "to_jsonable",
+    "unpack_counted",
     "unpackb",
 ]
 
@@ -104,6 +106,7 @@ def packb(obj: Any) -> bytes:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _Timestamp = msgpack.Timestamp
+_MSGPACK_STACK = 1024  # msgpack's C unpacker keeps at most this many open containers
 
 
 def _ts(value: Any) -> Any:
@@ -131,6 +134,57 @@ def _ts_map(mapping: dict[Any, Any]) -> dict[Any, Any]:
 
 def unpackb(payload: bytes, *, offset: int = 0) -> Any:
     """Decode one msgpack payload; any malformation becomes a ``ProtocolError`` at ``offset``."""
+    return _unpack(payload, offset, _ts_list, _ts_map)
+
+
+def unpack_counted(payload: bytes, *, offset: int = 0) -> tuple[Any, int]:
+    """``unpackb``, and how many arrays and maps the payload holds: a bound on its depth that
+    costs one counter step per container, so only a payload with more containers than the depth
+    limit has to be walked (``depth_exceeds``)."""
+    containers = 0
+
+    def lists(items: list[Any]) -> list[Any]:
+        nonlocal containers
+        containers += 1
+        for item in items:
+            if type(item) is _Timestamp:
+                return [_ts(i) for i in items]
+        return items
+
+    def maps(mapping: dict[Any, Any]) -> dict[Any, Any]:
+        nonlocal containers
+        containers += 1
+        for k, v in mapping.items():
+            if type(k) is _Timestamp or type(v) is _Timestamp:
+                return {_ts(k): _ts(v) for k, v in mapping.items()}
+        return mapping
+
+    value = _unpack(payload, offset, lists, maps, too_deep="frame-too-deep")
+    return value, containers
+
+
+def first_int(payload: bytes) -> int | None:
+    """The first element of a payload that starts with a msgpack array, when it is an integer
+    (a frame's id), read without decoding the rest; None otherwise."""
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=len(payload))
+    unpacker.feed(payload)
+    try:
+        if unpacker.read_array_header() < 1:
+            return None
+        first = unpacker.unpack()
+    except Exception:  # any failure to read it means: no id
+        return None
+    return first if type(first) is int else None
+
+
+def _unpack(
+    payload: bytes,
+    offset: int,
+    list_hook: Callable[[list[Any]], Any],
+    object_hook: Callable[[dict[Any, Any]], Any],
+    *,
+    too_deep: str = "bad-msgpack",
+) -> Any:
     try:
         return _ts(
             msgpack.unpackb(
@@ -138,8 +192,8 @@ def unpackb(payload: bytes, *, offset: int = 0) -> Any:
                 raw=False,
                 timestamp=0,
                 strict_map_key=False,
-                list_hook=_ts_list,
-                object_hook=_ts_map,
+                list_hook=list_hook,
+                object_hook=object_hook,
             )
         )
     except msgpack.ExtraData as exc:
@@ -157,6 +211,13 @@ def unpackb(payload: bytes, *, offset: int = 0) -> Any:
         # A timestamp extension outside datetime's range (years 1-9999).
         raise ProtocolError(
             "bad-msgpack", "a timestamp lies outside the years 1-9999", offset=offset
+        ) from None
+    except msgpack.StackError:
+        raise ProtocolError(
+            too_deep,
+            f"the payload nests arrays and maps deeper than msgpack's own "
+            f"{_MSGPACK_STACK}-level stack",
+            offset=offset,
         ) from None
     except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
         reason = str(exc) or type(exc).__name__
@@ -189,6 +250,9 @@ def to_jsonable(value: Any) -> Any:
         else:
             if len(out) != 1 or next(iter(out)) not in _TAGS:
                 return out
+        # Every value is converted once: converting them again below would double the work at
+        # each level, and a runtime can nest such maps (``{"$ts": {"$ts": ...}}``) at will.
+        return _map_view(value, out)
     elif t is list:
         return [to_jsonable(v) for v in value]
     if value is None or isinstance(value, bool | int | str):
@@ -216,6 +280,19 @@ def to_jsonable(value: Any) -> Any:
             return {k: to_jsonable(v) for k, v in value.items()}
         return {"$map": [[to_jsonable(k), to_jsonable(v)] for k, v in value.items()]}
     return {"$repr": repr(value)}
+
+
+def _map_view(value: dict[Any, Any], done: dict[str, Any]) -> dict[str, Any]:
+    """``to_jsonable`` of a ``dict`` whose leading ``str``-keyed values are converted in ``done``
+    (a non-``str`` key stopped the conversion, or the map is one tag-keyed pair)."""
+    pairs: list[list[Any]] = [[k, v] for k, v in done.items()]  # to_jsonable(k) is k
+    for k, v in itertools.islice(value.items(), len(done), None):
+        pairs.append([to_jsonable(k), to_jsonable(v)])
+    if all(isinstance(k, str) for k in value) and not (
+        len(value) == 1 and next(iter(value)) in _TAGS
+    ):
+        return {k: v for k, v in pairs}  # str subclasses as keys: a plain map, as below
+    return {"$map": pairs}
 
 
 def jsonable_as_is(value: Any) -> bool:

@@ -8,6 +8,8 @@ complete frames; it does no I/O, so it is tested on plain bytes and driven by an
 It never allocates from an untrusted length: a header announcing more than ``max_frame_size``
 is rejected as soon as its 4 bytes are in, and the announced payload is then discarded as it
 arrives instead of being buffered, which keeps the stream in step for the frames that follow.
+A request nesting deeper than ``Limits.max_frame_depth`` is refused by ``decode_request``
+(``frame-too-deep``), with its id when the id is readable, so it can still be answered.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._codec import packb, unpackb
+from ._codec import first_int, packb, unpack_counted, unpackb
 from ._errors import ProtocolError
+from ._limits import LIMITS, Limits, depth_exceeds
 
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
@@ -32,7 +35,7 @@ __all__ = [
     "encode_response",
 ]
 
-DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024
+DEFAULT_MAX_FRAME_SIZE = LIMITS.max_frame_size
 _U32_MAX = 2**32 - 1
 _HEADER = struct.Struct(">I")
 
@@ -228,8 +231,27 @@ def encode_response(
     return _header(payload) + payload
 
 
-def _envelope(payload: bytes, offset: int, what: str, minimum: int) -> list[Any]:
-    value = unpackb(payload, offset=offset)
+def _envelope(
+    payload: bytes, offset: int, what: str, minimum: int, max_depth: int | None = None
+) -> list[Any]:
+    if max_depth is None:
+        value = unpackb(payload, offset=offset)
+    else:
+        try:
+            value, containers = unpack_counted(payload, offset=offset)
+        except ProtocolError as exc:
+            if exc.rule == "frame-too-deep":
+                exc.request_id = first_int(payload)
+            raise
+        # Depth is at most the number of containers: most frames are never walked.
+        if containers > max_depth and depth_exceeds(value, max_depth):
+            raise ProtocolError(
+                "frame-too-deep",
+                f"the frame nests arrays and maps more than {max_depth} levels deep, over the "
+                f"limit (max_frame_depth={max_depth}; the envelope array is level 1)",
+                offset=offset,
+                request_id=_id_of(value),
+            )
     if not isinstance(value, list):
         kind = "map" if isinstance(value, dict) else type(value).__name__
         raise ProtocolError(
@@ -251,6 +273,12 @@ def _envelope(payload: bytes, offset: int, what: str, minimum: int) -> list[Any]
     return value
 
 
+def _id_of(value: Any) -> int | None:
+    if type(value) is list and value and type(value[0]) is int:
+        return value[0]
+    return None
+
+
 def _map_or_nil(value: Any, rule: str, name: str, offset: int, request_id: int) -> Any:
     if value is None or isinstance(value, dict):
         return value
@@ -262,13 +290,14 @@ def _map_or_nil(value: Any, rule: str, name: str, offset: int, request_id: int) 
     )
 
 
-def decode_request(payload: bytes, offset: int = 0) -> RequestFrame:
+def decode_request(payload: bytes, offset: int = 0, *, limits: Limits = LIMITS) -> RequestFrame:
     """Decode a request payload; ``ProtocolError`` names what is wrong.
 
-    When the envelope is broken but its id is readable, the error carries ``request_id`` so the
-    supervisor can still answer that request with an error instead of leaving it hanging.
+    When the envelope is broken, or the frame nests deeper than ``limits.max_frame_depth``, but
+    its id is readable, the error carries ``request_id`` so the supervisor can still answer that
+    request with an error instead of leaving it hanging.
     """
-    value = _envelope(payload, offset, "request", 2)
+    value = _envelope(payload, offset, "request", 2, limits.max_frame_depth)
     req_id = value[0]
     body = _map_or_nil(value[1], "bad-body", "the body (element 1)", offset, req_id)
     carrier = value[2] if len(value) > 2 else None

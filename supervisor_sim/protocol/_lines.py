@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from ._limits import LIMITS
+
 __all__ = ["DEFAULT_MAX_LINE_LENGTH", "Line", "LineSplitter"]
 
-DEFAULT_MAX_LINE_LENGTH = 1024 * 1024
+DEFAULT_MAX_LINE_LENGTH = LIMITS.max_log_line
 
 
 @dataclass(frozen=True, slots=True)

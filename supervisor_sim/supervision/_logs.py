@@ -1,17 +1,23 @@
 """Turning the runtime's log lines into records, as Airflow's supervisor reads them.
 
-Airflow (supervisor-behaviour.md §8, protocol.md §4.2) crashes on a logs-channel line without
-``level`` or with a non-string ``timestamp``, and silently drops unknown levels and non-JSON
-lines. supervisor-sim keeps every line, and reports each of those as a violation that says what
-Airflow would have done.
+Airflow crashes on a logs-channel line without ``level`` or with a non-string ``timestamp``, and
+silently drops unknown levels and non-JSON lines. supervisor-sim keeps every line, and reports
+each of those as a violation that says what Airflow would have done.
+
+A line is checked against the limits (docs/reliability.md, "Limits") before ``json.loads`` sees
+it: its bracket depth by a scan that costs nothing for an ordinary line, and its integers'
+lengths. A line over a limit is kept unparsed, like a line that is not JSON.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import re
+from itertools import accumulate
 from typing import Any
 
-from ..protocol import Line, parse_datetime
+from ..protocol import LIMITS, Limits, Line, parse_datetime
 from ._events import Violation
 
 __all__ = ["LEVELS", "parse_log_line", "stream_record"]
@@ -44,21 +50,90 @@ def _decode(line: Line) -> tuple[str, list[Violation]]:
     return text.rstrip("\r"), violations
 
 
-def parse_log_line(line: Line) -> tuple[dict[str, Any], list[Violation]]:
+# A JSON string, or an unterminated one running to the end of the line: every quote starts a
+# match that succeeds, so removing the strings is one linear pass (no failed attempts to retry).
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.S)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_DEPTH_STEP = {"{": 1, "[": 1, "}": -1, "]": -1}
+
+
+def _depth_over(text: str, limit: int) -> bool:
+    """Whether the JSON ``text`` nests arrays and objects more than ``limit`` deep."""
+    if text.count("{") + text.count("[") <= limit:
+        return False  # an ordinary line: too few brackets, even counting those in strings
+    outside = _JSON_STRING.sub("", text)  # brackets in strings do not nest
+    if outside.count("{") + outside.count("[") <= limit:
+        return False
+    brackets = _NOT_BRACKET.sub("", outside)
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets))) > limit
+
+
+@functools.lru_cache(maxsize=8)
+def _digit_run(limit: int) -> re.Pattern[str]:
+    # Anchored at the start of a run of digits, so a long run is tried once, not at each digit.
+    return re.compile(f"(?<![0-9])[0-9]{{{limit + 1}}}")
+
+
+class _IntTooLong(Exception):
+    pass
+
+
+def _bounded_int(limit: int) -> Any:
+    def parse_int(text: str) -> int:
+        if len(text) - (text[0] == "-") > limit:
+            raise _IntTooLong
+        return int(text)
+
+    return parse_int
+
+
+def _unparsed(text: str, marker: str) -> dict[str, Any]:
+    return {"level": "info", "event": text + marker, "malformed": True}
+
+
+_AIRFLOW_DROPS = "Airflow logs 'Malformed json log line' in its own log and drops the line"
+
+
+def _loads(text: str, limits: Limits) -> tuple[Any, Violation | None]:
+    """``json.loads(text)`` within the limits, or the violation that kept it from being parsed.
+
+    No message quotes the line: it may hold a secret the masker has not learned yet."""
+    if _depth_over(text, limits.max_log_depth):
+        return None, Violation(
+            "log-too-deep",
+            f"log line nests arrays and objects more than {limits.max_log_depth} levels deep, "
+            f"over the limit (max_log_depth={limits.max_log_depth}); kept unparsed",
+            "Airflow parses it with msgspec: it forwards lines up to about 1,000 levels deep, "
+            "and deeper ones fail ('Malformed json log line') and are dropped",
+        )
+    try:
+        if _digit_run(limits.max_int_digits).search(text) is None:
+            return json.loads(text), None
+        return json.loads(text, parse_int=_bounded_int(limits.max_int_digits)), None
+    except _IntTooLong:
+        return None, Violation(
+            "log-number-too-long",
+            f"log line has an integer of more than {limits.max_int_digits} digits, over the "
+            f"limit (max_int_digits={limits.max_int_digits}); kept unparsed",
+            "Airflow's msgspec reads integers of up to 4300 digits; past that the line fails "
+            "('Malformed json log line') and is dropped",
+        )
+    except ValueError as exc:
+        if isinstance(exc, json.JSONDecodeError):
+            message = f"log line is not JSON ({exc.msg} at column {exc.colno}): {text[:80]!r}"
+        else:  # int() refusing a number: sys.set_int_max_str_digits is below max_int_digits
+            message = "log line is not JSON (a number in it could not be read)"
+        return None, Violation("log-not-json", message, _AIRFLOW_DROPS)
+
+
+def parse_log_line(line: Line, limits: Limits = LIMITS) -> tuple[dict[str, Any], list[Violation]]:
     """A logs-channel line -> (record with at least level and event, violations found)."""
     text, violations = _decode(line)
     marker = " [truncated]" if line.truncated else ""
-    try:
-        obj = json.loads(text)
-    except ValueError as exc:
-        violations.append(
-            Violation(
-                "log-not-json",
-                f"log line is not JSON ({exc.msg} at column {exc.colno}): {text[:80]!r}",
-                "Airflow logs 'Malformed json log line' in its own log and drops the line",
-            )
-        )
-        return {"level": "info", "event": text + marker, "malformed": True}, violations
+    obj, refused = _loads(text, limits)
+    if refused is not None:
+        violations.append(refused)
+        return _unparsed(text, marker), violations
     if not isinstance(obj, dict):
         violations.append(
             Violation(
@@ -68,7 +143,7 @@ def parse_log_line(line: Line) -> tuple[dict[str, Any], list[Violation]]:
                 "instance stays 'running' on the server",
             )
         )
-        return {"level": "info", "event": text + marker, "malformed": True}, violations
+        return _unparsed(text, marker), violations
     record = dict(obj)
     if "exception" in record:
         record["error_detail"] = record.pop("exception")

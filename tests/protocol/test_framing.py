@@ -521,6 +521,7 @@ class TestOnlyProtocolErrors:
         assert info.value.offset == 99
         assert info.value.rule in {
             "bad-msgpack",
+            "frame-too-deep",
             "not-an-array",
             "too-few-elements",
             "bad-id",
