@@ -22,6 +22,7 @@ from supervisor_sim.api import (
     StubTransport,
     TokenIssuer,
     stub_client,
+    stub_http,
 )
 
 BASE = "http://stub.invalid/execution/"
@@ -156,3 +157,34 @@ def test_response_headers_lookup_is_case_insensitive(store: StubStore) -> None:
     assert response.headers.get("Content-Type") == "application/json"
     assert "CONTENT-TYPE" in response.headers
     assert response.json() == {"key": "a b/ç?", "value": "v1"}
+
+
+def test_the_in_process_path_is_taken_only_when_declared(store: StubStore) -> None:
+    """The client calls the stub directly only when told: ``in_process=`` or an
+    ``InProcessClient`` (``stub_http``). A plain AsyncClient on the same transport, or one with
+    event hooks (which AsyncClient must run), goes through httpx."""
+    record = store.prepare_task_instance("d", "t", run_id="r")
+    hooked: list[str] = []
+
+    async def hook(request: httpx.Request) -> None:
+        hooked.append(request.url.path)
+
+    async def main() -> list[bool]:
+        stub = StubTransport(store)
+        inline = []
+        async with httpx.AsyncClient(base_url=BASE, transport=stub) as plain:
+            inline.append(ExecutionAPIClient(plain).answers_inline)
+            inline.append(ExecutionAPIClient(plain, in_process=stub).answers_inline)
+        async with stub_http(stub) as declared:
+            inline.append(ExecutionAPIClient(declared).answers_inline)
+        async with httpx.AsyncClient(
+            base_url=BASE, transport=stub, event_hooks={"request": [hook]}
+        ) as with_hooks:
+            api = ExecutionAPIClient(with_hooks, in_process=stub)
+            inline.append(api.answers_inline)
+            response = await api.request("GET", f"dag-runs/d/{record.run_id}")
+            assert response.status_code == 200
+        return inline
+
+    assert trio.run(main) == [False, True, True, False]
+    assert hooked == ["/execution/dag-runs/d/r"]
