@@ -298,7 +298,8 @@ def _stub_side(tmp: Path, secret: str, run_id: str) -> tuple[Side, StubStore]:
         '[variables]\npeer_var = "hello-from-var"\n'
         '[connections.peer_conn]\nconn_type = "generic"\nhost = "example.invalid"\n'
         'login = "bob"\npassword = "s3cret"\n'
-        f'[dag_runs.example_dag]\nrun_id = "{run_id}"\nconf = {{}}\nrun_type = "manual"\n'
+        # No conf: the stub's default ({}) must be what Airflow's run carries.
+        f'[dag_runs.example_dag]\nrun_id = "{run_id}"\nrun_type = "manual"\n'
     )
     store = StubStore(tmp / "parity-stub.sqlite")
     store.seed(load_fixtures(fixtures))
