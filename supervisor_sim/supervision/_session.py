@@ -220,8 +220,10 @@ class Session:
     async def write(self, data: bytes, req_id: int) -> None:
         """Write a frame's bytes to --comm as they are (``req_id``: what it answers, to name in
         the note should the connection be closed)."""
+        if self.comm is None:
+            raise RuntimeError("--comm is not connected yet")
         try:
-            await send_all(self.comm, data)  # type: ignore[arg-type]
+            await send_all(self.comm, data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._undelivered(req_id)
 

@@ -53,6 +53,11 @@ RULES: dict[str, Rule] = {
     "bad-id": Rule("a frame id that is not an integer", _UNCAUGHT),
     "bad-body": Rule("a request body that is neither a map nor nil", _UNCAUGHT),
     "bad-carrier": Rule("a context carrier that is neither a map nor nil", _UNCAUGHT),
+    "frame-too-deep": Rule(
+        "a frame nesting arrays and maps deeper than max_frame_depth",
+        "Airflow's msgspec decoder reads frames up to about 1,000 levels deep; deeper ones raise "
+        "RecursionError, which ends supervise_task",
+    ),
     # --- requests ---------------------------------------------------------------------------------
     # Reported as ``invalid-request:<problem>``, the problem being validation's rule.
     "invalid-request": Rule(
@@ -95,6 +100,16 @@ RULES: dict[str, Rule] = {
     ),
     "log-line-too-long": Rule(
         "a log line over the line-length cap", "Airflow buffers lines without limit"
+    ),
+    "log-too-deep": Rule(
+        "a --logs line nesting arrays and objects deeper than max_log_depth",
+        "Airflow parses it with msgspec: it forwards lines up to about 1,000 levels deep, and "
+        "deeper ones fail ('Malformed json log line') and are dropped",
+    ),
+    "log-number-too-long": Rule(
+        "a --logs line with an integer longer than max_int_digits",
+        "Airflow's msgspec reads integers of up to 4300 digits; past that the line fails "
+        "('Malformed json log line') and is dropped",
     ),
     "log-not-json": Rule(
         "a --logs line that is not JSON",

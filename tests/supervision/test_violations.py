@@ -95,6 +95,8 @@ def test_a_frame_violation_names_the_decoders_rule_and_the_offset() -> None:
         (b'{"event": "x"}', "log-missing-level"),
         (b'{"event": "x", "level": "loud"}', "log-unknown-level"),
         (b'{"event": "x", "level": "info", "timestamp": 5}', "log-bad-timestamp"),
+        (b'{"level": "info", "deep": ' + b"[" * 80 + b"]" * 80 + b"}", "log-too-deep"),
+        (b'{"level": "info", "n": ' + b"7" * 700 + b"}", "log-number-too-long"),
     ],
 )
 def test_log_line_violations_say_what_the_table_says(data: bytes, rule: str) -> None:
