@@ -266,9 +266,7 @@ def _envelope(
         )
     if not isinstance(value[0], int) or isinstance(value[0], bool):
         raise ProtocolError(
-            "bad-id",
-            f"the frame id must be an integer, got {type(value[0]).__name__} {value[0]!r:.40}",
-            offset=offset,
+            "bad-id", f"the frame id must be an integer, got {_described(value[0])}", offset=offset
         )
     return value
 
@@ -284,10 +282,23 @@ def _map_or_nil(value: Any, rule: str, name: str, offset: int, request_id: int) 
         return value
     raise ProtocolError(
         rule,
-        f"{name} must be a map or nil, got {type(value).__name__} {value!r:.40}",
+        f"{name} must be a map or nil, got {_described(value)}",
         offset=offset,
         request_id=request_id,
     )
+
+
+def _described(value: Any) -> str:
+    """A value's type, with the value itself only when it holds no text: a message must not
+    quote what may be a secret the masker has not learned."""
+    name = type(value).__name__
+    if value is None or isinstance(value, bool | int | float):
+        return f"{name} {value!r:.40}"
+    if isinstance(value, str):
+        return f"a {name} of {len(value)} characters"
+    if isinstance(value, bytes | list | tuple | dict):
+        return f"a {name} of {len(value)} {'bytes' if isinstance(value, bytes) else 'items'}"
+    return f"a {name}"
 
 
 def decode_request(payload: bytes, offset: int = 0, *, limits: Limits = LIMITS) -> RequestFrame:
