@@ -33,7 +33,7 @@ from ._options import (
 if TYPE_CHECKING:
     import httpx
     import trio
-    from rich.table import Table
+    from rich.console import RenderableType
 
     from ..api import StubStore, TaskInstanceRecord
     from ..runner import AirflowBackend, RunBackend, TaskResult
@@ -117,36 +117,6 @@ def run_dag(ctx: click.Context, dag_id: str, **opts: Any) -> NoReturn:
     sys.exit(status)
 
 
-_STYLE = {
-    "success": "green",
-    "failed": "red",
-    "upstream_failed": "red",
-    "running": "cyan",
-    "up_for_retry": "yellow",
-    "skipped": "magenta",
-    "queued": "blue",
-}
-
-
-def _table(results: dict[str, TaskResult], title: str) -> Table:
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
-    for column in ("task", "state", "tries", "map", "duration", "violations"):
-        table.add_column(column)
-    for r in results.values():
-        style = _STYLE.get(r.state, "")
-        table.add_row(
-            r.task_id,
-            f"[{style}]{r.state}[/{style}]" if style else r.state,
-            str(r.tries),
-            str(len(r.map_indexes)) if r.map_indexes else "",
-            f"{r.duration_s:.2f}s" if r.duration_s is not None else "",
-            str(r.violations or ""),
-        )
-    return table
-
-
 async def _parse(
     runtime: list[str], project: ProjectConfig, config: SupervisorConfig, store: StubStore
 ) -> tuple[dict[str, Any] | None, TaskOutcome]:
@@ -216,7 +186,8 @@ async def _run_dag_with(
         supervise,
     )
     from ..supervision import Journal, TaskSession, TaskSpec
-    from ._console import ConsoleSink
+    from ._console import ConsoleSink, configure_logging
+    from ._progress import DagTracker, dag_view, print_report
 
     err = Console(stderr=True)
     result, parse_outcome = await _parse(runtime, project, config, store)
@@ -277,14 +248,17 @@ async def _run_dag_with(
         )
         backend = real
 
+    tracker = DagTracker()
+
     async def run_one(record: TaskInstanceRecord) -> tuple[TaskOutcome, str | None]:
         ti = ti_wire(record)
         journal = Journal()
         tag: dict[str, Any] = {"task_id": record.task_id, "try_number": record.try_number}
         if record.map_index >= 0:
             tag["map_index"] = record.map_index
-        # Live table on a terminal: task output only at -v; in JSON mode every line is tagged.
-        journal.sinks.append(ConsoleSink(verbosity=verbosity - (1 if tty else 0), bind=True, **tag))
+        # Live view on a terminal: task output only at -v; every line is tagged with its task.
+        sink = ConsoleSink(verbosity=verbosity - (1 if tty else 0), bind=True, **tag)
+        journal.sinks.append(sink)
         transcript = None
         if not opts["no_transcript"]:
             transcript = default_transcript(Path(runs_dir), ti).resolve()
@@ -304,6 +278,8 @@ async def _run_dag_with(
             active.add(session)
             return session
 
+        tracker.try_started(record)
+        outcome = None
         try:
             outcome = await supervise(
                 spec,
@@ -319,13 +295,22 @@ async def _run_dag_with(
             )
         finally:
             active.difference_update({s for s in active if s.spec is spec})
+            tracker.try_ended(
+                record, outcome, str(transcript) if transcript else None, sink.diagnosis
+            )
         return outcome, str(transcript) if transcript else None
 
     live: Live | None = None
 
+    class LiveView:
+        """Rebuilt at each refresh, so the elapsed times tick and the view fits the screen."""
+
+        def __rich__(self) -> RenderableType:
+            return dag_view(f"{dag_id} run {run_id}", runner.results, tracker, err.size.height)
+
     def on_change(r: TaskResult) -> None:
         if live is not None:
-            live.update(_table(runner.results, f"{dag_id} run {run_id}"))
+            live.refresh()
         elif (
             not opts["as_json"]
             and verbosity >= 0
@@ -355,10 +340,11 @@ async def _run_dag_with(
                     session.forward_signal(sig)
 
     if tty and not opts["as_json"]:
-        live = Live(
-            _table(runner.results, f"{dag_id} run {run_id}"), console=err, refresh_per_second=8
-        )
+        # Transient: the view goes when the run ends, and the report is printed once instead.
+        live = Live(LiveView(), console=err, refresh_per_second=4, transient=True)
         live.start()
+        # Task lines go through the live display's stderr, above the view.
+        configure_logging("console", sys.stderr)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watch_signals, nursery.cancel_scope)
@@ -367,6 +353,7 @@ async def _run_dag_with(
     finally:
         if live is not None:
             live.stop()
+            configure_logging("console", sys.stderr)
         if real is not None:
             with trio.CancelScope(shield=True):
                 assert real.proc.stdin is not None
@@ -404,12 +391,13 @@ async def _run_dag_with(
     if opts["as_json"]:
         click.echo(json.dumps(summary))
     elif verbosity >= 0:
-        err.print(
-            _table(
-                results,
-                f"{dag_id} run {run_id}: {summary['state']} in "
-                f"{runner.wall_s:.2f}s (parallelism {opts['parallelism']})",
-            )
+        print_report(
+            err,
+            f"{dag_id} run {run_id}: {summary['state']} in "
+            f"{runner.wall_s:.2f}s (parallelism {opts['parallelism']})",
+            results,
+            tracker,
+            {tid: node.upstream for tid, node in structure.tasks.items()},
         )
     if interrupted:
         return 130

@@ -68,6 +68,7 @@ if TYPE_CHECKING:
 
     from ..api import Fixtures
     from ..supervision import Launch, SupervisorConfig, TaskOutcome
+    from ._console import Diagnosis
 
 __all__ = ["exit_status", "run_task", "run_task_command"]
 
@@ -134,7 +135,7 @@ def run_task_command(
             api._fixtures = _fixtures_module()
         verbosity = 1 + opts["verbose"] - opts["quiet"]
         try:
-            outcome, title, transcript = trio.run(
+            outcome, title, transcript, diagnosis = trio.run(
                 _run_task,
                 dag_id,
                 task_id,
@@ -170,7 +171,12 @@ def run_task_command(
     if (verbosity >= 0 and not opts["as_json"]) or sys.stderr.isatty():
         from ._console import print_summary
 
-        print_summary(outcome, title, transcript=str(transcript) if transcript else None)
+        print_summary(
+            outcome,
+            title,
+            transcript=str(transcript) if transcript else None,
+            diagnosis=diagnosis,
+        )
     sys.exit(exit_status(outcome))
 
 
@@ -288,7 +294,7 @@ async def _run_task(
     opts: dict[str, Any],
     fixtures: Fixtures | None,
     launch: Launch,
-) -> tuple[TaskOutcome, str, Path | None]:
+) -> tuple[TaskOutcome, str, Path | None, Diagnosis]:
     from ..api import (
         RetryPolicy,
         StubTransport,
@@ -300,7 +306,7 @@ async def _run_task(
     )
     from ..runner import default_transcript, open_store, supervise
     from ..supervision import Journal, TaskSpec
-    from ._console import ConsoleSink
+    from ._console import ConsoleSink, configure_logging, use_color
 
     journal = Journal()
     http: httpx.AsyncClient | StubTransport
@@ -353,10 +359,25 @@ async def _run_task(
     context = {"dag_id": dag_id, "task_id": task_id, "try_number": ti["try_number"]}
     if ti["map_index"] != -1:
         context["map_index"] = ti["map_index"]
-    journal.sinks.append(
-        ConsoleSink(verbosity=verbosity, bind=opts["log_format"] == "json", **context)
+    name = f"{dag_id}.{task_id}" + (f"[{ti['map_index']}]" if ti["map_index"] != -1 else "")
+    name += f" try {ti['try_number']}"
+    status = None
+    if opts["log_format"] == "console" and sys.stderr.isatty() and os.environ.get("TERM") != "dumb":
+        from ._progress import StatusLine
+
+        status = StatusLine(sys.stderr, name, colors=use_color(sys.stderr))
+        configure_logging("console", status.stream)  # lines take the status line off first
+        journal.sinks.append(status)
+    console = ConsoleSink(
+        verbosity=verbosity,
+        bind=opts["log_format"] == "json",
+        header=f"{name} · run {ti['run_id']} · ti {ti['id']}"
+        + ("" if api_label == "stub" else f" · {api_label}"),
+        identity={**ti, "ti_id": ti["id"]},
+        **context,
     )
-    title = f"{dag_id}.{task_id} try {ti['try_number']} (run {ti['run_id']})"
+    journal.sinks.append(console)
+    title = f"{name} (run {ti['run_id']})"
     # The spec the runtime was started for (_runtime_started): same runtime, env and cwd.
     spec = TaskSpec(
         ti=ti,
@@ -374,17 +395,26 @@ async def _run_task(
         retry = replace(retry, attempts=max(1, opts["api_retries"]))
     if opts["api_timeout"] is not None:
         retry = replace(retry, timeout=opts["api_timeout"])
-    outcome = await supervise(
-        spec,
-        http,
-        token=token,
-        config=config,
-        journal=journal,
-        transcript=transcript,
-        redact=not opts["no_redact"],
-        api_label=api_label,
-        retry=retry,
-        api_version=opts["api_version"],
-        launch=launch,
-    )
-    return outcome, title, transcript
+    if status is not None:
+        import trio
+
+        trio.lowlevel.spawn_system_task(status.run)
+    try:
+        outcome = await supervise(
+            spec,
+            http,
+            token=token,
+            config=config,
+            journal=journal,
+            transcript=transcript,
+            redact=not opts["no_redact"],
+            api_label=api_label,
+            retry=retry,
+            api_version=opts["api_version"],
+            launch=launch,
+        )
+    finally:
+        if status is not None:
+            status.stop()
+            configure_logging("console", sys.stderr)
+    return outcome, title, transcript, console.diagnosis
