@@ -4,7 +4,8 @@ One command (docs/performance.md)::
 
     .venv/bin/python bench/run.py [--smoke] [--runs 3] [--out FILE]   (default bench/results.json;
                                                                       --smoke: a temp file)
-                                  [--only roundtrip,many,startup,transcript,stubapi,replay]
+                                  [--only roundtrip,many,startup,transcript,stubapi,replay,
+                                          masking]
                                   [--airflow-python PATH | --no-airflow]
 
 Every measurement runs in a process of its own (peak RSS is that process's ``VmHWM``), each is
@@ -300,6 +301,12 @@ def bench_replay(sizes: list[int], tmp: Path) -> dict[str, Any]:
     return run_json(cmd, timeout=600 + sum(sizes) / 50)
 
 
+def bench_masking(smoke: bool) -> dict[str, Any]:
+    """bench/masking.py: masking per log line with 10, 1,000 and 10,000 secrets; 10,000 added."""
+    cmd = [PY, str(HERE / "masking.py"), "--json", "--repeats", "1" if smoke else "5"]
+    return run_json(cmd, timeout=600)
+
+
 def bench_stubapi(n: int) -> dict[str, Any]:
     return run_json([PY, str(HERE / "sim_bench.py"), "stubapi", "--n", str(n)], timeout=600)
 
@@ -345,7 +352,7 @@ def main() -> int:
         "so a smoke run never overwrites the committed results)",
     )
     parser.add_argument(
-        "--only", help="comma-separated: roundtrip,many,startup,transcript,stubapi,replay"
+        "--only", help="comma-separated: roundtrip,many,startup,transcript,stubapi,replay,masking"
     )
     parser.add_argument("--many", help="children counts (default 1,10,50,200)")
     parser.add_argument("--airflow-python", help="interpreter with apache-airflow-task-sdk")
@@ -365,7 +372,9 @@ def main() -> int:
     many_counts = [int(x) for x in (args.many or ("1,3" if smoke else "1,10,50,200")).split(",")]
     many_n = 20 if smoke else 200
     replay_sizes = [300, 1000] if smoke else [10_000, 100_000]
-    selected = set((args.only or "roundtrip,many,startup,transcript,stubapi,replay").split(","))
+    selected = set(
+        (args.only or "roundtrip,many,startup,transcript,stubapi,replay,masking").split(",")
+    )
 
     report: dict[str, Any] = {
         "machine": machine(),
@@ -469,6 +478,10 @@ def main() -> int:
                     }
                     for i, size in enumerate(replay_sizes)
                 }
+        if "masking" in selected:
+            result = attempt("masking", bench_masking, smoke)
+            if result:
+                summary["masking"] = {k: v for k, v in result.items() if k != "impl"}
 
     report["load_after"] = load()
     report["targets"] = evaluate(summary)
@@ -652,6 +665,25 @@ def render(report: dict[str, Any]) -> str:
                 f"{int(size):>10,}{fmt(r['run_s'], '.2f'):>9}{fmt(r['replay_s'], '.2f'):>10}"
                 f"{fmt(r['ratio'], '.2f'):>8}{fmt(r['replay_us_per_req'], '.0f'):>9}"
             )
+    masking = s.get("masking")
+    if masking:
+        lines += [
+            "",
+            "Secret masking (bench/masking.py; one structlog-style record per line)",
+            f"{'secrets':>10}{'redact us':>11}{'with a secret us':>18}{'leaves_plain us':>17}",
+        ]
+        for count, r in masking["per_line"].items():
+            lines.append(
+                f"{int(count):>10,}{fmt(r['redact_us'], '.1f'):>11}"
+                f"{fmt(r['redact_with_secret_us'], '.1f'):>18}"
+                f"{fmt(r['leaves_plain_us'], '.1f'):>17}"
+            )
+        alone = fmt(masking["add_s"] * 1e3, ".0f")
+        interleaved = fmt(masking["add_with_redact_s"] * 1e3, ".0f")
+        lines.append(
+            f"  {masking['adds']:,} secrets added one by one: {alone} ms;"
+            f" with a line redacted after each: {interleaved} ms"
+        )
     lines += ["", "Targets"]
     for t in report["targets"]:
         value = "-" if t["value"] is None else f"{t['value']:.2f}{t['unit']}"
