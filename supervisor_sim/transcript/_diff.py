@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from difflib import SequenceMatcher
 from typing import Any
 
+from ..protocol import to_jsonable
 from ._reader import Transcript, frame_body
 from ._replay import normalise, run_substitutions
 
@@ -42,7 +43,8 @@ class Difference:
     type: str | None = None
     #: For "field": where in the frame ("body.key", "id", "error.detail").
     field: str | None = None
-    #: The differing values (normalised; for "type" the two types; for "http" the counts).
+    #: The differing values (normalised, as tagged JSON; for "type" the two types; for "http"
+    #: the counts).
     a: Any = None
     b: Any = None
 
@@ -64,7 +66,8 @@ class TranscriptDiff:
 
 
 def _js(value: Any) -> str:
-    """A value as JSON text (``null``, ``"a"``), shortened for a one-line message."""
+    """A value (as ``to_jsonable`` made it) as JSON text (``null``, ``"a"``), shortened for a
+    one-line message."""
     text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
     return text if len(text) <= 120 else text[:117] + "..."
 
@@ -113,7 +116,8 @@ def _exchanges(t: Transcript) -> tuple[list[_Exchange], list[str]]:
         frame = _Frame(r, counts[direction])
         counts[direction] += 1
         if direction == "in":
-            content = json.dumps(normalise(frame_body(r), subs=subs), sort_keys=True, default=str)
+            # The tagged body: JSON whatever the message held (bytes keys, datetimes).
+            content = json.dumps(normalise(r.get("body"), subs=subs), sort_keys=True)
             exchange = _Exchange(frame, content=content)
             waiting[r.get("id")] = exchange
             by_seq[r["seq"]] = exchange
@@ -269,6 +273,7 @@ class _Differ:
         what = fa.type + (f" (reply to {reply_to})" if reply_to else "")
         where = self._where(fa, fb, ra["dir"])
         for path, va, vb in found:
+            va, vb = to_jsonable(va), to_jsonable(vb)
             self.out.append(
                 Difference(
                     "field",

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from ..protocol import to_jsonable
 from ._reader import Transcript, frame_body
 
 __all__ = ["render_timeline"]
@@ -31,6 +32,15 @@ def _c(text: str, kind: str, colour: bool) -> str:
     return f"\x1b[{code}m{text}\x1b[0m" if colour and code else text
 
 
+def _json(value: Any) -> str:
+    """``value`` as JSON text; a map with keys JSON cannot have (bytes, tuples, datetimes) is
+    shown in its tagged form, ``{"$map": [[key, value], ...]}``."""
+    try:
+        return json.dumps(value, default=str)
+    except TypeError:
+        return json.dumps(to_jsonable(value), default=str)
+
+
 def _summary(body: Any, limit: int = 90) -> str:
     if not isinstance(body, dict):
         return ""
@@ -40,7 +50,7 @@ def _summary(body: Any, limit: int = 90) -> str:
             continue
         if k == "ti" and isinstance(v, dict):
             v = f"{v.get('dag_id')}.{v.get('task_id')} try {v.get('try_number')}"
-        text = v if isinstance(v, str) else json.dumps(v, default=str)
+        text = v if isinstance(v, str) else _json(v)
         if len(text) > 40:
             text = text[:37] + "..."
         parts.append(f"{k}={text}")

@@ -426,12 +426,6 @@ def test_hostile_log_lines_are_kept_and_flagged(
     _through_transcript(tmp_path_factory.mktemp("logs"), events, masker)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="transcript/_show.py _summary: json.dumps(v, default=str) of a body value holding a "
-    "map with bytes, tuple, ext or datetime keys raises TypeError (default= is not used for keys)",
-)
 def test_show_summarises_a_map_with_bytes_keys(tmp_path: Path) -> None:
     """``show`` lists a decodable request whose value is a map with bytes keys."""
     payload = packb([1, {"type": "SetXCom", "key": "k", "value": {b"\x00": 1}}, None])

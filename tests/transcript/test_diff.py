@@ -175,3 +175,22 @@ def test_an_equivalent_pair_exits_0(tmp_path: Path, as_json: bool):
         assert json.loads(proc.stdout) == {"equivalent": True, "differences": [], "details": []}
     else:
         assert proc.stdout.startswith("equivalent: 5 frames")
+
+
+def test_values_json_cannot_hold_are_compared_and_printed(tmp_path: Path):
+    """A map with bytes keys (valid msgpack, tagged in the transcript) is diffed and shown."""
+    a = _write(
+        tmp_path / "a.jsonl", [("SetXCom", {"key": "k", "value": {b"\x00": 1}}, None, None, "/x")]
+    )
+    b = _write(
+        tmp_path / "b.jsonl", [("SetXCom", {"key": "k", "value": {b"\x00": 2}}, None, None, "/x")]
+    )
+    result = diff_transcripts(read_transcript(a), read_transcript(b))
+    assert result.differences == [
+        "runtime -> supervisor frame A#0/B#0 SetXCom: body.value.b'\\x00': 1 in A, 2 in B"
+    ]
+    for args in (("show", str(a)), ("diff", str(a), str(b), "--json")):
+        proc = cli(*args, cwd=tmp_path)
+        assert proc.returncode in (0, 1) and "Traceback" not in proc.stderr, proc.stderr
+    proc = cli("show", str(a), cwd=tmp_path)
+    assert 'value={"$map": [[{"$bytes": "AA=="}, 1]]}' in proc.stdout
