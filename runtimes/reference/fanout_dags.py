@@ -8,6 +8,10 @@ extract -> square (mapped over extract's list) -> total. Each transform sleeps
 FANOUT_SLEEP_S seconds (default 0.5), so the run's wall time shows the parallelism.
 ``failing_dag``: flaky (fails its first try, retries once) -> broken (always fails) -> cleanup
 (upstream_failed), and skipper (skips) -> after_skip (skipped).
+``wide_dag``, 60 tasks for run-dag's live view: begin -> part_00 ... part_54 -> report -> notify,
+and begin -> cube (mapped over begin's list of 6) -> sum_cubes. Each part sleeps
+WIDE_SLEEP_S (default 0.3) times 1 to 5 seconds; part_13 raises, part_42 dies without a terminal
+message, so report and notify end upstream_failed.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from __future__ import annotations
 import os
 import time
 from typing import Any
+
+WIDE_PARTS = 55
 
 
 def _pause() -> None:
@@ -78,6 +84,35 @@ def after_skip(ctx: Any) -> None:
     ctx.log.info("never runs: its upstream was skipped")
 
 
+def begin(ctx: Any) -> list[int]:
+    return list(range(6))
+
+
+def part(ctx: Any) -> int:
+    index = int(ctx.task_id.rsplit("_", 1)[1])
+    time.sleep(float(os.environ.get("WIDE_SLEEP_S", "0.3")) * (1 + index % 5))
+    if index == 13:
+        raise ValueError(f"partition {index}: malformed row 1207")
+    if index == 42:
+        os._exit(3)  # no terminal message: the supervisor's verdict is all there is
+    ctx.log.info("Partition done", rows=1000 + index)
+    return index
+
+
+def report(ctx: Any) -> None:
+    ctx.log.info("never runs: two partitions failed")
+
+
+def cube(ctx: Any) -> int:
+    return ctx.xcom_pull("begin")[ctx.ti["map_index"]] ** 3
+
+
+def sum_cubes(ctx: Any) -> int:
+    return sum(ctx.xcom_pull("cube", map_index=i) for i in range(6))
+
+
+PARTS = [f"part_{i:02d}" for i in range(WIDE_PARTS)]
+
 DAGS = {
     "fanout_dag": {
         "extract": extract, "transform_a": transform_a, "transform_b": transform_b,
@@ -87,6 +122,10 @@ DAGS = {
         "flaky": flaky, "broken": broken, "cleanup": cleanup, "skipper": skipper,
         "after_skip": after_skip,
     },
+    "wide_dag": {
+        "begin": begin, **dict.fromkeys(PARTS, part), "report": report, "notify": report,
+        "cube": cube, "sum_cubes": sum_cubes,
+    },
 }  # fmt: skip
 DEPENDENCIES = {
     "fanout_dag": {
@@ -95,6 +134,10 @@ DEPENDENCIES = {
         "total": ["square"],
     },
     "failing_dag": {"broken": ["flaky"], "cleanup": ["broken"], "after_skip": ["skipper"]},
+    "wide_dag": {
+        **{p: ["begin"] for p in PARTS}, "report": PARTS, "notify": ["report"],
+        "cube": ["begin"], "sum_cubes": ["cube"],
+    },
 }  # fmt: skip
-MAPPED = {"fanout_dag": {"square": "extract"}}
+MAPPED = {"fanout_dag": {"square": "extract"}, "wide_dag": {"cube": "begin"}}
 TASK_SETTINGS = {"failing_dag": {"flaky": {"retries": 1, "retry_delay": 0.2}}}

@@ -41,6 +41,7 @@ __all__ = [
     "Diagnosis",
     "configure_logging",
     "print_summary",
+    "shown_path",
     "terminal_width",
     "use_color",
 ]
@@ -327,19 +328,23 @@ _SHOWN_APART = frozenset({"level", "event", "timestamp", "logger", "error_detail
 
 @dataclass
 class Diagnosis:
-    """What a failed try's summary needs from the logs, collected at any verbosity: the
-    runtime's last exception, its last error line, and the last lines of its stderr."""
+    """What a failed try's summary needs from the journal, collected at any verbosity: the
+    runtime's last exception and last error line, the supervisor's last error (a timeout, a
+    kill), how the process ended, and the last lines of the runtime's stderr."""
 
     exception: str | None = None
     last_error: str | None = None
+    verdict: str | None = None
+    exit: str | None = None
     stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=5))
 
     def reason(self, outcome: TaskOutcome) -> str | None:
-        """Why the try did not succeed, in the runtime's words when it gave any (its exception,
-        else its last error line), else the supervisor's verdict."""
-        return self.exception or self.last_error or outcome.error
+        """Why the try did not succeed: the runtime's exception, else the supervisor's verdict,
+        else the runtime's last error line, else how the process ended."""
+        return self.exception or self.verdict or outcome.error or self.last_error or self.exit
 
     def observe(self, record: Mapping[str, Any], source: str) -> None:
+        """A log record (``source``: logs, stdout or stderr)."""
         if source == "stderr":
             self.stderr_tail.append(str(record.get("event", "")))
             return
@@ -451,6 +456,8 @@ class ConsoleSink:
                 )
         elif kind == "note":
             level = d.get("level", "info")
+            if level == "error":
+                self.diagnosis.verdict = d["message"]
             if level == "debug" and self.verbosity < 2:
                 return
             method = level if level in ("debug", "info", "warning", "error") else "info"
@@ -528,6 +535,8 @@ class ConsoleSink:
 
     def _process(self, d: Mapping[str, Any]) -> None:
         what = d.get("event")
+        if what == "exit" and d.get("message"):
+            self.diagnosis.exit = f"{d['message']}, exit code {d.get('exit_code')}"
         internal = (what in _INTERNAL and not d.get("discarded")) or (
             what == "exit" and d.get("exit_code") == 0
         )
@@ -638,11 +647,11 @@ def print_summary(
     if outcome.error and outcome.error != reason:
         lines.append(f"  error         {outcome.error}")
     if transcript:
-        lines.append(f"  transcript    {_shown_path(transcript)}")
+        lines.append(f"  transcript    {shown_path(transcript)}")
     print("\n".join(lines), file=stream)
 
 
-def _shown_path(path: str) -> str:
+def shown_path(path: str) -> str:
     """``path`` relative to the working directory when it is under it (shorter to read)."""
     try:
         return os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path

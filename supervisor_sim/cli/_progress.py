@@ -367,10 +367,12 @@ def print_report(
     (a mapped task per failed map index), and what was left upstream_failed by whom."""
     from rich.markup import escape
 
+    from ._console import shown_path
+
     console.print(_table(results.values(), tracker, title))
     failed = [r for r in results.values() if r.state == "failed"]
     if failed:
-        console.print(f"[bold red]{len(failed)} failed[/bold red]")
+        console.print(f"[bold red]{len(failed)} failed[/bold red] (why, then the transcript)")
     for r in failed:
         tries = tracker.failed_tries(r.task_id)
         if not tries:
@@ -382,7 +384,7 @@ def print_report(
                 f"  [bold]{escape(name)}[/bold] try {t.try_number}  [red]{escape(_reason(t))}[/red]"
             )
             if t.transcript:
-                console.print(f"    transcript {escape(t.transcript)}", soft_wrap=True)
+                console.print(f"    {escape(shown_path(t.transcript))}", soft_wrap=True)
     blocked = [r for r in results.values() if r.state == "upstream_failed"]
     if blocked:
         names = []
