@@ -133,8 +133,15 @@ def main() -> int:
     parser.add_argument("--atheris", action="store_true", help="coverage-guided (libFuzzer)")
     args, rest = parser.parse_known_args()
     if args.atheris:
-        import atheris
-
+        try:
+            import atheris
+        except ImportError:
+            print(
+                "fuzz/run.py: --atheris needs atheris: `.venv/bin/python -m pip install atheris` "
+                "(or drop --atheris for the random driver)",
+                file=sys.stderr,
+            )
+            return 2
         target = TARGETS[args.target]
         atheris.Setup([sys.argv[0], *[a for a in rest if a != "--"]], target)
         atheris.Fuzz()

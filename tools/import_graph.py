@@ -30,7 +30,7 @@ ALLOWED: dict[str, set[str]] = {
     "testing": LAYERS,
 }
 #: Root modules every package may use (shared private helpers of no layer).
-SHARED = {"_lazy", "__init__"}
+SHARED = {"_lazy", "_typed_toml", "__init__"}
 ROOT_FILES = {"__init__.py", "__main__.py", "testing.py"}
 MAX_ROOT_PRIVATE = 2
 

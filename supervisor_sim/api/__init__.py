@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ._fixtures import (
         FixtureError as FixtureError,
         Fixtures as Fixtures,
+        FixturesFile as FixturesFile,
         load_fixtures as load_fixtures,
     )
     from ._real import mint_token as mint_token, real_api_client as real_api_client
@@ -58,6 +59,7 @@ _MODULES = {
     "Fault": "stub",
     "FixtureError": "_fixtures",
     "Fixtures": "_fixtures",
+    "FixturesFile": "_fixtures",
     "InProcessClient": "_client",
     "LeanServer": "_client",
     "RetryPolicy": "_client",

@@ -1,10 +1,12 @@
 """The command line: the ``supervisor-sim`` group and the commands it registers.
 
 One module a command, holding its options, help and body: ``_run_task``, ``_run_dag``,
-``_parse``, ``_transcripts`` (show, diff, replay) and ``_check``. The options several commands
-take are declared once, in ``_options``; what the bodies share (exit statuses, usage errors,
-the project config) is in ``_common``. A command imports trio, httpx and the layers only when it
-runs, so ``supervisor-sim --help`` loads click and nothing else of weight.
+``_parse``, ``_transcripts`` (show, diff, replay), ``_check`` and ``_init``. The options several
+commands take are declared once, in ``_options``; what the bodies share (exit statuses,
+one-line errors, checked paths, the project config) is in ``_common``. Every option can also
+come from the environment, ``SUPERVISOR_SIM_<OPTION>`` (``--state`` from
+``SUPERVISOR_SIM_STATE``), whichever command takes it. A command imports trio, httpx and the
+layers only when it runs, so ``supervisor-sim --help`` loads click and nothing else of weight.
 """
 
 from __future__ import annotations
@@ -17,13 +19,27 @@ import click
 from .. import __version__
 from ..runner import DEFAULT_RUNS, DEFAULT_STATE
 from ._check import check
-from ._options import API_VERSION
+from ._common import Group
+from ._init import init
+from ._options import AIRFLOW_VERSION, API_VERSION, TASK_SDK_VERSION
 from ._parse import parse
 from ._run_dag import run_dag
 from ._run_task import run_task
 from ._transcripts import diff, replay, show
 
-__all__ = ["API_VERSION", "DEFAULT_RUNS", "DEFAULT_STATE", "main"]
+__all__ = [
+    "AIRFLOW_VERSION",
+    "API_VERSION",
+    "DEFAULT_RUNS",
+    "DEFAULT_STATE",
+    "ENVVAR_PREFIX",
+    "TASK_SDK_VERSION",
+    "main",
+]
+
+#: Every option can come from ``SUPERVISOR_SIM_<OPTION>``: the prefix, on every command, so
+#: that one variable (``SUPERVISOR_SIM_STATE``) means one thing whichever command reads it.
+ENVVAR_PREFIX = "SUPERVISOR_SIM"
 
 # httpx's __init__ imports its own command line (httpx._main) when click, rich and pygments are
 # installed, as they are here: ~30 ms of start-up for a CLI we never use. With None in its slot
@@ -32,8 +48,20 @@ __all__ = ["API_VERSION", "DEFAULT_RUNS", "DEFAULT_STATE", "main"]
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="supervisor-sim")
+@click.group(
+    cls=Group,
+    context_settings={
+        "help_option_names": ["-h", "--help"],
+        "max_content_width": 100,
+        "auto_envvar_prefix": ENVVAR_PREFIX,
+    },
+)
+@click.version_option(
+    __version__,
+    prog_name="supervisor-sim",
+    message=f"%(prog)s %(version)s: Airflow {AIRFLOW_VERSION}'s task supervisor (task-sdk "
+    f"{TASK_SDK_VERSION}, Execution API {API_VERSION})",
+)
 @click.option(
     "--config",
     "config_path",
@@ -51,7 +79,8 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
     ctx.obj["config_path"] = config_path
 
 
-for _command in (run_task, run_dag, parse, show, diff, replay, check):
+for _command in (run_task, run_dag, parse, show, diff, replay, check, init):
+    _command.context_settings.setdefault("auto_envvar_prefix", ENVVAR_PREFIX)
     main.add_command(_command)
 
 

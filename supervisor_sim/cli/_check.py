@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from ._common import loading
+from ._common import Command, loading
 from ._options import (
     bundle_name_option,
     fixtures_option,
@@ -32,6 +32,7 @@ __all__ = ["check"]
 
 @click.command(
     "check",
+    cls=Command,
     context_settings={
         "help_option_names": ["-h", "--help"],
         "max_content_width": 100,

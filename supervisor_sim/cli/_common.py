@@ -1,5 +1,12 @@
-"""What the commands' bodies share: usage errors, exit statuses, the project config,
-supervisor settings, the log format and ``loading``.
+"""What the commands' bodies share: exit statuses, one-line errors, checked paths, the project
+config, supervisor settings, the log format and ``loading``.
+
+Every user mistake (a path, a permission, the config or fixtures file, a flag, a missing
+optional tool) ends a command with one line on stderr, ``Error: <problem>; <fix>``, and exit
+status 2; a runtime that cannot start is 3 and an Execution API that does not answer is 4, in
+every command (docs/cli.md, "Exit statuses"). ``Command`` and ``Group`` make that hold for what
+the bodies do not catch themselves: click's own usage errors become one line too, and anything
+else unexpected is one line naming it as a bug (``SUPERVISOR_SIM_TRACEBACK=1`` shows where).
 
 Light on purpose: every command module imports it when ``--help`` is shown, so it imports
 neither trio nor httpx nor the layers (the supervision layer only when a body asks).
@@ -13,37 +20,300 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import fields, replace
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from ..runner import ConfigError, ProjectConfig, load_project_config
+from ..runner import DEFAULT_STATE, ConfigError, ProjectConfig, load_project_config
 
 if TYPE_CHECKING:
-    from ..supervision import SupervisorConfig
+    from ..supervision import Event, SupervisorConfig
 
 __all__ = [
     "EXIT_DIVERGED",
+    "EXIT_FAILED",
     "EXIT_INTERNAL",
     "EXIT_INTERRUPTED",
     "EXIT_NOT_STARTED",
     "EXIT_SUCCESS",
     "EXIT_TASK_FAILED",
+    "EXIT_UNREACHABLE",
     "EXIT_USAGE",
+    "ApiWatch",
+    "Command",
+    "Group",
     "UsageError",
+    "color_default",
     "loading",
     "log_format",
+    "not_started",
     "project_config",
+    "state_path",
     "supervisor_config",
+    "unreachable",
+    "writable_dir",
+    "writable_file",
 ]
 
-EXIT_SUCCESS, EXIT_TASK_FAILED, EXIT_USAGE, EXIT_NOT_STARTED, EXIT_INTERNAL = 0, 1, 2, 3, 4
+EXIT_SUCCESS = 0
+#: The task (or check, parse, replay) ran and the answer is no.
+EXIT_FAILED = EXIT_TASK_FAILED = EXIT_DIVERGED = 1
+#: A user mistake: a flag, a path, a permission, the config or fixtures file, a missing tool.
+EXIT_USAGE = 2
+#: The runtime could not start: it did not run or connect, or /run was refused.
+EXIT_NOT_STARTED = 3
+#: supervisor-sim could not do its job: the Execution API does not answer (or a bug).
+EXIT_UNREACHABLE = EXIT_INTERNAL = 4
 EXIT_INTERRUPTED = 130
-EXIT_DIVERGED = 1
 
 
-class UsageError(click.UsageError):
-    pass
+class UsageError(click.ClickException):
+    """A user mistake: ``Error: <message>`` on one line, exit status 2. The message names the
+    problem and, when it is not obvious, the fix."""
+
+    exit_code = EXIT_USAGE
+
+
+# --- one line for every error -----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _one_line(ctx: click.Context | None = None) -> Iterator[None]:
+    """Turn what a command did not handle into one line and its exit status."""
+    try:
+        yield
+    except (click.exceptions.Exit, click.Abort, UsageError):
+        raise
+    except click.UsageError as exc:
+        # click's own (a bad flag or argument): the usage lines are long; the hint is short.
+        where = exc.ctx or ctx
+        hint = f" (see '{where.command_path} --help')" if where is not None else ""
+        raise UsageError(f"{exc.format_message().rstrip('.')}{hint}") from None
+    except click.ClickException:
+        raise
+    except Exception as exc:
+        leaf = _leaf(exc)
+        message = _user_error(leaf)
+        if message is not None:
+            raise UsageError(message) from None
+        if os.environ.get("SUPERVISOR_SIM_TRACEBACK"):
+            raise
+        click.echo(
+            f"Error: internal error: {type(leaf).__name__}: {leaf}; this is a bug in "
+            "supervisor-sim (rerun with SUPERVISOR_SIM_TRACEBACK=1 to see where, and report it)",
+            err=True,
+        )
+        sys.exit(EXIT_INTERNAL)
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The one exception inside nested exception groups of one (trio's nurseries wrap)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _user_error(exc: BaseException) -> str | None:
+    """The one-line message for an exception that is the user's to fix, else None."""
+    name = type(exc).__name__
+    if isinstance(exc, ConfigError) or name == "FixtureError":
+        return str(exc)
+    if type(exc).__module__ == "sqlite3":
+        return (
+            f"the stub's state file cannot be used ({exc}); delete it, or give another --state "
+            "(or --state :memory:)"
+        )
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {_why(exc, Path(str(exc.filename)))}"
+    return None
+
+
+class Command(click.Command):
+    """A command whose every error is one line (see the module's docstring)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        with _one_line(ctx):
+            return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _one_line(ctx):
+            return super().invoke(ctx)
+
+
+class Group(click.Group):
+    """The ``supervisor-sim`` group: its errors and its commands' are one line each."""
+
+    command_class = Command
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        with _one_line(ctx):
+            return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _one_line(ctx):
+            return super().invoke(ctx)
+
+
+def not_started(error: str | None, what: str = "the runtime") -> NoReturn:
+    """End with exit status 3: ``what`` could not start."""
+    click.echo(
+        f"Error: {what} could not start: {error or 'no reason given'}; check the runtime "
+        "command (--runtime, or [runtime] command in supervisor-sim.toml)",
+        err=True,
+    )
+    sys.exit(EXIT_NOT_STARTED)
+
+
+def unreachable(url: str, error: str | None) -> NoReturn:
+    """End with exit status 4: the Execution API at ``url`` did not answer."""
+    click.echo(
+        f"Error: Execution API unreachable at {url}: {error or 'no answer'}; check --api-url "
+        "and that the API server runs",
+        err=True,
+    )
+    sys.exit(EXIT_UNREACHABLE)
+
+
+class ApiWatch:
+    """A journal sink for a real Execution API: says once, on stderr, that calls fail and are
+    being retried (Airflow retries for ~10 s in silence), and tells whether the last call
+    failed for want of an answer."""
+
+    def __init__(self, url: str, attempts: int) -> None:
+        self.url = url
+        self.attempts = attempts
+        self.failing: str | None = None
+        self._told = False
+
+    def __call__(self, event: Event) -> None:
+        if event.kind != "http":
+            return
+        error = event.data.get("error")
+        if not error:
+            self.failing = None
+            return
+        self.failing = error
+        if not self._told and self.attempts > 1:
+            self._told = True
+            click.echo(
+                f"supervisor-sim: the Execution API at {self.url} does not answer ({error}); "
+                f"retrying ({self.attempts} attempts per call, --api-retries)...",
+                err=True,
+            )
+
+
+# --- paths ------------------------------------------------------------------------------------
+
+
+def _why(exc: OSError, path: Path) -> str:
+    """What is wrong with ``path``, in words: a file in the way of a folder, or the OS's
+    reason."""
+    if isinstance(exc, FileExistsError | NotADirectoryError):
+        for parent in [path, *path.parents]:
+            if parent.exists() and not parent.is_dir():
+                return f"{parent} is a file, not a folder"
+    return exc.strerror or str(exc)
+
+
+def writable_file(path: Path, option: str, fix: str) -> Path:
+    """``path`` can be written (its folder is made now), or a usage error naming ``option`` and
+    ``fix``. Nothing is left behind: a file that did not exist is not created."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"{option}: cannot create {path.parent}: {_why(exc, path.parent)}; {fix}"
+        ) from None
+    if path.is_dir():
+        raise UsageError(f"{option}: {path} is a folder; {fix}")
+    existed = path.exists()
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{option}: cannot write {path}: {_why(exc, path)}; {fix}") from None
+    if not existed:
+        path.unlink(missing_ok=True)
+    return path
+
+
+def writable_dir(path: Path, option: str, fix: str) -> Path:
+    """``path`` is a folder files can be written in (made now), or a usage error naming
+    ``option`` and ``fix``."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{option}: cannot create {path}: {_why(exc, path)}; {fix}") from None
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{option}: cannot write in {path}: {_why(exc, path)}; {fix}") from None
+    return path
+
+
+def state_path(value: str | os.PathLike[str] | None) -> None:
+    """The stub's state file (``DEFAULT_STATE`` when None) can be opened; ``:memory:`` always
+    can."""
+    if str(value) == ":memory:":
+        return
+    writable_file(
+        Path(value or DEFAULT_STATE),
+        "--state",
+        "give another --state, or set [stub] state (':memory:' keeps nothing)",
+    )
+
+
+# --- config and settings ----------------------------------------------------------------------
+
+
+def project_config(ctx: click.Context) -> ProjectConfig:
+    try:
+        return load_project_config(ctx.obj.get("config_path") if ctx.obj else None)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def supervisor_config(project: ProjectConfig, overrides: dict[str, Any]) -> SupervisorConfig:
+    from ..supervision import SupervisorConfig
+
+    known = {f.name for f in fields(SupervisorConfig)}
+    values: dict[str, Any] = {}
+    # Airflow passes its [logging] levels to the runtime; like any Airflow setting they can
+    # come from the environment.
+    for key, env in (
+        ("logging_level", "AIRFLOW__LOGGING__LOGGING_LEVEL"),
+        ("namespace_levels", "AIRFLOW__LOGGING__NAMESPACE_LEVELS"),
+    ):
+        if os.environ.get(env):
+            values[key] = os.environ[env]
+    # The file's [supervisor] settings were checked against SupervisorConfig when it was read.
+    values.update({k: v for k, v in project.supervisor.items() if k in known})
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return replace(SupervisorConfig(), **values)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"bad supervisor setting: {exc}") from None
+
+
+def color_default() -> bool:
+    """Colour when nothing says otherwise: on a terminal, unless NO_COLOR is set
+    (https://no-color.org)."""
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+def log_format(fmt: str) -> str:
+    """``--log-format``: ``auto`` is ``console`` on a terminal and ``json`` otherwise. Configures
+    logging for the chosen format and returns it."""
+    from ._console import configure_logging
+
+    if fmt == "auto":
+        fmt = "console" if sys.stderr.isatty() else "json"
+    configure_logging(fmt)
+    return fmt
 
 
 @contextlib.contextmanager
@@ -64,42 +334,3 @@ def loading() -> Iterator[None]:
         gc.freeze()
         if enabled:
             gc.enable()
-
-
-def project_config(ctx: click.Context) -> ProjectConfig:
-    try:
-        return load_project_config(ctx.obj.get("config_path"))
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def supervisor_config(project: ProjectConfig, overrides: dict[str, Any]) -> SupervisorConfig:
-    from ..supervision import SupervisorConfig
-
-    known = {f.name for f in fields(SupervisorConfig)}
-    values: dict[str, Any] = {}
-    # Airflow passes its [logging] levels to the runtime; like any Airflow setting they can
-    # come from the environment.
-    for key, env in (
-        ("logging_level", "AIRFLOW__LOGGING__LOGGING_LEVEL"),
-        ("namespace_levels", "AIRFLOW__LOGGING__NAMESPACE_LEVELS"),
-    ):
-        if os.environ.get(env):
-            values[key] = os.environ[env]
-    values.update({k: v for k, v in project.supervisor.items() if k in known})
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return replace(SupervisorConfig(), **values)
-    except TypeError as exc:
-        raise UsageError(f"bad supervisor setting: {exc}") from None
-
-
-def log_format(fmt: str) -> str:
-    """``--log-format``: ``auto`` is ``console`` on a terminal and ``json`` otherwise. Configures
-    logging for the chosen format and returns it."""
-    from ._console import configure_logging
-
-    if fmt == "auto":
-        fmt = "console" if sys.stderr.isatty() else "json"
-    configure_logging(fmt)
-    return fmt

@@ -16,7 +16,9 @@ import click
 from ..runner import DEFAULT_RUNS, DEFAULT_STATE
 
 __all__ = [
+    "AIRFLOW_VERSION",
     "API_VERSION",
+    "TASK_SDK_VERSION",
     "api_url_option",
     "bundle_name_option",
     "fixtures_option",
@@ -38,6 +40,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: The Airflow-API-Version sent by default: ``supervisor_sim.api.API_VERSION``, repeated here so
 #: that --help does not import the API layer (tests/cli/test_startup_imports.py checks they agree).
 API_VERSION = "2026-06-30"
+#: What supervisor-sim simulates (--version): Airflow's supervisor of this release, and the
+#: task SDK its protocol models come from (``supervisor_sim.protocol``'s generated schema).
+AIRFLOW_VERSION = "3.3.2"
+TASK_SDK_VERSION = "1.3.2"
 
 
 def _stacked(*decorators: Callable[[F], F]) -> Callable[[F], F]:

@@ -1,5 +1,9 @@
 """``parse``: a runtime parses a DAG file, its serialized DAGs are checked against Airflow's
-schema. The layers are imported when the command runs."""
+schema. The layers are imported when the command runs.
+
+``bundle_dags`` is the same parse for other commands: run-task asks it which DAGs and tasks
+the bundle has when a task ends ``removed`` (Airflow's answer for a task the bundle lacks).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,20 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from ..runner import DEFAULT_RUNS, ConfigError, runtime_argv
-from ._common import UsageError, loading, log_format, project_config, supervisor_config
+from ._common import (
+    EXIT_FAILED,
+    EXIT_SUCCESS,
+    Command,
+    UsageError,
+    loading,
+    log_format,
+    not_started,
+    project_config,
+    state_path,
+    supervisor_config,
+    writable_dir,
+    writable_file,
+)
 from ._options import (
     bundle_name_option,
     fixtures_option,
@@ -25,12 +42,12 @@ from ._options import (
 
 if TYPE_CHECKING:
     from ..api import ExecutionAPIClient
-    from ..supervision import ParseSession, TaskOutcome
+    from ..supervision import ParseSession, SupervisorConfig, TaskOutcome
 
-__all__ = ["parse", "parse_command"]
+__all__ = ["bundle_dags", "parse", "parse_command", "program_file"]
 
 
-@click.command("parse")
+@click.command("parse", cls=Command)
 @click.argument("file", required=False)
 @runtime_option()
 @click.option(
@@ -52,14 +69,70 @@ def parse(ctx: click.Context, file: str | None, **opts: Any) -> None:
     Sends DagFileParseRequest as the first frame, serves the requests a parser may make, and
     validates every serialized DAG of the DagFileParsingResult against Airflow 3.3's
     serialized-DAG JSON schema. FILE is the path sent in the request (default: the runtime's
-    program file). Exit 0 when the runtime parsed and every DAG is valid.
+    program file). Exit 0 when the runtime parsed and every DAG is valid, 1 when it did not
+    parse or a DAG is invalid, 3 when the runtime could not start.
     """
     parse_command(ctx, file, opts)
+
+
+def program_file(runtime: list[str]) -> str:
+    """The file a runtime's parse names by default: its last argument that is a file and not
+    an interpreter (the script, or the bundle), else ``dags.py``."""
+    existing = [
+        a for a in runtime if Path(a).is_file() and not a.endswith("python") and "/python" not in a
+    ]
+    return str(Path(existing[-1] if existing else "dags.py").resolve())
+
+
+def bundle_dags(
+    runtime: list[str], cwd: str | None, config: SupervisorConfig
+) -> dict[str, list[str]] | None:
+    """DAG id -> task ids, from the runtime's own parse of its bundle (against an empty
+    in-memory stub); None when it does not parse."""
+    import trio
+
+    from ..api import StubStore, stub_client
+    from ..protocol import dag_structure
+    from ..supervision import Journal, ParseSession, ParseSpec
+
+    spec = ParseSpec(file=program_file(runtime), runtime=runtime, cwd=cwd)
+
+    async def go() -> dict[str, Any] | None:
+        store = StubStore(":memory:")
+        try:
+            async with stub_client(store) as api:
+                session = ParseSession(spec, api, config=config, journal=Journal())
+                await session.run()
+            return session.result
+        finally:
+            store.close()
+
+    result = trio.run(go)
+    if result is None:
+        return None
+    dags: dict[str, list[str]] = {}
+    for item in result.get("serialized_dags") or []:
+        data = item.get("data") if isinstance(item, dict) else None
+        if isinstance(data, dict) and isinstance(data.get("dag"), dict):
+            structure = dag_structure(data)
+            dags[str(structure.dag_id)] = sorted(structure.tasks)
+    return dags
 
 
 def parse_command(ctx: click.Context, file: str | None, opts: dict[str, Any]) -> NoReturn:
     project = project_config(ctx)
     fmt = log_format(opts["log_format"])
+    state_path(opts["state_path"] or project.state)
+    if opts["no_transcript"]:
+        pass
+    elif opts["transcript"]:
+        writable_file(opts["transcript"], "--transcript", "give another path or --no-transcript")
+    else:
+        writable_dir(
+            project.runs_dir or DEFAULT_RUNS,
+            "the transcripts folder",
+            "set [transcripts] dir, give --transcript, or pass --no-transcript",
+        )
     with loading():
         import trio
 
@@ -73,12 +146,7 @@ def parse_command(ctx: click.Context, file: str | None, opts: dict[str, Any]) ->
     if not runtime:
         raise UsageError("no runtime command: pass --runtime CMD or set [runtime] command")
     if file is None:
-        existing = [
-            a
-            for a in runtime
-            if Path(a).is_file() and not a.endswith("python") and "/python" not in a
-        ]
-        file = str(Path(existing[-1] if existing else "dags.py").resolve())
+        file = program_file(runtime)
     bundle_path = str(Path(opts["bundle_path"] or Path.cwd()).resolve())
     spec = ParseSpec(
         file=file,
@@ -170,7 +238,9 @@ def parse_command(ctx: click.Context, file: str | None, opts: dict[str, Any]) ->
         click.echo(json.dumps(summary))
     else:
         _print_parse(summary)
-    sys.exit(0 if summary["valid"] else 1)
+    if not outcome.started:
+        not_started(outcome.error)
+    sys.exit(EXIT_SUCCESS if summary["valid"] else EXIT_FAILED)
 
 
 def _print_parse(summary: dict[str, Any]) -> None:

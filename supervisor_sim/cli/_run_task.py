@@ -38,16 +38,21 @@ import click
 
 from ..runner import DEFAULT_RUNS, DEFAULT_STATE, ConfigError, ProjectConfig, runtime_argv
 from ._common import (
-    EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_NOT_STARTED,
     EXIT_SUCCESS,
     EXIT_TASK_FAILED,
+    ApiWatch,
+    Command,
     UsageError,
     loading,
     log_format,
     project_config,
+    state_path,
     supervisor_config,
+    unreachable,
+    writable_dir,
+    writable_file,
 )
 from ._options import (
     fixtures_option,
@@ -73,7 +78,7 @@ if TYPE_CHECKING:
 __all__ = ["exit_status", "run_task", "run_task_command"]
 
 
-@click.command("run-task")
+@click.command("run-task", cls=Command)
 @click.argument("dag_id")
 @click.argument("task_id")
 @runtime_option("Runtime command; --comm/--logs are appended. Default: from the config file.")
@@ -107,12 +112,30 @@ __all__ = ["exit_status", "run_task", "run_task_command"]
 @json_option("outcome")
 @log_format_option("How runtime logs and events are shown on stderr.")
 @quiet_option("Less output (-q: no frames or logs).")
-@click.option("-v", "--verbose", count=True, help="More output (-v: HTTP calls too).")
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="More output (-v: HTTP calls, connections, byte counts and EOFs too).",
+)
 @real_api_options()
 @transcript_options(redact=True)
+@click.option(
+    "--allow-unknown",
+    is_flag=True,
+    help="Run a DAG or task the runtime's bundle does not have, as Airflow would (it ends "
+    "removed); without it that is a usage error listing what the bundle has.",
+)
 @click.pass_context
 def run_task(ctx: click.Context, dag_id: str, task_id: str, **opts: Any) -> None:
-    """Run one task try of DAG_ID.TASK_ID under the simulated supervisor."""
+    """Run one task try of DAG_ID.TASK_ID under the simulated supervisor.
+
+    Logs and events go to stderr, the summary last. On a terminal they are a console: the task
+    named once, then one line per event in arrival order, levels coloured (NO_COLOR and
+    FORCE_COLOR are respected), a runtime's exception as a traceback, and a status line while
+    the task runs. With stderr not a terminal (a pipe, a file, CI) they are JSON lines, one
+    object per event: choose with --log-format.
+    """
     run_task_command(ctx, dag_id, task_id, opts)
 
 
@@ -134,6 +157,8 @@ def run_task_command(
         if "_fixtures" not in vars(api):  # loaded by _load_fixtures, before its package
             api._fixtures = _fixtures_module()
         verbosity = 1 + opts["verbose"] - opts["quiet"]
+        if opts["api_url"]:
+            opts["api_watch"] = ApiWatch(opts["api_url"], opts["api_retries"] or 5)
         try:
             outcome, title, transcript, diagnosis = trio.run(
                 _run_task,
@@ -150,8 +175,9 @@ def run_task_command(
         except (api.FixtureError, ConfigError) as exc:
             raise UsageError(str(exc)) from None
         except httpx.HTTPError as exc:
-            click.echo(f"supervisor-sim: Execution API unreachable: {exc}", err=True)
-            sys.exit(EXIT_INTERNAL)
+            unreachable(opts["api_url"] or "the stub", str(exc))
+    if outcome.final_state == "removed" and not opts["allow_unknown"]:
+        _refuse_unknown(dag_id, task_id, runtime, project.runtime_cwd, config)
     result = {
         "dag_id": dag_id,
         "task_id": task_id,
@@ -177,7 +203,32 @@ def run_task_command(
             transcript=str(transcript) if transcript else None,
             diagnosis=diagnosis,
         )
+    watch = opts.get("api_watch")
+    if watch is not None and watch.failing and not outcome.interrupted:
+        unreachable(opts["api_url"], watch.failing)
     sys.exit(exit_status(outcome))
+
+
+def _refuse_unknown(
+    dag_id: str, task_id: str, runtime: list[str], cwd: str | None, config: SupervisorConfig
+) -> None:
+    """A task that ended ``removed`` because the bundle lacks it is a usage error listing what
+    the bundle has (the runtime's own parse says); any other ``removed`` stands."""
+    from ._parse import bundle_dags
+
+    dags = bundle_dags(runtime, cwd, config)
+    if dags is None or task_id in dags.get(dag_id, ()):
+        return
+    fix = "pass --allow-unknown to run it anyway (it ends removed, as in Airflow)"
+    if dag_id not in dags:
+        raise UsageError(
+            f"DAG {dag_id!r} is not in the runtime's bundle, which has "
+            f"{', '.join(sorted(dags)) or 'no DAGs'}; {fix}"
+        )
+    raise UsageError(
+        f"task {task_id!r} is not in DAG {dag_id!r}, which has "
+        f"{', '.join(dags[dag_id]) or 'no tasks'}; {fix}"
+    )
 
 
 def exit_status(outcome: TaskOutcome) -> int:
@@ -199,8 +250,21 @@ def _checked(
     runtime = runtime_argv(opts["runtime_cmd"]) if opts["runtime_cmd"] else project.runtime
     if not runtime:
         raise UsageError(
-            "no runtime command: pass --runtime CMD or set [runtime] command in supervisor-sim.toml"
+            "no runtime command: pass --runtime CMD, set [runtime] command in "
+            "supervisor-sim.toml, or create one with `supervisor-sim init`"
         )
+    if opts["no_transcript"]:
+        pass
+    elif opts["transcript"]:
+        writable_file(opts["transcript"], "--transcript", "give another path or --no-transcript")
+    else:
+        writable_dir(
+            project.runs_dir or DEFAULT_RUNS,
+            "the transcripts folder",
+            "set [transcripts] dir, give --transcript, or pass --no-transcript",
+        )
+    if not opts["api_url"]:
+        state_path(opts["state_path"] or project.state)
     config = supervisor_config(
         project,
         {
@@ -309,6 +373,8 @@ async def _run_task(
     from ._console import ConsoleSink, configure_logging, use_color
 
     journal = Journal()
+    if opts.get("api_watch") is not None:
+        journal.sinks.append(opts["api_watch"])
     http: httpx.AsyncClient | StubTransport
     if opts["api_url"]:
         # Queued on that Airflow already: the record is what the options say of it.

@@ -16,9 +16,12 @@ from .._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ._config import (
+        DEFAULT_NAME as DEFAULT_NAME,
         DEFAULT_RUNS as DEFAULT_RUNS,
         DEFAULT_STATE as DEFAULT_STATE,
+        REFERENCE_RUNTIME as REFERENCE_RUNTIME,
         ConfigError as ConfigError,
+        ConfigFile as ConfigFile,
         ProjectConfig as ProjectConfig,
         load_project_config as load_project_config,
         runtime_argv as runtime_argv,
@@ -44,9 +47,12 @@ QUEUE_TI_TOOL = Path(__file__).with_name("airflow_queue_ti.py")
 
 #: Where each public name lives.
 _MODULES = {
+    "DEFAULT_NAME": "_config",
     "DEFAULT_RUNS": "_config",
     "DEFAULT_STATE": "_config",
+    "REFERENCE_RUNTIME": "_config",
     "ConfigError": "_config",
+    "ConfigFile": "_config",
     "ProjectConfig": "_config",
     "load_project_config": "_config",
     "runtime_argv": "_config",

@@ -4,21 +4,32 @@ Looked up in the working directory (or given with ``--config``), so that in a ch
 ``supervisor-sim run-task example_dag hello`` needs no flags. Relative paths in the file are
 relative to the file; ``{python}`` in the runtime command is the interpreter running
 supervisor-sim, so the bundled reference runtime finds msgpack wherever supervisor-sim was
-installed.
+installed, and ``{reference_runtime}`` is that runtime, shipped inside the package
+(``supervisor-sim init`` writes a file that runs it).
+
+The file's format is the dataclass ``ConfigFile``, checked by ``supervisor_sim._typed_toml``
+like the fixtures file (unknown keys refused with the closest known one) and published as
+docs/schema/supervisor-sim.schema.json.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: the models' types are read as objects when a
+# file is checked, and evaluating strings would cost more (supervisor_sim._typed_toml).
 
 import shlex
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from .._typed_toml import Deferred, ModelError, load
 
 __all__ = [
+    "DEFAULT_NAME",
     "DEFAULT_RUNS",
     "DEFAULT_STATE",
+    "REFERENCE_RUNTIME",
     "ConfigError",
+    "ConfigFile",
     "ProjectConfig",
     "load_project_config",
     "runtime_argv",
@@ -28,10 +39,67 @@ DEFAULT_NAME = "supervisor-sim.toml"
 #: Where the stub's state and the transcripts go when neither a flag nor the file says.
 DEFAULT_STATE = Path(".supervisor-sim") / "state.sqlite"
 DEFAULT_RUNS = Path(".supervisor-sim") / "runs"
+#: The reference runtime shipped in the package (``{reference_runtime}`` in a runtime command);
+#: in a checkout the same files as runtimes/reference/.
+REFERENCE_RUNTIME = Path(__file__).resolve().parents[1] / "_data" / "reference" / "runtime.py"
 
 
 class ConfigError(Exception):
     """A config file that cannot be used; the message names the file and the key."""
+
+
+# --- the file's format ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuntimeSection:
+    """The runtime that run-task, run-dag and parse start (--runtime overrides it)."""
+
+    #: The command, a string (split as a shell would) or an array; --comm/--logs are appended.
+    #: {python} is the interpreter running supervisor-sim, {reference_runtime} the reference
+    #: runtime shipped with it; a relative script path is relative to this file.
+    command: str | list[str] | None = None
+    #: The runtime's working directory, relative to this file (default: the current one).
+    cwd: str | None = None
+
+
+@dataclass(frozen=True)
+class StubSection:
+    """The embedded Execution API."""
+
+    #: The fixtures file seeded into the stub (docs/fixtures.md), relative to this file.
+    fixtures: str | None = None
+    #: The stub's SQLite state file, relative to this file, or ":memory:".
+    state: str | None = None
+
+
+@dataclass(frozen=True)
+class TranscriptsSection:
+    """Where transcripts are recorded."""
+
+    #: The folder of the transcripts, relative to this file (default .supervisor-sim/runs).
+    dir: str | None = None
+
+
+def _supervisor_model() -> type:
+    # Imported only when [supervisor] has keys: --help and most runs never need it here.
+    from ..supervision import SupervisorConfig
+
+    return SupervisorConfig
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """supervisor-sim.toml: what run-task, run-dag and parse use when given no flags."""
+
+    runtime: RuntimeSection = RuntimeSection()
+    stub: StubSection = StubSection()
+    #: Session settings, Airflow's defaults unless given (flags override them).
+    supervisor: Annotated[dict[str, Any], Deferred(_supervisor_model)] = field(default_factory=dict)
+    transcripts: TranscriptsSection = TranscriptsSection()
+
+
+# --- what the commands use --------------------------------------------------------------------
 
 
 @dataclass
@@ -40,18 +108,21 @@ class ProjectConfig:
     runtime: list[str] = field(default_factory=list)
     runtime_cwd: str | None = None
     fixtures: Path | None = None
-    state: Path | None = None
+    state: Path | str | None = None
     runs_dir: Path | None = None
+    #: The [supervisor] settings given in the file, checked against ``SupervisorConfig``.
     supervisor: dict[str, Any] = field(default_factory=dict)
 
 
 def runtime_argv(command: str | list[str], base: Path | None = None) -> list[str]:
-    """Split a runtime command and expand ``{python}``; a relative script path stays relative
-    to ``base`` when it exists there (so configs work from any working directory)."""
+    """Split a runtime command and expand ``{python}`` and ``{reference_runtime}``; a relative
+    script path stays relative to ``base`` when it exists there (so configs work from any
+    working directory)."""
     argv = shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
     out = []
     for arg in argv:
         arg = arg.replace("{python}", sys.executable)
+        arg = arg.replace("{reference_runtime}", str(REFERENCE_RUNTIME))
         if (
             base is not None
             and not Path(arg).is_absolute()
@@ -63,60 +134,47 @@ def runtime_argv(command: str | list[str], base: Path | None = None) -> list[str
     return out
 
 
-def _supervisor_keys() -> set[str]:
-    # Imported here: the supervision layer (trio, httpx, ...) is not needed to show --help.
-    from ..supervision import SupervisorConfig
-
-    return {f.name for f in fields(SupervisorConfig)}
-
-
 def load_project_config(path: Path | None, *, required: bool = False) -> ProjectConfig:
-    """Read ``path`` (or ./supervisor-sim.toml when it exists)."""
+    """Read ``path`` (or ./supervisor-sim.toml when it exists); raise ``ConfigError`` with a
+    one-line message naming the file, the key and what to do."""
     if path is None:
         candidate = Path.cwd() / DEFAULT_NAME
         if not candidate.exists():
             if required:
-                raise ConfigError(f"no {DEFAULT_NAME} in {Path.cwd()}")
+                raise ConfigError(
+                    f"no {DEFAULT_NAME} in {Path.cwd()}; create one with `supervisor-sim init`"
+                )
             return ProjectConfig()
         path = candidate
     import tomllib  # here: --help reads no config file
 
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        raise ConfigError(
+            f"{path}: config file not found; create it with `supervisor-sim init` "
+            "or give another --config"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    try:
+        file = load(ConfigFile, data)
+    except ModelError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     base = path.resolve().parent
-    cfg = ProjectConfig(path=path)
-    unknown = set(data) - {"runtime", "stub", "supervisor", "transcripts"}
-    if unknown:
-        raise ConfigError(
-            f"{path}: unknown section(s) {', '.join(sorted(unknown))}; expected "
-            "runtime, stub, supervisor, transcripts"
-        )
-    runtime = data.get("runtime", {})
-    if "command" in runtime:
-        if not isinstance(runtime["command"], str | list):
-            raise ConfigError(f"{path}: runtime.command must be a string or a list of strings")
-        cfg.runtime = runtime_argv(runtime["command"], base)
-    if "cwd" in runtime:
-        cfg.runtime_cwd = str((base / runtime["cwd"]).resolve())
-    stub = data.get("stub", {})
-    if "fixtures" in stub:
-        cfg.fixtures = (base / stub["fixtures"]).resolve()
-    if "state" in stub:
-        cfg.state = stub["state"] if stub["state"] == ":memory:" else (base / stub["state"])
-    transcripts = data.get("transcripts", {})
-    if "dir" in transcripts:
-        cfg.runs_dir = base / transcripts["dir"]
-    sup = data.get("supervisor", {})
-    known = _supervisor_keys() if sup else set()
-    bad = set(sup) - known
-    if bad:
-        raise ConfigError(
-            f"{path}: unknown supervisor setting(s) {', '.join(sorted(bad))}; "
-            f"known: {', '.join(sorted(known))}"
-        )
-    cfg.supervisor = dict(sup)
+    cfg = ProjectConfig(path=path, supervisor=file.supervisor)
+    if file.runtime.command is not None:
+        cfg.runtime = runtime_argv(file.runtime.command, base)
+    if file.runtime.cwd is not None:
+        cfg.runtime_cwd = str((base / file.runtime.cwd).resolve())
+    if file.stub.fixtures is not None:
+        cfg.fixtures = (base / file.stub.fixtures).resolve()
+    if file.stub.state is not None:
+        cfg.state = file.stub.state if file.stub.state == ":memory:" else base / file.stub.state
+    if file.transcripts.dir is not None:
+        cfg.runs_dir = base / file.transcripts.dir
     return cfg
