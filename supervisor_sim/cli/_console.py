@@ -425,7 +425,8 @@ class ConsoleSink:
             else:
                 self._log_console(record, source)
         elif kind == "frame":
-            self._frame(d)
+            if self.verbosity >= 1:
+                self._frame(d)
         elif kind == "http":
             if self.verbosity >= 2:
                 self._emit(
@@ -505,8 +506,6 @@ class ConsoleSink:
         self._emit(self.task_log, method if method in _METHODS else "info", message, _who=who, **kw)
 
     def _frame(self, d: Mapping[str, Any]) -> None:
-        if self.verbosity < 1:
-            return
         inbound = d["direction"] == "in"
         error = d.get("error")
         body = d.get("body")

@@ -93,6 +93,11 @@ def run_dag(ctx: click.Context, dag_id: str, **opts: Any) -> NoReturn:
 
     The DAG's tasks and dependencies come from the runtime itself (a parse, as `parse` does).
     Exit 0 when every task succeeded or was skipped, 1 otherwise, 130 when interrupted.
+
+    On a terminal a live view shows the counts by state and the running and failed tasks first,
+    cut to the screen's height; at the end every task is listed once, then each failed task's
+    reason and transcript. With stderr not a terminal each task's end is a line, and its logs
+    and events are JSON lines (--log-format).
     """
     project = project_config(ctx)
     opts["log_format"] = log_format(opts["log_format"])
