@@ -234,7 +234,8 @@ def encode_response(
 def _envelope(
     payload: bytes, offset: int, what: str, minimum: int, max_depth: int | None = None
 ) -> list[Any]:
-    if max_depth is None:
+    if max_depth is None or len(payload) <= max_depth:
+        # Each level takes a byte at least: a payload this short cannot nest too deep.
         value = unpackb(payload, offset=offset)
     else:
         try:

@@ -58,9 +58,8 @@ _DEPTH_STEP = {"{": 1, "[": 1, "}": -1, "]": -1}
 
 
 def _depth_over(text: str, limit: int) -> bool:
-    """Whether the JSON ``text`` nests arrays and objects more than ``limit`` deep."""
-    if text.count("{") + text.count("[") <= limit:
-        return False  # an ordinary line: too few brackets, even counting those in strings
+    """Whether the JSON ``text`` nests arrays and objects more than ``limit`` deep. (Callers
+    first count its brackets: a line with no more than ``limit`` of them is never scanned.)"""
     outside = _JSON_STRING.sub("", text)  # brackets in strings do not nest
     if outside.count("{") + outside.count("[") <= limit:
         return False
@@ -68,23 +67,21 @@ def _depth_over(text: str, limit: int) -> bool:
     return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets))) > limit
 
 
-@functools.lru_cache(maxsize=8)
-def _digit_run(limit: int) -> re.Pattern[str]:
-    # Anchored at the start of a run of digits, so a long run is tried once, not at each digit.
-    return re.compile(f"(?<![0-9])[0-9]{{{limit + 1}}}")
-
-
 class _IntTooLong(Exception):
     pass
 
 
-def _bounded_int(limit: int) -> Any:
+@functools.lru_cache(maxsize=8)
+def _decoder(max_digits: int) -> json.JSONDecoder:
+    """``json.loads``'s decoder, refusing integers of more than ``max_digits`` digits. Each
+    integer costs one call; a line is not scanned for them first (most lines have none)."""
+
     def parse_int(text: str) -> int:
-        if len(text) - (text[0] == "-") > limit:
+        if len(text) - (text[0] == "-") > max_digits:
             raise _IntTooLong
         return int(text)
 
-    return parse_int
+    return json.JSONDecoder(parse_int=parse_int)
 
 
 def _unparsed(text: str, marker: str) -> dict[str, Any]:
@@ -98,7 +95,9 @@ def _loads(text: str, limits: Limits) -> tuple[Any, Violation | None]:
     """``json.loads(text)`` within the limits, or the violation that kept it from being parsed.
 
     No message quotes the line: it may hold a secret the masker has not learned yet."""
-    if _depth_over(text, limits.max_log_depth):
+    depth = limits.max_log_depth
+    # Too few brackets to nest too deep, even counting those in strings: an ordinary line.
+    if text.count("{") + text.count("[") > depth and _depth_over(text, depth):
         return None, Violation(
             "log-too-deep",
             f"log line nests arrays and objects more than {limits.max_log_depth} levels deep, "
@@ -107,9 +106,9 @@ def _loads(text: str, limits: Limits) -> tuple[Any, Violation | None]:
             "and deeper ones fail ('Malformed json log line') and are dropped",
         )
     try:
-        if _digit_run(limits.max_int_digits).search(text) is None:
+        if len(text) <= limits.max_int_digits:  # too short to hold a number too long
             return json.loads(text), None
-        return json.loads(text, parse_int=_bounded_int(limits.max_int_digits)), None
+        return _decoder(limits.max_int_digits).decode(text), None
     except _IntTooLong:
         return None, Violation(
             "log-number-too-long",
