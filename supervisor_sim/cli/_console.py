@@ -220,7 +220,7 @@ class _ConsoleRenderer:
         who = str(event_dict.pop("_who", ""))
         tag = event_dict.pop("_tag", None)
         extra = event_dict.pop("_extra", None)
-        more: list[str] = event_dict.pop("_more", None) or []
+        more: list[str | tuple[str, str]] = event_dict.pop("_more", None) or []
         message = str(event_dict.pop("event", "") or "")
         kvs = [f"{k}={_value_text(v)}" for k, v in event_dict.items()]
         now = datetime.now(UTC).strftime("%H:%M:%S.%f")[:-3]
@@ -262,15 +262,21 @@ class _ConsoleRenderer:
             out.append(styled_head + self._render(wrapped[0]))
             out += [" " * indent + self._render(line) for line in wrapped[1:]]
         for line in [*lines[1:], *more]:
-            out += self._continuation(line, indent, width)
+            text, style = line if isinstance(line, tuple) else (line, "")
+            out += self._continuation(text, self._style_of(style, level), indent, width)
         return "\n".join(out)
 
-    def _continuation(self, line: str, indent: int, width: int | None) -> list[str]:
+    def _style_of(self, style: str, level: str) -> str:
+        if style == "level":
+            return _LEVEL_STYLE.get(level, "")
+        return _DIM if style == "dim" else ""
+
+    def _continuation(self, line: str, style: str, indent: int, width: int | None) -> list[str]:
         pad = " " * indent
         if width is None or indent + len(line) <= width or width - indent < 10:
-            return [pad + line]
+            return [pad + self._style(style, line)]
         room = width - indent
-        return [pad + line[i : i + room] for i in range(0, len(line), room)]
+        return [pad + self._style(style, line[i : i + room]) for i in range(0, len(line), room)]
 
     def _render(self, line: list[tuple[str, str]]) -> str:
         return " ".join(self._style(style, text) for text, style in line)
@@ -509,6 +515,8 @@ class ConsoleSink:
         inbound = d["direction"] == "in"
         error = d.get("error")
         body = d.get("body")
+        if not inbound and d.get("type") == "StartupDetails" and isinstance(body, dict):
+            self._learn_identity(body.get("ti"))
         if not inbound and not error and not body and self.verbosity < 2:
             return  # an empty acknowledgement: the runtime's next line says as much
         arrow = "runtime -> sup" if inbound else "sup -> runtime"
@@ -531,6 +539,15 @@ class ConsoleSink:
         request = d.get("id")
         message = f"{arrow} {name}" + ("" if request is None else f" #{request}")
         self._emit(self.sup_log, method, message, _who="comm", **kw)
+
+    def _learn_identity(self, ti: Any) -> None:
+        """The task instance the supervisor started, for commands that did not say (replay)."""
+        if not isinstance(ti, dict):
+            return
+        known = {**ti, "ti_id": ti.get("id")}
+        for key in _IDENTITY_KEYS:
+            if key not in self._identity and known.get(key) is not None:
+                self._identity[key] = str(known[key])
 
     def _process(self, d: Mapping[str, Any]) -> None:
         what = d.get("event")
@@ -555,13 +572,27 @@ class ConsoleSink:
         self._emit(self.sup_log, method, f"process {what}", **kw)
 
 
-def _traceback_lines(detail: Any) -> list[str]:
+def _traceback_lines(detail: Any) -> list[tuple[str, str]]:
+    """The traceback's lines with their look: frames dim, each exception in the line's level."""
     from ._tracebacks import render_traceback
 
     try:
-        return render_traceback(detail)
+        lines = render_traceback(detail)
     except Exception:  # a console must not fail on a runtime's odd exception record
-        return [f"error_detail={detail!r}"[:_MAX_VALUE]]
+        return [(f"error_detail={detail!r}"[:_MAX_VALUE], "")]
+    plain = ("Traceback", "Exception Group Traceback", "+", "The above", "During handling")
+    out = []
+    for line in lines:
+        bare = line.lstrip(" |")
+        if bare.startswith(("File ", "[")) or (
+            line.startswith("    ") and not bare.startswith("+")
+        ):
+            out.append((line, "dim"))
+        elif not bare or bare.startswith(plain):
+            out.append((line, ""))
+        else:
+            out.append((line, "level"))
+    return out
 
 
 def _tag(context: Mapping[str, Any]) -> str | None:
