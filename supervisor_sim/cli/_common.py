@@ -28,6 +28,7 @@ import click
 from ..runner import DEFAULT_STATE, ConfigError, ProjectConfig, load_project_config
 
 if TYPE_CHECKING:
+    from ..api import Exchange
     from ..supervision import Event, SupervisorConfig
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "Group",
     "UsageError",
     "color_default",
+    "leaf_exception",
     "loading",
     "log_format",
     "not_started",
@@ -93,7 +95,7 @@ def _one_line(ctx: click.Context | None = None) -> Iterator[None]:
     except click.ClickException:
         raise
     except Exception as exc:
-        leaf = _leaf(exc)
+        leaf = leaf_exception(exc)
         message = _user_error(leaf)
         if message is not None:
             raise UsageError(message) from None
@@ -107,7 +109,7 @@ def _one_line(ctx: click.Context | None = None) -> Iterator[None]:
         sys.exit(EXIT_INTERNAL)
 
 
-def _leaf(exc: BaseException) -> BaseException:
+def leaf_exception(exc: BaseException) -> BaseException:
     """The one exception inside nested exception groups of one (trio's nurseries wrap)."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
@@ -187,9 +189,14 @@ class ApiWatch:
         self._told = False
 
     def __call__(self, event: Event) -> None:
-        if event.kind != "http":
-            return
-        error = event.data.get("error")
+        if event.kind == "http":
+            self._saw(event.data.get("error"))
+
+    def exchange(self, exchange: Exchange) -> None:
+        """The same, as an ``ExecutionAPIClient``'s ``on_exchange``."""
+        self._saw(exchange.error)
+
+    def _saw(self, error: str | None) -> None:
         if not error:
             self.failing = None
             return
@@ -198,7 +205,7 @@ class ApiWatch:
             self._told = True
             click.echo(
                 f"supervisor-sim: the Execution API at {self.url} does not answer ({error}); "
-                f"retrying ({self.attempts} attempts per call, --api-retries)...",
+                f"retrying ({self.attempts} attempts per call)...",
                 err=True,
             )
 

@@ -15,7 +15,20 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from ..runner import DEFAULT_RUNS, ConfigError, ProjectConfig, runtime_argv
-from ._common import UsageError, loading, log_format, project_config, supervisor_config
+from ._common import (
+    ApiWatch,
+    Command,
+    UsageError,
+    leaf_exception,
+    loading,
+    log_format,
+    not_started,
+    project_config,
+    state_path,
+    supervisor_config,
+    unreachable,
+    writable_dir,
+)
 from ._options import (
     api_url_option,
     fixtures_option,
@@ -42,7 +55,7 @@ if TYPE_CHECKING:
 __all__ = ["run_dag"]
 
 
-@click.command("run-dag")
+@click.command("run-dag", cls=Command)
 @click.argument("dag_id")
 @runtime_option()
 @click.option(
@@ -92,7 +105,8 @@ def run_dag(ctx: click.Context, dag_id: str, **opts: Any) -> NoReturn:
     """Run every task of DAG_ID in dependency order, several at once, in one process.
 
     The DAG's tasks and dependencies come from the runtime itself (a parse, as `parse` does).
-    Exit 0 when every task succeeded or was skipped, 1 otherwise, 130 when interrupted.
+    Exit 0 when every task succeeded or was skipped, 1 otherwise, 3 when the runtime could
+    not start, 4 when the --api-url does not answer, 130 when interrupted.
 
     On a terminal a live view shows the counts by state and the running and failed tasks first,
     cut to the screen's height; at the end every task is listed once, then each failed task's
@@ -105,6 +119,13 @@ def run_dag(ctx: click.Context, dag_id: str, **opts: Any) -> NoReturn:
     if not runtime:
         raise UsageError("no runtime command: pass --runtime CMD or set [runtime] command")
     config = supervisor_config(project, {"task_timeout": opts["timeout"]})
+    state_path(opts["state_path"] or project.state)
+    if not opts["no_transcript"]:
+        writable_dir(
+            opts["runs_dir"] or project.runs_dir or DEFAULT_RUNS,
+            "--runs-dir",
+            "give another --runs-dir, or pass --no-transcript",
+        )
     with loading():
         # All the body uses, with the collector off: trio, rich's live table and the layers.
         import rich.live
@@ -119,6 +140,13 @@ def run_dag(ctx: click.Context, dag_id: str, **opts: Any) -> NoReturn:
         status = trio.run(_run_dag, dag_id, runtime, project, config, opts)
     except (FixtureError, ConfigError) as exc:
         raise UsageError(str(exc)) from None
+    except Exception as exc:
+        import httpx
+
+        leaf = leaf_exception(exc)
+        if opts.get("api_url") and isinstance(leaf, httpx.TransportError):
+            unreachable(opts["api_url"], f"{type(leaf).__name__}: {leaf}")
+        raise
     sys.exit(status)
 
 
@@ -175,6 +203,7 @@ async def _run_dag_with(
 
     from ..api import (
         ExecutionAPIClient,
+        RetryPolicy,
         StubTransport,
         TokenIssuer,
         mint_token,
@@ -196,6 +225,8 @@ async def _run_dag_with(
 
     err = Console(stderr=True)
     result, parse_outcome = await _parse(runtime, project, config, store)
+    if result is None and not parse_outcome.started:
+        not_started(parse_outcome.error)
     if result is None:
         raise ConfigError(
             f"the runtime did not return a DAG parsing result "
@@ -234,11 +265,24 @@ async def _run_dag_with(
                 "run-dag --api-url needs --jwt-secret (Airflow's [api_auth] "
                 "jwt_secret) to mint each task instance's token"
             )
-        queue_tool = await trio.lowlevel.open_process(
-            [opts["airflow_python"], str(QUEUE_TI_TOOL), "--batch", "-"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
+        # One call the API answers without a token, before anything is queued: a wrong URL is
+        # exit 4 now (said while retrying), not a failure of every task.
+        watch = ApiWatch(opts["api_url"], RetryPolicy().attempts)
+        async with ExecutionAPIClient(
+            real_api_client(opts["api_url"]), on_exchange=watch.exchange
+        ) as probe:
+            await probe.request("GET", "health")
+        try:
+            queue_tool = await trio.lowlevel.open_process(
+                [opts["airflow_python"], str(QUEUE_TI_TOOL), "--batch", "-"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+        except OSError as exc:
+            raise UsageError(
+                f"--airflow-python: cannot run {opts['airflow_python']!r}: "
+                f"{exc.strerror or exc}; give the Python of that Airflow's installation"
+            ) from None
         real_http = real_api_client(opts["api_url"])
         real = AirflowBackend(
             queue_tool,
