@@ -8,7 +8,8 @@ reports (a terminal table, ``--json``, ``--junit FILE``) are ``supervisor_sim.ch
 module holds the command's options, help and body, which imports the kit and the layers when
 the command runs, so that ``supervisor-sim --help`` lists it without loading them.
 
-Exit status: 0 when no rule failed, 1 when at least one did, 2 for usage errors.
+Exit status: 0 when no rule failed, 1 when at least one did, 2 for usage errors, 3 when the
+runtime could not start at all (the baseline scenario: then no other scenario is run).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import click
 
-from ._common import Command, loading
+from ._common import Command, UsageError, loading, not_started, writable_file
 from ._options import (
     bundle_name_option,
     fixtures_option,
@@ -104,7 +105,7 @@ def check(command: tuple[str, ...], **opts: Any) -> None:
     supervisor — exactly, or sending what a correct runtime must tolerate (unknown and missing
     fields, every timestamp size, short frames, errors, a wrong reply id, a closed
     connection) — and judges each rule from the frames, logs and exit codes. Exit 1 when a rule
-    failed.
+    failed, 3 when the runtime could not start.
 
     \b
     Example:
@@ -117,6 +118,10 @@ def check(command: tuple[str, ...], **opts: Any) -> None:
 
 
 # --- the body: the names it imports load the check kit, so they are imported when it runs
+
+
+class _NotStarted(Exception):
+    """The baseline scenario's runtime did not start: no other scenario could tell more."""
 
 
 def _known_rule(value: str, rule_ids: tuple[str, ...]) -> bool:
@@ -154,10 +159,10 @@ def check_command(command: tuple[str, ...], opts: dict[str, Any]) -> None:
             click.echo(f"scenario {s.name:<17} {s.title}")
         return
     if not command:
-        raise click.UsageError("no runtime command: give it after --, e.g. check -- ./my-runtime")
+        raise UsageError("no runtime command: give it after --, e.g. check -- ./my-runtime")
     bad = [s for s in opts["skips"] if not _known_rule(s, tuple(RULE_IDS))]
     if bad:
-        raise click.UsageError(
+        raise UsageError(
             f"unknown rule {bad[0]!r} for --skip; rules: {', '.join(RULE_IDS)}, violation:<rule>"
         )
     fixtures = Fixtures()
@@ -165,7 +170,9 @@ def check_command(command: tuple[str, ...], opts: dict[str, Any]) -> None:
         try:
             fixtures = load_fixtures(opts["fixtures"])
         except FixtureError as exc:
-            raise click.UsageError(str(exc)) from None
+            raise UsageError(str(exc)) from None
+    if opts["junit_path"]:
+        writable_file(opts["junit_path"], "--junit", "give another path")
     config = replace(
         SupervisorConfig(),
         startup_timeout=opts["startup_timeout"],
@@ -188,14 +195,18 @@ def check_command(command: tuple[str, ...], opts: dict[str, Any]) -> None:
     )
 
     def progress(s: ScenarioResult) -> None:
+        if s.name == "baseline" and s.outcome is not None and not s.outcome.started:
+            raise _NotStarted(s.outcome.error)
         if opts["as_json"] or not sys.stderr.isatty():
             return
         state = "not run" if not s.ran else f"{s.terminal_summary()}, exit {s.exit_code}"
         click.echo(f"  scenario {s.name}: {state}", err=True)
 
-    report = run_check(ctx, set(opts["skips"]), progress)
+    try:
+        report = run_check(ctx, set(opts["skips"]), progress)
+    except _NotStarted as exc:
+        not_started(exc.args[0], "check the command given after --")
     if opts["junit_path"]:
-        opts["junit_path"].parent.mkdir(parents=True, exist_ok=True)
         opts["junit_path"].write_bytes(junit_xml(report))
     if opts["as_json"]:
         click.echo(json.dumps(report, default=str))

@@ -157,13 +157,12 @@ class Group(click.Group):
             return super().invoke(ctx)
 
 
-def not_started(error: str | None, what: str = "the runtime") -> NoReturn:
-    """End with exit status 3: ``what`` could not start."""
-    click.echo(
-        f"Error: {what} could not start: {error or 'no reason given'}; check the runtime "
-        "command (--runtime, or [runtime] command in supervisor-sim.toml)",
-        err=True,
-    )
+def not_started(
+    error: str | None,
+    fix: str = "check the runtime command (--runtime, or [runtime] command in supervisor-sim.toml)",
+) -> NoReturn:
+    """End with exit status 3: the runtime could not start."""
+    click.echo(f"Error: the runtime could not start: {error or 'no reason given'}; {fix}", err=True)
     sys.exit(EXIT_NOT_STARTED)
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from ._common import EXIT_DIVERGED, UsageError, loading, log_format
+from ._common import EXIT_DIVERGED, UsageError, color_default, loading, log_format, not_started
 from ._options import (
     json_option,
     log_format_option,
@@ -41,7 +41,11 @@ __all__ = ["diff", "diff_command", "replay", "replay_command", "show", "show_com
     help="Only frames of this message type (repeatable).",
 )
 @click.option("--grep", metavar="REGEX", help="Only lines matching this regular expression.")
-@click.option("--color/--no-color", default=None, help="Colour (default: on a terminal).")
+@click.option(
+    "--color/--no-color",
+    default=None,
+    help="Colour (default: on a terminal, unless NO_COLOR is set).",
+)
 @click.option(
     "--html",
     "html_out",
@@ -102,7 +106,7 @@ def replay(
     """Re-run the recorded runtime against the transcript alone: no Airflow, no network.
 
     Exit 0 when the runtime sent exactly the recorded frames, 1 when it diverged, 2 when the
-    transcript cannot be read or holds nothing to replay.
+    transcript cannot be read or holds nothing to replay, 3 when the runtime could not start.
     """
     replay_command(transcript, runtime_cmd, keep_going, pace, as_json, log_format, quiet, timeout)
 
@@ -130,7 +134,7 @@ def show_command(
         re.compile(grep or "")
     except re.error as exc:
         raise UsageError(f"--grep: not a regular expression: {exc}") from None
-    colour = sys.stdout.isatty() if color is None else color
+    colour = color_default() if color is None else color
     for line in render_timeline(t, only=only, types=types, grep=grep, colour=colour):
         # A recorded string may hold a lone surrogate (valid in JSON, not in UTF-8): show its
         # escape rather than fail on it.
@@ -217,6 +221,8 @@ def replay_command(
             f"(recorded {result['recorded_final_state']})",
             err=True,
         )
+    if not outcome.started:
+        not_started(outcome.error, "check the recorded runtime command, or give --runtime")
     sys.exit(0 if not divergences else EXIT_DIVERGED)
 
 
