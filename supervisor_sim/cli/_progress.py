@@ -369,7 +369,8 @@ def print_report(
 
     from ._console import shown_path
 
-    console.print(_table(results.values(), tracker, title))
+    console.print(f"[bold]{escape(title)}[/bold]", soft_wrap=True)
+    console.print(_table(results.values(), tracker, None))
     failed = [r for r in results.values() if r.state == "failed"]
     if failed:
         console.print(f"[bold red]{len(failed)} failed[/bold red] (why, then the transcript)")
