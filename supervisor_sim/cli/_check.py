@@ -9,7 +9,8 @@ module holds the command's options, help and body, which imports the kit and the
 the command runs, so that ``supervisor-sim --help`` lists it without loading them.
 
 Exit status: 0 when no rule failed, 1 when at least one did, 2 for usage errors, 3 when the
-runtime could not start at all (the baseline scenario: then no other scenario is run).
+runtime could not start at all (in the baseline scenario): then one line says why instead of
+the table, and ``--json`` and ``--junit`` still get the report.
 """
 
 from __future__ import annotations
@@ -120,10 +121,6 @@ def check(command: tuple[str, ...], **opts: Any) -> None:
 # --- the body: the names it imports load the check kit, so they are imported when it runs
 
 
-class _NotStarted(Exception):
-    """The baseline scenario's runtime did not start: no other scenario could tell more."""
-
-
 def _known_rule(value: str, rule_ids: tuple[str, ...]) -> bool:
     return value in rule_ids or value.startswith("violation:")
 
@@ -194,24 +191,25 @@ def check_command(command: tuple[str, ...], opts: dict[str, Any]) -> None:
         jobs=opts["jobs"] or min(4, os.cpu_count() or 1),
     )
 
+    not_running: list[str | None] = []  # why the baseline's runtime did not start, if it did not
+
     def progress(s: ScenarioResult) -> None:
         if s.name == "baseline" and s.outcome is not None and not s.outcome.started:
-            raise _NotStarted(s.outcome.error)
+            not_running.append(s.outcome.error)
         if opts["as_json"] or not sys.stderr.isatty():
             return
         state = "not run" if not s.ran else f"{s.terminal_summary()}, exit {s.exit_code}"
         click.echo(f"  scenario {s.name}: {state}", err=True)
 
-    try:
-        report = run_check(ctx, set(opts["skips"]), progress)
-    except _NotStarted as exc:
-        not_started(exc.args[0], "check the command given after --")
+    report = run_check(ctx, set(opts["skips"]), progress)
     if opts["junit_path"]:
         opts["junit_path"].write_bytes(junit_xml(report))
     if opts["as_json"]:
         click.echo(json.dumps(report, default=str))
-    else:
+    elif not not_running:
         click.echo(render_table(report))
+    if not_running:
+        not_started(not_running[0], "check the command given after --")
     sys.exit(EXIT_OK if report["passed"] else EXIT_FAILED)
 
 

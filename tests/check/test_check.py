@@ -283,11 +283,13 @@ def test_skip_of_an_unknown_rule_is_a_usage_error() -> None:
 
 
 def test_runtime_that_cannot_start_fails_connects() -> None:
-    """A command that does not exist fails `connects` instead of crashing the kit."""
+    """A command that does not exist fails `connects` instead of crashing the kit, and exits 3
+    (the runtime could not start) with one line saying why."""
     proc = run_check([str(ROOT / "runtimes" / "broken" / "does-not-exist")], timeout=60)
     report = report_of(proc)
-    assert proc.returncode == 1
+    assert proc.returncode == 3
     assert "connects" in failed(report), explain(report)
+    assert "Error: the runtime could not start: " in proc.stderr
 
 
 def _scripted_requests(*frames: tuple[int, dict[str, Any]]) -> dict[str, str]:
