@@ -41,6 +41,7 @@ __all__ = [
     "Diagnosis",
     "configure_logging",
     "print_summary",
+    "printable",
     "shown_path",
     "terminal_width",
     "use_color",
@@ -188,13 +189,23 @@ _STATE_STYLE = {
 _MAX_VALUE = 300
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters escaped: a runtime's line must not move the cursor,
+    clear the screen or recolour what follows."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _value_text(value: Any) -> str:
     if isinstance(value, str):
-        text = value if value and not any(c.isspace() for c in value) else json.dumps(value)
+        bare = value and value.isprintable() and " " not in value
+        text = value if bare else json.dumps(value, ensure_ascii=False)
     elif hasattr(value, "isoformat"):
-        text = value.isoformat()
+        text = str(value.isoformat())
     else:
         text = repr(value)
+    text = printable(text)
     return text if len(text) <= _MAX_VALUE else text[: _MAX_VALUE - 1] + "…"
 
 
@@ -222,7 +233,8 @@ class _ConsoleRenderer:
         extra = event_dict.pop("_extra", None)
         more: list[str | tuple[str, str]] = event_dict.pop("_more", None) or []
         message = str(event_dict.pop("event", "") or "")
-        kvs = [f"{k}={_value_text(v)}" for k, v in event_dict.items()]
+        who = printable(who)
+        kvs = [f"{printable(str(k))}={_value_text(v)}" for k, v in event_dict.items()]
         now = datetime.now(UTC).strftime("%H:%M:%S.%f")[:-3]
         head = f"{now} {level:<8} " + (f"[{tag}] " if tag else "") + f"{who:<6} "
         styled_head = (
@@ -237,14 +249,14 @@ class _ConsoleRenderer:
         width = self.width()
         indent = min(len(head), width // 2) if width else len(head)
         message_style = _BOLD if level in ("warning", "error", "critical") else ""
-        lines = message.split("\n")
+        lines = [printable(line) for line in message.split("\n")]
         out: list[str] = []
         first = lines[0]
         tail = " ".join(kvs)
         if extra:
             # A summary (of a frame's body) is cut to keep its event on one line.
             room = (width - len(head) - len(first) - 3 - len(tail)) if width else _MAX_VALUE
-            text = str(extra)
+            text = printable(str(extra))
             if len(text) > room:
                 text = text[: room - 1] + "…" if room > 8 else ""
             tail = f"{text} {tail}".strip()
@@ -263,6 +275,7 @@ class _ConsoleRenderer:
             out += [" " * indent + self._render(line) for line in wrapped[1:]]
         for line in [*lines[1:], *more]:
             text, style = line if isinstance(line, tuple) else (line, "")
+            text = printable(text)
             out += self._continuation(text, self._style_of(style, level), indent, width)
         return "\n".join(out)
 
@@ -408,7 +421,7 @@ class ConsoleSink:
         # Wrapped between its parts, so that no id is cut.
         width = terminal_width(self._stream)
         lines = [""]
-        for part in self.header.split(" · "):
+        for part in printable(self.header).split(" · "):
             if lines[-1] and width and len(lines[-1]) + 3 + len(part) > width:
                 lines.append("  " + part)
             else:
@@ -670,12 +683,12 @@ def print_summary(
     if diagnosis is not None and outcome.final_state != "success":
         reason = diagnosis.reason(outcome)
         if reason:
-            lines.append(f"  reason        {style(_LEVEL_STYLE['error'], reason)}")
+            lines.append(f"  reason        {style(_LEVEL_STYLE['error'], printable(reason))}")
         if diagnosis.stderr_tail:
             lines.append(f"  stderr        last {_plural(len(diagnosis.stderr_tail), 'line')}:")
-            lines += [f"    {line}" for line in diagnosis.stderr_tail]
+            lines += [f"    {printable(line)}" for line in diagnosis.stderr_tail]
     if outcome.error and outcome.error != reason:
-        lines.append(f"  error         {outcome.error}")
+        lines.append(f"  error         {printable(outcome.error)}")
     if transcript:
         lines.append(f"  transcript    {shown_path(transcript)}")
     print("\n".join(lines), file=stream)

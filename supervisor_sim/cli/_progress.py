@@ -367,7 +367,7 @@ def print_report(
     (a mapped task per failed map index), and what was left upstream_failed by whom."""
     from rich.markup import escape
 
-    from ._console import shown_path
+    from ._console import printable, shown_path
 
     console.print(f"[bold]{escape(title)}[/bold]", soft_wrap=True)
     console.print(_table(results.values(), tracker, None))
@@ -377,13 +377,14 @@ def print_report(
     for r in failed:
         tries = tracker.failed_tries(r.task_id)
         if not tries:
-            console.print(f"  [bold]{escape(r.task_id)}[/bold]  {escape(r.error or 'failed')}")
+            console.print(
+                f"  [bold]{escape(r.task_id)}[/bold]  {escape(printable(r.error or 'failed'))}"
+            )
             continue
         for t in tries:
             name = r.task_id + (f"[{t.map_index}]" if t.map_index >= 0 else "")
-            console.print(
-                f"  [bold]{escape(name)}[/bold] try {t.try_number}  [red]{escape(_reason(t))}[/red]"
-            )
+            why = escape(printable(_reason(t)))
+            console.print(f"  [bold]{escape(name)}[/bold] try {t.try_number}  [red]{why}[/red]")
             if t.transcript:
                 console.print(f"    {escape(shown_path(t.transcript))}", soft_wrap=True)
     blocked = [r for r in results.values() if r.state == "upstream_failed"]

@@ -253,6 +253,17 @@ def test_long_lines_wrap_to_the_terminal_width(restore_logging, monkeypatch):
     assert all(line.startswith(" " * 22) for line in lines[1:])
 
 
+def test_a_runtimes_control_characters_are_shown_escaped(restore_logging, monkeypatch):
+    """A log line cannot move the cursor, clear the screen or colour the console: control
+    characters in messages, values and tracebacks are shown escaped."""
+    monkeypatch.setenv("NO_COLOR", "1")
+    detail = stacks(("Boom\x1b[2J", "x\x07", False))
+    events = [log("error", "a\x1b[31mred\rline\x9b", value="\x1b]0;title\x07", error_detail=detail)]
+    out = shown(events, stream=FakeTerminal(), bind=False)
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", out)
+    assert "a\\x1b[31mred\\rline\\x9b" in out and "Boom\\x1b[2J: x\\x07" in out
+
+
 # --- on a terminal ----------------------------------------------------------------------------
 
 
