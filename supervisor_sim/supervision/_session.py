@@ -14,6 +14,7 @@ started outlives it. docs/architecture.md describes the whole.
 from __future__ import annotations
 
 import json
+import math
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from ._events import Journal, Violation
 from ._hooks import SessionHooks, StartFailed, Workload
 from ._io import receive_some, send_all
 from ._logs import parse_log_line, stream_record
-from ._process import ChildProcess, Launch, StartupError, start_runtime, tree_owns_connection
+from ._process import ChildProcess, Launch, StartupError, start_runtime, tree_owned
 from ._violations import frame_violation, violation
 
 __all__ = ["Session", "SessionFactory", "TaskOutcome", "learn_secrets"]
@@ -349,48 +350,37 @@ class Session:
         child: ChildProcess,
     ) -> tuple[trio.SocketStream, trio.SocketStream]:
         accepted: dict[str, trio.SocketStream] = {}
+        rejections = _Rejections(self.journal)
 
-        async def accept_one(
+        async def connect(
             name: str, listener: trio.SocketListener, scope: trio.CancelScope
         ) -> None:
-            while True:
-                stream = await listener.accept()
+            stream = await self._first_owned(name, listener, child, rejections)
+            accepted[name] = stream
+            try:
                 peer = stream.socket.getpeername()
-                local = stream.socket.getsockname()
-                if self.config.check_ownership and not await self._owned(child, peer, local):
-                    self.journal.emit(
-                        "process",
-                        event="reject",
-                        channel=name,
-                        peer=f"{peer[0]}:{peer[1]}",
-                        reason="connection does not come from the child's process tree",
-                    )
-                    self.journal.violation(
-                        violation(
-                            "foreign-connection",
-                            f"a process outside the runtime's process tree connected to --{name} "
-                            f"from {peer[0]}:{peer[1]}; the connection was closed",
-                        )
-                    )
-                    await stream.aclose()
-                    continue
-                accepted[name] = stream
-                self.journal.emit(
-                    "process", event="connect", channel=name, peer=f"{peer[0]}:{peer[1]}"
-                )
-                if len(accepted) == 2:
-                    scope.cancel()
-                return
+            except OSError:  # already reset: the reader will see it closed
+                peer = ("?", "?")
+            self.journal.emit("process", event="connect", channel=name, peer=f"{peer[0]}:{peer[1]}")
+            if len(accepted) == 2:
+                scope.cancel()
 
         async def watch_exit(scope: trio.CancelScope) -> None:
             await child.exited.wait()
             scope.cancel()
 
-        with trio.move_on_after(self.config.startup_timeout):
-            async with trio.open_nursery() as n:
-                n.start_soon(accept_one, "comm", comm_listener, n.cancel_scope)
-                n.start_soon(accept_one, "logs", logs_listener, n.cancel_scope)
-                n.start_soon(watch_exit, n.cancel_scope)
+        try:
+            with trio.move_on_after(self.config.startup_timeout):
+                async with trio.open_nursery() as n:
+                    n.start_soon(connect, "comm", comm_listener, n.cancel_scope)
+                    n.start_soon(connect, "logs", logs_listener, n.cancel_scope)
+                    n.start_soon(watch_exit, n.cancel_scope)
+        except BaseException:
+            for stream in accepted.values():
+                stream.socket.close()
+            raise
+        finally:
+            rejections.summarise()
         if len(accepted) == 2:
             return accepted["comm"], accepted["logs"]
         for stream in accepted.values():
@@ -406,22 +396,100 @@ class Session:
             f"({missing} never connected)"
         )
 
-    async def _owned(
-        self, child: ChildProcess, peer: tuple[str, int], local: tuple[str, int]
-    ) -> bool:
-        # The child's side of the socket may not be visible in /proc yet: retry like Airflow,
-        # for ownership_check_timeout counted from the first answer, so that time spent
-        # queueing for a worker thread (many children starting at once) does not count.
-        deadline = None
-        while True:
-            if await trio.to_thread.run_sync(tree_owns_connection, child.pid, peer, local):
-                return True
-            now = trio.current_time()
-            if deadline is None:
-                deadline = now + self.config.ownership_check_timeout
-            if now >= deadline:
-                return False
-            await trio.sleep(0.05)
+    async def _first_owned(
+        self,
+        name: str,
+        listener: trio.SocketListener,
+        child: ChildProcess,
+        rejections: _Rejections,
+    ) -> trio.SocketStream:
+        """The first connection to ``listener`` that comes from the child's process tree.
+
+        Nothing that connects can hold the child's connection back: every connection is
+        accepted as it arrives, and all those waiting are checked together in one pass (a
+        worker thread, ``tree_owned``), again whenever more arrive and every ``_RECHECK`` s.
+        A connection found in the tree wins at once; one not found is checked again for
+        ``ownership_check_timeout`` (as Airflow: the lookup may not see a socket yet) counted
+        from its first answer, so that time spent queueing for a worker thread does not count,
+        then closed. Beyond ``_PENDING_CAP`` waiting connections the oldest are closed, so a
+        flood of intruders costs a bounded number of descriptors and checks.
+        """
+        if not self.config.check_ownership:
+            return await listener.accept()
+        arrivals, arrived = trio.open_memory_channel[trio.SocketStream](_ACCEPT_QUEUE)
+        pending: list[_Candidate] = []
+        winner: _Candidate | None = None
+
+        async def accept_all() -> None:
+            while True:
+                stream = await listener.accept()
+                try:
+                    await arrivals.send(stream)
+                except BaseException:  # the wait is over: nobody will look at it
+                    rejections.close(name, stream, None, f"--{name} is no longer accepting")
+                    raise
+
+        def take(stream: trio.SocketStream) -> None:
+            try:
+                peer, local = stream.socket.getpeername(), stream.socket.getsockname()
+            except OSError:  # reset by its peer before it could be looked at
+                rejections.close(name, stream, None, "the connection was gone before the check")
+                return
+            pending.append(_Candidate(stream, peer, local))
+
+        try:
+            async with trio.open_nursery() as n:
+                n.start_soon(accept_all)
+                while winner is None:
+                    with trio.move_on_after(_RECHECK if pending else math.inf):
+                        take(await arrived.receive())
+                    while True:
+                        try:
+                            take(arrived.receive_nowait())
+                        except trio.WouldBlock:
+                            break
+                    if not pending:
+                        continue
+                    verdicts = await trio.to_thread.run_sync(
+                        tree_owned, child.pid, [(c.peer, c.local) for c in pending]
+                    )
+                    now = trio.current_time()
+                    waiting: list[_Candidate] = []
+                    for candidate, owned in zip(pending, verdicts, strict=True):
+                        if owned and winner is None:
+                            winner = candidate
+                        elif owned:
+                            rejections.close(
+                                name, candidate.stream, candidate.peer, f"--{name} is connected"
+                            )
+                        else:
+                            if candidate.deadline is None:
+                                candidate.deadline = now + self.config.ownership_check_timeout
+                            if now >= candidate.deadline:
+                                rejections.foreign(name, candidate)
+                            else:
+                                waiting.append(candidate)
+                    while len(waiting) > _PENDING_CAP:
+                        rejections.foreign(name, waiting.pop(0))
+                    pending = waiting
+                n.cancel_scope.cancel()
+        except BaseException:
+            if winner is not None:
+                winner.stream.socket.close()
+            raise
+        finally:
+            # Whatever is left was never found in the tree (or never looked at: the channel is
+            # taken, or the wait is over).
+            for candidate in pending:
+                rejections.foreign(name, candidate)
+            pending.clear()
+            while True:
+                try:
+                    stream = arrived.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                rejections.close(name, stream, None, f"--{name} is no longer accepting")
+        return winner.stream
 
     # --- channels --------------------------------------------------------------------------------
 
@@ -727,6 +795,95 @@ class Session:
                 )
         finally:
             child.close()
+
+
+#: Ownership checks at start-up (``Session._first_owned``): connections waiting for a verdict
+#: per channel beyond which the oldest are closed, connections accepted but not yet looked at,
+#: and the seconds between checks of those still waiting.
+_PENDING_CAP = 64
+_ACCEPT_QUEUE = 256
+_RECHECK = 0.05
+#: Rejected connections recorded one by one per session; the rest are counted in one record.
+_REJECTIONS_RECORDED = 20
+
+
+@dataclass
+class _Candidate:
+    """A connection accepted at start-up, waiting for its ownership verdict."""
+
+    stream: trio.SocketStream
+    peer: Any
+    local: Any
+    #: When its checks end (set by its first verdict).
+    deadline: float | None = None
+
+
+class _Rejections:
+    """The connections a session closed at start-up: each recorded (a ``reject`` process
+    event, and a ``foreign-connection`` violation for one that did not come from the child's
+    tree) up to ``_REJECTIONS_RECORDED``, then counted, and the count recorded once."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.recorded = 0
+        self.unrecorded: dict[str, int] = {}
+        self.foreign_unrecorded = 0
+
+    def foreign(self, name: str, candidate: _Candidate) -> None:
+        peer = candidate.peer
+        if self.close(
+            name,
+            candidate.stream,
+            peer,
+            "connection does not come from the child's process tree",
+        ):
+            self.journal.violation(
+                violation(
+                    "foreign-connection",
+                    f"a process outside the runtime's process tree connected to --{name} "
+                    f"from {peer[0]}:{peer[1]}; the connection was closed",
+                )
+            )
+        else:
+            self.foreign_unrecorded += 1
+
+    def close(self, name: str, stream: trio.SocketStream, peer: Any, reason: str) -> bool:
+        """Close ``stream``; True when it was recorded one by one."""
+        stream.socket.close()
+        if self.recorded >= _REJECTIONS_RECORDED:
+            self.unrecorded[name] = self.unrecorded.get(name, 0) + 1
+            return False
+        self.recorded += 1
+        self.journal.emit(
+            "process",
+            event="reject",
+            channel=name,
+            peer=f"{peer[0]}:{peer[1]}" if peer else None,
+            reason=reason,
+        )
+        return True
+
+    def summarise(self) -> None:
+        """Record what was only counted, once."""
+        for name, count in self.unrecorded.items():
+            self.journal.emit(
+                "process",
+                event="reject",
+                channel=name,
+                count=count,
+                reason=f"{count} more connections closed, not recorded one by one",
+            )
+        if self.foreign_unrecorded:
+            self.journal.violation(
+                violation(
+                    "foreign-connection",
+                    f"{self.foreign_unrecorded} more connections from outside the runtime's "
+                    "process tree were closed (only the first "
+                    f"{_REJECTIONS_RECORDED} rejections are recorded one by one)",
+                )
+            )
+        self.unrecorded.clear()
+        self.foreign_unrecorded = 0
 
 
 #: Makes the session ``supervise`` runs, given the API client it built for it.

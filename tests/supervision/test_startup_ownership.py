@@ -45,7 +45,7 @@ def test_sock_diag_and_proc_find_the_clients_socket(family, host):
         peer, local = accepted.getpeername()[:2], accepted.getsockname()[:2]
         inode = os.fstat(client.fileno()).st_ino
         assert _process._socket_inode_diag(peer, local) == inode
-        assert _process._socket_inode_proc(peer, local) == inode
+        assert _process._socket_inodes_proc([(peer, local)]) == [inode]
         assert _process._socket_inode(peer, local) == inode
         # Our own end is another socket, found the other way round.
         assert _process._socket_inode_diag(local, peer) == os.fstat(accepted.fileno()).st_ino
