@@ -21,7 +21,9 @@ from ._catalogue import (
     validate_body as validate_body,
 )
 from ._codec import (
+    format_datetime_json as format_datetime_json,
     format_duration as format_duration,
+    format_duration_json as format_duration_json,
     from_jsonable as from_jsonable,
     jsonable_as_is as jsonable_as_is,
     packb as packb,
@@ -30,7 +32,10 @@ from ._codec import (
     to_jsonable as to_jsonable,
     unpackb as unpackb,
 )
-from ._convert import materialize as materialize
+from ._convert import (
+    as_pydantic_json as as_pydantic_json,
+    materialize as materialize,
+)
 from ._errors import (
     ProtocolError as ProtocolError,
 )
@@ -134,12 +139,15 @@ __all__ = [
     "TaskNode",
     "TupleOf",
     "Type",
+    "as_pydantic_json",
     "dag_structure",
     "decode_request",
     "decode_response",
     "encode_request",
     "encode_response",
+    "format_datetime_json",
     "format_duration",
+    "format_duration_json",
     "from_jsonable",
     "is_sensitive_name",
     "jsonable_as_is",

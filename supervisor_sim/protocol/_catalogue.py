@@ -10,17 +10,18 @@ are terminal, and what Airflow's supervisor replies to each request and through 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any, Literal
 
 from ._schema import DEFINITIONS, SCHEMA_VERSION
-from ._types import Model, Problem
+from ._types import DATETIME, NAIVE_DATETIME, AnyOf, ListOf, Model, Problem, Type
 
 __all__ = [
     "ACK",
     "CATALOGUE",
     "PARSE_MESSAGES",
+    "PLAIN_DATETIME_FIELDS",
     "SCHEMA_VERSION",
     "TERMINAL",
     "TO_SUPERVISOR",
@@ -162,6 +163,46 @@ _REPLIES: dict[str, tuple[tuple[str, ...], str]] = {
 }
 
 
+#: Fields Airflow declares as a plain ``datetime``, not ``AwareDatetime``, so pydantic takes a
+#: naive value there. schema.json says ``format: date-time`` for both, so the generated shapes
+#: cannot tell them apart; tests/protocol/test_airflow_models_accept.py reads them off task-sdk's
+#: and core's own models.
+PLAIN_DATETIME_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "TaskState": ("end_date",),
+        "StartupDetails": ("start_date",),
+        "LazyDeserializedDAG": ("last_loaded",),
+    }
+)
+
+
+def _naive_ok(t: Type) -> Type:
+    if t == DATETIME:
+        return NAIVE_DATETIME
+    if isinstance(t, AnyOf):
+        return AnyOf(tuple(_naive_ok(o) for o in t.options))
+    if isinstance(t, ListOf):
+        return ListOf(_naive_ok(t.item), t.min_items)
+    return t
+
+
+def _with_plain_datetimes() -> Mapping[str, Any]:
+    """``DEFINITIONS`` with the ``PLAIN_DATETIME_FIELDS`` taking naive datetimes."""
+    models = dict(DEFINITIONS)
+    for name, names in PLAIN_DATETIME_FIELDS.items():
+        model = models[name]
+        assert isinstance(model, Model), name
+        fields = tuple(
+            replace(f, type=_naive_ok(f.type)) if f.name in names else f for f in model.fields
+        )
+        models[name] = replace(model, fields=fields)
+    return MappingProxyType(models)
+
+
+#: The shapes validation uses: the generated ones, with what schema.json cannot say.
+MODELS: Mapping[str, Any] = _with_plain_datetimes()
+
+
 @dataclass(frozen=True)
 class MessageSpec:
     """Everything the catalogue knows about one message type."""
@@ -189,7 +230,7 @@ def _build() -> Mapping[str, MessageSpec]:
         ("parse", PARSE_MESSAGES),
     ):
         for name in names:
-            model = DEFINITIONS[name]
+            model = MODELS[name]
             assert isinstance(model, Model), name
             replies, http = _REPLIES.get(name, ((), ""))
             # CreateHITLDetailPayload is in both unions; as a request it is "to_supervisor".
@@ -244,5 +285,5 @@ def validate_body(body: Any, expected: str | tuple[str, ...] | None = None) -> l
             )
         ]
     problems: list[Problem] = []
-    CATALOGUE[type_name].model.check(body, type_name, problems, DEFINITIONS)
+    CATALOGUE[type_name].model.check(body, type_name, problems, MODELS)
     return problems

@@ -4,6 +4,10 @@ Airflow encodes bodies with msgspec after a pydantic ``model_dump()`` in python 
 values reach msgpack natively (protocol.md §1.5): aware datetimes become timestamp extension -1
 in its smallest form, UUIDs canonical strings, timedeltas ISO-8601 durations built from D and S
 units, enums their values. ``packb``/``unpackb`` reproduce exactly that.
+
+What Airflow's supervisor sends on to the Execution API is JSON written by pydantic instead
+(``model_dump_json``), which spells the same values differently: ``format_duration_json`` and
+``format_datetime_json`` write them that way.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ import msgpack
 from ._errors import ProtocolError
 
 __all__ = [
+    "format_datetime_json",
     "format_duration",
+    "format_duration_json",
     "from_jsonable",
     "packb",
     "parse_datetime",
@@ -53,24 +59,71 @@ def format_duration(value: timedelta) -> str:
     return out
 
 
+def format_duration_json(value: timedelta) -> str:
+    """ISO-8601 duration the way pydantic 2 writes a timedelta to JSON: the sign, then years of
+    365 days, days, hours, minutes and seconds, each only when not zero (``PT10M``, ``P1Y35D``,
+    ``-PT23H59M55S``, ``PT0S``)."""
+    total_us = value.days * 86_400_000_000 + value.seconds * 1_000_000 + value.microseconds
+    out = "-P" if total_us < 0 else "P"
+    total_us = abs(total_us)
+    if not total_us:
+        return "PT0S"
+    days, rem_us = divmod(total_us, 86_400_000_000)
+    secs, micros = divmod(rem_us, 1_000_000)
+    years, days = divmod(days, 365)
+    if years:
+        out += f"{years}Y"
+    if days:
+        out += f"{days}D"
+    if secs or micros:
+        hours, rem = divmod(secs, 3600)
+        minutes, secs = divmod(rem, 60)
+        out += "T"
+        if hours:
+            out += f"{hours}H"
+        if minutes:
+            out += f"{minutes}M"
+        if secs or micros:
+            frac = f".{micros:06d}".rstrip("0") if micros else ""
+            out += f"{secs}{frac}S"
+    return out
+
+
+def format_datetime_json(value: datetime) -> str:
+    """A datetime the way pydantic 2 writes it to JSON: ISO 8601, ``Z`` for a zero offset, any
+    other offset as ``+HH:MM`` truncated to whole minutes, none for a naive datetime."""
+    offset = value.utcoffset()
+    text = value.replace(tzinfo=None).isoformat()
+    if offset is None:
+        return text
+    seconds = offset.days * 86_400 + offset.seconds
+    if seconds == 0:
+        return text + "Z"
+    sign = "-" if seconds < 0 else "+"
+    hours, minutes = divmod(abs(seconds) // 60, 60)
+    return f"{text}{sign}{hours:02d}:{minutes:02d}"
+
+
+_NUMBER = r"(\d+(?:\.\d+)?)"
 _DURATION = re.compile(
-    r"^(?P<sign>[+-])?P(?:(?P<w>\d+(?:\.\d+)?)W)?(?:(?P<d>\d+(?:\.\d+)?)D)?"
-    r"(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
+    rf"^(?P<sign>[+-])?P(?:{_NUMBER}Y)?(?:{_NUMBER}M)?(?:{_NUMBER}W)?(?:{_NUMBER}D)?"
+    rf"(?:T(?:{_NUMBER}H)?(?:{_NUMBER}M)?(?:{_NUMBER}S)?)?$"
 )
 
 
 def parse_duration(text: str) -> timedelta:
-    """Parse an ISO-8601 duration (W, D, H, M, S units); ``ValueError`` names a bad one."""
-    m = _DURATION.match(text.strip())
-    if m is None or text.strip() in ("P", "PT"):
+    """Parse an ISO-8601 duration (Y, M, W, D, H, M, S units, in that order; a year is 365 days
+    and a month 30, as pydantic counts them); ``ValueError`` names a bad one."""
+    stripped = text.strip()
+    m = _DURATION.match(stripped)
+    if m is None or stripped.lstrip("+-") in ("P", "PT"):
         raise ValueError(f"not an ISO-8601 duration: {text!r}")
-    parts = {k: float(v) for k, v in m.groupdict().items() if v and k != "sign"}
+    years, months, weeks, days, hours, minutes, seconds = (float(g or 0) for g in m.groups()[1:])
     delta = timedelta(
-        weeks=parts.get("w", 0),
-        days=parts.get("d", 0),
-        hours=parts.get("h", 0),
-        minutes=parts.get("m", 0),
-        seconds=parts.get("s", 0),
+        days=years * 365 + months * 30 + weeks * 7 + days,
+        hours=hours,
+        minutes=minutes,
+        seconds=seconds,
     )
     return -delta if m.group("sign") == "-" else delta
 

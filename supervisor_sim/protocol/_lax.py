@@ -12,10 +12,10 @@ Each ``lax_*`` returns the coerced value or raises ``LaxError`` carrying pydanti
 ``type``, message and context, which the stub puts into its 422 details as they are.
 
 Known differences, all rare on the wire: ``bytes`` are refused where pydantic would decode them
-to str, int or float; durations take only ISO 8601 W/D/H/M/S units (pydantic also takes Y and
-M, and ``[-][d day[s], ]HH:MM:SS``); an unparseable datetime string gets one of two reasons
-("input is too short" or "invalid datetime format"), an unparseable duration string one
-("invalid duration format"), where pydantic names the exact one.
+to str, int or float; durations take only ISO 8601 units in their order (Y, M, W, D, H, M, S;
+pydantic also takes them in any order, and ``[-][d day[s], ]HH:MM:SS``); an unparseable
+datetime string gets one of two reasons ("input is too short" or "invalid datetime format"), an
+unparseable duration string one ("invalid duration format"), where pydantic names the exact one.
 """
 
 from __future__ import annotations

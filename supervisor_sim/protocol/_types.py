@@ -23,6 +23,7 @@ __all__ = [
     "DURATION",
     "FLOAT",
     "INT",
+    "NAIVE_DATETIME",
     "NULL",
     "PATH",
     "STR",
@@ -168,10 +169,18 @@ ANY = _Any("any JSON value")
 
 @dataclass(frozen=True)
 class _DateTime(Type):
-    """An aware instant: a timestamp extension, an RFC 3339 string with a zone, or unix seconds."""
+    """An instant: a timestamp extension, an RFC 3339 string, or unix seconds.
+
+    ``aware`` (pydantic's ``AwareDatetime``, most of Airflow's fields) refuses a value without a
+    zone; a plain ``datetime`` field (``TaskState.end_date``) takes it as it is.
+    """
+
+    aware: bool = True
 
     def describe(self) -> str:
-        return "a timezone-aware datetime (msgpack timestamp ext -1)"
+        if self.aware:
+            return "a timezone-aware datetime (msgpack timestamp ext -1)"
+        return "a datetime (msgpack timestamp ext -1; a naive one is accepted)"
 
     def check(self, value: Any, path: str, out: list[Problem], models: Mapping[str, Model]) -> None:
         try:
@@ -188,7 +197,7 @@ class _DateTime(Type):
             else:
                 self._wrong(value, path, out)
             return
-        if parsed.tzinfo is None or parsed.utcoffset() is None:
+        if self.aware and (parsed.tzinfo is None or parsed.utcoffset() is None):
             if isinstance(value, str):
                 out.append(
                     Problem(
@@ -205,6 +214,8 @@ class _DateTime(Type):
 
 
 DATETIME = _DateTime()
+#: A plain ``datetime`` field: naive values are accepted.
+NAIVE_DATETIME = _DateTime(aware=False)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from ..protocol import (
     Ref,
     SecretsMasker,
     Type,
-    format_duration,
+    format_duration_json,
     is_sensitive_name,
     materialize,
     parse_datetime,
@@ -55,7 +55,7 @@ def json_default(value: Any) -> Any:
             value = value.astimezone(UTC)
         return value.isoformat().replace("+00:00", "Z")
     if isinstance(value, timedelta):
-        return format_duration(value)
+        return format_duration_json(value)
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     raise TypeError(f"cannot send {type(value).__name__} as JSON")

@@ -20,7 +20,7 @@ import httpx
 import trio
 
 from ..api import APIStatusError, ExecutionAPIClient, ServerResponseError
-from ..protocol import CATALOGUE, TERMINAL, TO_SUPERVISOR, materialize
+from ..protocol import CATALOGUE, TERMINAL, TO_SUPERVISOR, as_pydantic_json, materialize
 from ._config import SupervisorConfig
 from ._dispatch import Dispatcher, Reply, json_default, jsonify
 from ._events import Journal
@@ -114,7 +114,8 @@ class TaskState:
 
 
 def state_payload(body: dict[str, Any]) -> dict[str, Any]:
-    """The PATCH .../state body for a terminal message: its fields with defaults, minus type."""
+    """The PATCH .../state body for a terminal message: its fields with defaults, minus type,
+    durations and datetimes spelled as Airflow's pydantic models write them."""
     model = CATALOGUE[body["type"]].model
     payload: dict[str, Any] = {}
     for f in model.fields:
@@ -129,7 +130,7 @@ def state_payload(body: dict[str, Any]) -> dict[str, Any]:
         payload["outlet_events"] = payload.get("outlet_events") or []
     if body["type"] == "RetryTask" and isinstance(payload.get("retry_reason"), str):
         payload["retry_reason"] = payload["retry_reason"][:500]
-    return jsonify(payload)
+    return jsonify(as_pydantic_json(payload, body["type"]))
 
 
 class TaskWorkload(Workload):

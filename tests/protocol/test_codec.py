@@ -205,13 +205,16 @@ class TestOtherValues:
             ("P2W", timedelta(weeks=2)),
             ("-PT1S", timedelta(seconds=-1)),
             ("P0D", timedelta(0)),
+            ("P1Y35D", timedelta(days=400)),
+            ("P1Y2M3W4DT5H6M7.5S", timedelta(days=365 + 60 + 21 + 4, seconds=18367.5)),
         ],
     )
     def test_parse_duration_accepts_iso_units(self, text, expected):
-        """parse_duration reads W, D, H, M and S units and a leading sign."""
+        """parse_duration reads Y (365 days), M (30 days), W, D, H, M and S units and a leading
+        sign, as pydantic does."""
         assert parse_duration(text) == expected
 
-    @pytest.mark.parametrize("text", ["", "P", "PT", "30S", "P1Y", "PT1.S", "bogus"])
+    @pytest.mark.parametrize("text", ["", "P", "PT", "-P", "30S", "P1D1Y", "PT1.S", "bogus"])
     def test_parse_duration_rejects_non_durations(self, text):
         """parse_duration raises ValueError for text that is not an ISO duration it supports."""
         with pytest.raises(ValueError):
