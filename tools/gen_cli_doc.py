@@ -3,6 +3,8 @@
 Usage: python tools/gen_cli_doc.py   (tests/docs/test_docs.py fails when docs/cli.md is stale)
 """
 
+# ruff: noqa: E501  (the intro's Markdown table rows cannot be wrapped)
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,23 +18,41 @@ INTRO = """# Command-line reference
 Generated from `supervisor-sim --help` by `tools/gen_cli_doc.py`; a test fails when this page and
 the command line disagree. From a checkout, run commands as `./supervisor-sim ...` (it sets up
 `.venv` on first use); an installed package provides `supervisor-sim` and
-`python -m supervisor_sim`.
+`python -m supervisor_sim`. Outside a checkout, `supervisor-sim init` writes a config that runs
+the reference runtime shipped with the package ([Configuration](configuration.md)).
 
-## Exit statuses of `run-task`
+## Options from the environment
+
+Every option can also be given as `SUPERVISOR_SIM_<OPTION>`, the option's name in capitals with
+`_` for `-`, whichever command takes it: `SUPERVISOR_SIM_STATE=:memory:` is `--state :memory:`,
+`SUPERVISOR_SIM_CONFIG` is `--config`, a flag is `SUPERVISOR_SIM_NO_TRANSCRIPT=1`. A flag on the
+command line wins over the environment, and both over supervisor-sim.toml. `NO_COLOR` (any
+value) turns colour off in `show` and in the console output, `FORCE_COLOR` on even when it is
+not a terminal; `SUPERVISOR_SIM_TRACEBACK=1` shows the traceback of an internal error instead of
+its one line.
+
+## Shell completion
+
+Commands, options and choices complete in bash, zsh and fish (click's completion):
+
+```text
+eval "$(_SUPERVISOR_SIM_COMPLETE=bash_source supervisor-sim)"    # ~/.bashrc
+eval "$(_SUPERVISOR_SIM_COMPLETE=zsh_source supervisor-sim)"     # ~/.zshrc
+_SUPERVISOR_SIM_COMPLETE=fish_source supervisor-sim | source     # ~/.config/fish/completions/supervisor-sim.fish
+```
+
+## Exit statuses
+
+The same in every command:
 
 | status | meaning |
 |---|---|
-| 0 | the task's final state is `success` |
-| 1 | the task ran and ended in any other state (`failed`, `up_for_retry`, `skipped`, ...) |
-| 2 | usage or configuration error (bad flag, fixtures or config file) |
-| 3 | the task could not start (the runtime did not connect, `/run` was refused) |
-| 4 | supervisor-sim could not do its job (Execution API unreachable) |
+| 0 | yes: the task's final state is `success` (`run-task`); every task succeeded or was skipped (`run-dag`); the file parsed and every DAG is valid (`parse`); no rule failed (`check`); the runtime sent exactly the recorded frames (`replay`); the transcripts are equivalent (`diff`) |
+| 1 | no: the task ended in any other state (`failed`, `up_for_retry`, `skipped`, `removed`, ...); a task of the DAG did; the parse failed or a DAG is invalid; a rule failed; the replay diverged; the transcripts differ |
+| 2 | a user mistake, said in one line `Error: <problem>; <fix>`: a bad flag, a path that cannot be read or written, the config or fixtures file ([Configuration](configuration.md), [Fixtures](fixtures.md#errors)), a transcript that cannot be read ([Transcripts](transcript.md#reading)), a DAG or task the runtime's bundle does not have (`run-task`, unless `--allow-unknown`), a missing tool |
+| 3 | the runtime could not start: it did not run or never connected, or `/run` was refused (`run-task`, `run-dag`, `parse`, `check`, `replay`) |
+| 4 | supervisor-sim could not do its job: the Execution API at `--api-url` does not answer (`run-task`, `run-dag`; said once while the calls are retried), or an internal error (a bug: the line says so) |
 | 130 | interrupted: the signal was forwarded to the runtime, its outcome reported, then exit |
-
-`replay` exits 0 when the runtime sent exactly the recorded frames and 1 when it diverged;
-`diff` exits 0 when the two transcripts are equivalent and 1 otherwise. `show`, `diff` and
-`replay` exit 2 when a transcript cannot be read (the message names the line at fault, see
-[Transcripts](transcript.md#reading)), and `replay` also when there is nothing to replay.
 """
 
 

@@ -306,9 +306,11 @@ def supervisor_config(project: ProjectConfig, overrides: dict[str, Any]) -> Supe
 
 
 def color_default() -> bool:
-    """Colour when nothing says otherwise: on a terminal, unless NO_COLOR is set
-    (https://no-color.org)."""
-    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    """Colour on stdout when no flag says: the console's rule (on a terminal, never with
+    ``NO_COLOR``, always with ``FORCE_COLOR``)."""
+    from ._console import use_color
+
+    return use_color(sys.stdout)
 
 
 def log_format(fmt: str) -> str:

@@ -44,7 +44,7 @@ __all__ = ["diff", "diff_command", "replay", "replay_command", "show", "show_com
 @click.option(
     "--color/--no-color",
     default=None,
-    help="Colour (default: on a terminal, unless NO_COLOR is set).",
+    help="Colour (default: on a terminal, unless NO_COLOR is set; always with FORCE_COLOR).",
 )
 @click.option(
     "--html",
