@@ -194,7 +194,6 @@ async def _run_dag_with(
     config: SupervisorConfig,
     opts: dict[str, Any],
 ) -> int:
-    import signal
     import subprocess
 
     import trio
@@ -212,6 +211,7 @@ async def _run_dag_with(
     )
     from ..protocol import dag_structure, validate_serialized_dag
     from ..runner import (
+        FORWARDED_SIGNALS,
         QUEUE_TI_TOOL,
         AirflowBackend,
         DagRunner,
@@ -381,7 +381,7 @@ async def _run_dag_with(
 
     async def watch_signals(cancel: trio.CancelScope) -> None:
         nonlocal interrupted
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with trio.open_signal_receiver(*FORWARDED_SIGNALS) as signals:
             async for sig in signals:
                 interrupted = True
                 runner.stop()

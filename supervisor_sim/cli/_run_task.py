@@ -17,7 +17,7 @@ Exit statuses:
 2     usage or configuration error (bad flag, fixture or config file)
 3     the task could not start (runtime did not connect, /run refused)
 4     supervisor-sim could not do its job (API unreachable, internal error)
-130   interrupted (SIGINT/SIGTERM was forwarded to the runtime first)
+130   interrupted (SIGINT/SIGTERM/SIGHUP was forwarded to the runtime first)
 ====  =================================================================
 """
 
@@ -297,9 +297,10 @@ def _runtime_started(
     and own it until its session adopts it: on the way out, whatever is not adopted is
     stopped (``Launch.close``: process group killed and reaped, sockets and pipes closed).
 
-    Until the session forwards signals itself, SIGTERM kills the runtime's process group and
-    then this process, by SIGTERM as before: the runtime leads its own process group, so
-    nothing else would stop it. (SIGINT raises KeyboardInterrupt, which ``close`` handles.)
+    Until the session forwards signals itself, SIGTERM or SIGHUP kills the runtime's process
+    group and then this process, by the same signal as before: the runtime leads its own
+    process group, so nothing else would stop it. (SIGINT raises KeyboardInterrupt, which
+    ``close`` handles.)
     """
     from ..supervision import start_runtime
 
@@ -313,21 +314,28 @@ def _runtime_started(
 
 
 def _kill_on_sigterm(launch: Launch) -> Callable[[], object]:
-    """Install the SIGTERM handler of ``_runtime_started``; returns what restores the previous
-    one (a no-op off the main thread, where signals are not ours to handle)."""
+    """Install the SIGTERM and SIGHUP handler of ``_runtime_started``; returns what restores
+    the previous ones (a no-op off the main thread, where signals are not ours to handle)."""
     import signal  # here: --help lists run-task without loading it
 
-    def on_sigterm(signum: int, frame: Any) -> None:
+    def on_signal(signum: int, frame: Any) -> None:
         launch.kill_group()
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
 
+    previous = {}
     try:
-        previous = signal.signal(signal.SIGTERM, on_sigterm)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            previous[sig] = signal.signal(sig, on_signal)
     except ValueError:
         return lambda: None
-    # None: a handler not installed from Python, which Python cannot put back; the default.
-    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            # None: a handler not installed from Python, which Python cannot put back.
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+    return restore
 
 
 def _load_fixtures(path: Path | None) -> Fixtures:

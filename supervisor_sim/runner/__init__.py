@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         TaskResult as TaskResult,
     )
     from ._supervise import (
+        FORWARDED_SIGNALS as FORWARDED_SIGNALS,
         SignalTarget as SignalTarget,
         default_transcript as default_transcript,
         forward_signals_to as forward_signals_to,
@@ -61,6 +62,7 @@ _MODULES = {
     "RunBackend": "_dagrun",
     "StubBackend": "_dagrun",
     "TaskResult": "_dagrun",
+    "FORWARDED_SIGNALS": "_supervise",
     "SignalTarget": "_supervise",
     "default_transcript": "_supervise",
     "forward_signals_to": "_supervise",

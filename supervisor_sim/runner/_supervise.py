@@ -43,11 +43,18 @@ from ..supervision import (
 )
 from ._config import DEFAULT_STATE
 
-__all__ = ["SignalTarget", "default_transcript", "forward_signals_to", "open_store", "supervise"]
+__all__ = [
+    "FORWARDED_SIGNALS",
+    "SignalTarget",
+    "default_transcript",
+    "forward_signals_to",
+    "open_store",
+    "supervise",
+]
 
 
 class SignalTarget(Protocol):
-    """Anything SIGINT/SIGTERM can be forwarded to (a session)."""
+    """Anything SIGINT/SIGTERM/SIGHUP can be forwarded to (a session)."""
 
     def forward_signal(self, sig: int) -> None: ...
 
@@ -184,12 +191,17 @@ def open_store(
     return store
 
 
+#: The signals a supervisor-sim process forwards to its runtimes rather than dies of: Ctrl+C,
+#: a kill, and the terminal closing (SIGHUP, handled as SIGTERM: ``Session.forward_signal``).
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 async def forward_signals_to(session: SignalTarget) -> None:
-    """Forward SIGINT/SIGTERM received by this process to a session (or anything with
-    ``forward_signal``), for as long as the caller's nursery runs."""
+    """Forward SIGINT/SIGTERM/SIGHUP (``FORWARDED_SIGNALS``) received by this process to a
+    session (or anything with ``forward_signal``), for as long as the caller's nursery runs."""
     if not _in_main_thread():
         return
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with trio.open_signal_receiver(*FORWARDED_SIGNALS) as signals:
         async for sig in signals:
             session.forward_signal(sig)
 

@@ -124,8 +124,11 @@ class Launch:
         """Stop what was not adopted: kill the process group and reap the process (the
         runtime was never told anything, so SIGKILL, as when the start call fails), then close
         the pipes, pidfd and listeners. Idempotent; what a session took is not touched.
-        SIGINT and SIGTERM wait until it is done, so a second Ctrl+C cannot cut it short."""
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        SIGINT, SIGTERM and SIGHUP wait until it is done, so a second Ctrl+C cannot cut it
+        short."""
+        blocked = signal.pthread_sigmask(
+            signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+        )
         try:
             fds, self._fds = self._fds, None
             if fds is not None:

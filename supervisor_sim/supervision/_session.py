@@ -128,7 +128,12 @@ class Session:
 
     def forward_signal(self, sig: int) -> None:
         """Airflow forwards SIGINT/SIGTERM to the child and keeps supervising; a second signal
-        here starts the kill escalation, so an unresponsive child cannot hold the terminal."""
+        here starts the kill escalation, so an unresponsive child cannot hold the terminal.
+
+        SIGHUP (the terminal closed; Airflow does not handle it and dies, leaving the runtime
+        running) is handled as SIGTERM, and forwarded as SIGTERM: the runtime never had the
+        terminal (its own process group, no stdin), and SIGTERM is what runtimes shut down
+        gracefully on."""
         self._interrupted = True
         self._signals_received += 1
         child = self.child
@@ -137,15 +142,18 @@ class Session:
             self.journal.emit("note", message=f"received {name}; no child to forward it to")
             return
         if self._signals_received == 1:
-            child.send(sig, group=False)
+            sent = signal.SIGTERM if sig == signal.SIGHUP else sig
+            child.send(sent, group=False)
             if self._nursery is not None:
                 self._nursery.start_soon(self._signal_grace_watch, name)
             self.journal.emit(
                 "process",
                 event="signal",
-                signal=name,
+                signal=signal.Signals(sent).name,
                 target="child",
-                reason=f"forwarded {name} received by supervisor-sim",
+                reason=f"forwarded {name} received by supervisor-sim"
+                if sent == sig
+                else f"{name} received by supervisor-sim, forwarded as SIGTERM",
             )
         elif self._nursery is not None:
             self._nursery.start_soon(self.kill, f"second {name}: escalating")
