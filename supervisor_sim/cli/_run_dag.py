@@ -265,6 +265,13 @@ async def _run_dag_with(
                 "run-dag --api-url needs --jwt-secret (Airflow's [api_auth] "
                 "jwt_secret) to mint each task instance's token"
             )
+        import shutil
+
+        if shutil.which(opts["airflow_python"]) is None:
+            raise UsageError(
+                f"--airflow-python: {opts['airflow_python']!r} is not a program; give the "
+                "Python of that Airflow's installation (or SUPERVISOR_SIM_AIRFLOW_PYTHON)"
+            )
         # One call the API answers without a token, before anything is queued: a wrong URL is
         # exit 4 now (said while retrying), not a failure of every task.
         watch = ApiWatch(opts["api_url"], RetryPolicy().attempts)
