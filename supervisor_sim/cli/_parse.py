@@ -70,7 +70,7 @@ def parse(ctx: click.Context, file: str | None, **opts: Any) -> None:
     validates every serialized DAG of the DagFileParsingResult against Airflow 3.3's
     serialized-DAG JSON schema. FILE is the path sent in the request (default: the runtime's
     program file). Exit 0 when the runtime parsed and every DAG is valid, 1 when it did not
-    parse or a DAG is invalid, 3 when the runtime could not start.
+    parse (an import error included) or a DAG is invalid, 3 when the runtime could not start.
     """
     parse_command(ctx, file, opts)
 
@@ -205,7 +205,8 @@ def parse_command(ctx: click.Context, file: str | None, opts: dict[str, Any]) ->
     except (FixtureError, ConfigError) as exc:
         raise UsageError(str(exc)) from None
     dags = []
-    all_valid = result is not None
+    # A file that raised on import did not parse, whatever DAGs came back with it.
+    all_valid = result is not None and not result.get("import_errors")
     for item in (result or {}).get("serialized_dags", []) or []:
         data = item.get("data") if isinstance(item, dict) else None
         problems = validate_serialized_dag(data)
