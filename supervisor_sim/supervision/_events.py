@@ -1,17 +1,27 @@
 """What a session observes, as plain records: the transcript, the console and the summary all
-read this one stream, so none of them can disagree with another about what happened."""
+read this one stream, so none of them can disagree with another about what happened.
+
+The journal is also where what the runtime did wrong is bounded and masked: a violation is
+recorded in full only up to the limits' caps (``Limits.violations_per_rule`` and
+``violations_per_session``; later ones are counted), and its message, path and bytes are masked
+with the session's ``Redactor`` before any sink sees them (docs/reliability.md, "Secrets").
+"""
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
+
+from ..protocol import LIMITS, Limits
 
 if TYPE_CHECKING:
     from ..api import Exchange
+    from ._redaction import Redactor
 
 __all__ = ["Event", "Journal", "Violation", "journal_exchanges"]
 
@@ -39,11 +49,16 @@ class Violation:
     frame_id: int | None = None
     #: The offending bytes, when they are not already in a frame record.
     raw: bytes | None = None
+    #: Set when ``raw`` is the offending bytes with the secrets in them masked: how many bytes
+    #: were received.
+    raw_len: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if v is not None and k != "raw"}
         if self.raw:
             out["raw_b64"] = base64.b64encode(self.raw).decode()
+        if self.raw_len is not None:
+            out["raw_redacted"] = True
         return out
 
 
@@ -54,14 +69,28 @@ class Journal:
     sinks: list[Callable[[Event], None]] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     counts: dict[str, int] = field(default_factory=dict)
+    #: The violations recorded in full, masked, up to the caps of ``limits``.
     violations: list[Violation] = field(default_factory=list)
+    #: Violations past the caps, only counted: rule -> how many.
+    suppressed: dict[str, int] = field(default_factory=dict)
+    #: How many --comm bytes the suppressed violations consumed (not kept anywhere).
+    suppressed_bytes: int = 0
+    limits: Limits = LIMITS
+    #: Masks what the journal is given (violations, notes); a session sets its own.
+    redactor: Redactor | None = None
     _seq: int = 0
     _held: list[Event] | None = None
+    _per_rule: dict[str, int] = field(default_factory=dict)
 
     def now(self) -> float:
         return time.monotonic() - self.started
 
     def emit(self, kind: Kind, **data: Any) -> Event:
+        if kind == "note" and self.redactor is not None:
+            # The supervisor's own words, but they may quote the API or the runtime.
+            message = data.get("message")
+            if type(message) is str:
+                data["message"] = self.redactor.text(message)
         self._seq = seq = self._seq + 1
         event = Event(kind, round(time.monotonic() - self.started, 6), data, seq)
         key = f"frames_{data.get('direction')}" if kind == "frame" else kind
@@ -102,30 +131,109 @@ class Journal:
                     for event in held:
                         sink(event)
 
-    def violation(self, violation: Violation) -> Event:
+    def violation(self, violation: Violation) -> Event | None:
+        """Record ``violation``, masked, or only count it once its rule or the session has
+        reached the caps (``None`` then: no event). Past the caps nothing of it is kept."""
+        rule = violation.rule
+        per_rule = self._per_rule
+        seen = per_rule[rule] = per_rule.get(rule, 0) + 1
+        limits = self.limits
+        if seen > limits.violations_per_rule or (
+            len(self.violations) >= limits.violations_per_session
+        ):
+            suppressed = self.suppressed
+            suppressed[rule] = suppressed.get(rule, 0) + 1
+            if violation.raw:
+                self.suppressed_bytes += len(violation.raw)
+            return None
+        if self.redactor is not None:
+            violation = _masked(violation, self.redactor)
         self.violations.append(violation)
         return self.emit("violation", **violation.as_dict())
+
+    @property
+    def violation_count(self) -> int:
+        """Every violation reported, recorded or only counted."""
+        return len(self.violations) + sum(self.suppressed.values())
+
+    def note_suppressed(self) -> None:
+        """One note per rule some of whose violations were only counted: how many more."""
+        limits = self.limits
+        for rule, n in self.suppressed.items():
+            self.emit(
+                "note",
+                level="warning",
+                message=f"{n:,} more {rule} violation{'s' if n != 1 else ''} counted, not "
+                f"recorded (at most {limits.violations_per_rule:,} of one rule and "
+                f"{limits.violations_per_session:,} in all are recorded)",
+                rule=rule,
+                suppressed=n,
+            )
+
+
+def _masked(violation: Violation, redactor: Redactor) -> Violation:
+    """``violation`` with its message and path masked, and its bytes unless they are kept."""
+    message = redactor.text(violation.message)
+    path = violation.path
+    if path is not None:
+        path = redactor.text(path)
+    raw = violation.raw
+    raw_len = violation.raw_len
+    if raw and redactor.redacts_received and redactor.holds_secret(raw):
+        raw_len = len(raw)
+        raw = redactor.bytes(raw)
+    if message == violation.message and path == violation.path and raw is violation.raw:
+        return violation
+    return replace(violation, message=message, path=path, raw=raw, raw_len=raw_len)
 
 
 def journal_exchanges(journal: Journal) -> Callable[[Exchange], None]:
     """An ``on_exchange`` callback for ``ExecutionAPIClient`` that records each HTTP exchange
-    as an ``http`` event of ``journal``."""
+    as an ``http`` event of ``journal``, masked with the journal's redactor: the error always,
+    the path, query and bodies unless received data is kept (``--no-redact``)."""
 
     def on_exchange(exchange: Exchange) -> None:
+        path = exchange.path
+        query = exchange.query
+        error = exchange.error
+        request_body = exchange.request_body
+        response_body = exchange.response_body
+        redactor = journal.redactor
+        if redactor is not None:
+            if error:
+                error = redactor.text(error)
+            if redactor.redacts_received:
+                if redactor.text_holds_secret(path):
+                    path = redactor.text(path)
+                if query and redactor.text_holds_secret(query):
+                    query = redactor.text(query)
+                request_body = _masked_body(redactor, request_body)
+                response_body = _masked_body(redactor, response_body)
         journal.emit(
             "http",
             method=exchange.method,
-            path=exchange.path,
-            query=exchange.query,
+            path=path,
+            query=query,
             status=exchange.status,
-            error=exchange.error,
+            error=error,
             attempt=exchange.attempt,
             duration_s=round(exchange.duration_s, 6),
             cause=exchange.cause,
             request_headers=exchange.request_headers,
-            request_body=exchange.request_body,
+            request_body=request_body,
             response_headers=exchange.response_headers,
-            response_body=exchange.response_body,
+            response_body=response_body,
         )
 
     return on_exchange
+
+
+def _masked_body(redactor: Redactor, body: bytes) -> bytes:
+    """An HTTP body with its secrets masked, map keys included (a JSON body stays JSON)."""
+    if not body or not redactor.holds_secret(body):
+        return body
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return redactor.bytes(body)
+    return json.dumps(redactor.value(value), separators=(",", ":")).encode()

@@ -119,10 +119,44 @@ def _loads(text: str, limits: Limits) -> tuple[Any, Violation | None]:
         )
     except ValueError as exc:
         if isinstance(exc, json.JSONDecodeError):
-            message = f"log line is not JSON ({exc.msg} at column {exc.colno}): {text[:80]!r}"
+            message = f"log line is not JSON ({exc.msg} at column {exc.colno}); kept unparsed"
         else:  # int() refusing a number: sys.set_int_max_str_digits is below max_int_digits
             message = "log line is not JSON (a number in it could not be read)"
         return None, Violation("log-not-json", message, _AIRFLOW_DROPS)
+
+
+#: A value from a log line is quoted in a violation only up to this length, and then whole:
+#: cut short, it could end in the start of a secret, which masking would not recognise.
+_QUOTE_MAX = 60
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _quoted(value: Any) -> str:
+    """A value for a violation's message: a short string or number whole, anything else named
+    by its kind and size. The journal masks the message; a cut quote could defeat that."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= _QUOTE_MAX else f"a string of {len(value):,} characters"
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return json.dumps(value)
+    if isinstance(value, int):
+        text = str(value)
+        return text if len(text) <= _QUOTE_MAX else f"a number of {len(text):,} digits"
+    if isinstance(value, list):
+        return f"an array of {len(value):,} items"
+    return f"an object of {len(value):,} keys" if isinstance(value, dict) else "a value"
 
 
 def parse_log_line(line: Line, limits: Limits = LIMITS) -> tuple[dict[str, Any], list[Violation]]:
@@ -137,7 +171,7 @@ def parse_log_line(line: Line, limits: Limits = LIMITS) -> tuple[dict[str, Any],
         violations.append(
             Violation(
                 "log-not-object",
-                f"log line is JSON but not an object: {text[:80]!r}",
+                f"log line is JSON but not an object (a JSON {_json_kind(obj)})",
                 "Airflow's supervisor crashes: the exception ends supervise_task and the task "
                 "instance stays 'running' on the server",
             )
@@ -161,7 +195,7 @@ def parse_log_line(line: Line, limits: Limits = LIMITS) -> tuple[dict[str, Any],
         violations.append(
             Violation(
                 "log-unknown-level",
-                f"log level {level!r} is not one of {', '.join(sorted(LEVELS))} (lowercase)",
+                f"log level {_quoted(level)} is not one of {', '.join(sorted(LEVELS))} (lowercase)",
                 "Airflow silently drops the line",
             )
         )
@@ -179,7 +213,7 @@ def parse_log_line(line: Line, limits: Limits = LIMITS) -> tuple[dict[str, Any],
             violations.append(
                 Violation(
                     "log-bad-timestamp",
-                    f"log 'timestamp' must be an RFC 3339 string, got {ts!r:.60}",
+                    f"log 'timestamp' must be an RFC 3339 string, got {_quoted(ts)}",
                     "Airflow's supervisor crashes parsing it; supervise_task fails",
                 )
             )
