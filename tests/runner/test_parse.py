@@ -58,17 +58,29 @@ def test_broken_serialized_dag_gives_a_precise_schema_error(tmp_path: Path):
 
 
 def test_operator_fields_are_checked_inside_tasks():
-    """A task missing required operator fields is reported at its own path."""
+    """A task missing what Airflow's deserializer reads is reported at its own path; a task
+    holding only its id is valid, as it is for Airflow (docs/fidelity.md)."""
+    mapped = {"task_id": "m", "_is_mapped": True, "task_type": "T", "_task_module": "mod"}
     data = {
         "__version": 3,
         "dag": {
             "dag_id": "d",
             "fileloc": "/f",
-            "tasks": [{"__type": "operator", "__var": {"task_id": "t"}}],
+            "tasks": [
+                {"__type": "operator", "__var": {"task_id": "t", "downstream_task_ids": ["x"]}},
+                {"__type": "operator", "__var": mapped},
+            ],
         },
     }
     problems = validate_serialized_dag(data)
-    assert "$.dag.tasks[0].__var: 'task_type' is a required property" in problems
+    assert problems == [
+        "$.dag.tasks[0].__var.downstream_task_ids[0]: 'x' is not a task of this DAG",
+        "$.dag.tasks[1].__var: a mapped task needs '_disallow_kwargs_override'",
+        "$.dag.tasks[1].__var: a mapped task needs '_expand_input_attr'",
+    ]
+    data["dag"]["tasks"] = data["dag"]["tasks"][:1]
+    del data["dag"]["tasks"][0]["__var"]["downstream_task_ids"]
+    assert validate_serialized_dag(data) == []
 
 
 def test_requests_a_parser_may_not_make_get_an_error_and_a_violation(tmp_path: Path):
