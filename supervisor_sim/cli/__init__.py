@@ -79,8 +79,20 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
     ctx.obj["config_path"] = config_path
 
 
+def _name_envvars(command: click.Command) -> None:
+    """Name each option's variable after the option (``--state``: ``SUPERVISOR_SIM_STATE``),
+    where click's prefix alone would name it after the value's destination
+    (``SUPERVISOR_SIM_STATE_PATH``). Options that already name one keep it."""
+    for param in command.params:
+        if isinstance(param, click.Option) and param.envvar is None and param.expose_value:
+            flag = max(param.opts, key=len).lstrip("-")
+            param.envvar = f"{ENVVAR_PREFIX}_{flag.upper().replace('-', '_')}"
+
+
+_name_envvars(main)
 for _command in (run_task, run_dag, parse, show, diff, replay, check, init):
     _command.context_settings.setdefault("auto_envvar_prefix", ENVVAR_PREFIX)
+    _name_envvars(_command)
     main.add_command(_command)
 
 

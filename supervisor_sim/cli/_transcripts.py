@@ -138,7 +138,8 @@ def show_command(
     for line in render_timeline(t, only=only, types=types, grep=grep, colour=colour):
         # A recorded string may hold a lone surrogate (valid in JSON, not in UTF-8): show its
         # escape rather than fail on it.
-        click.echo(line.encode("utf-8", "backslashreplace").decode("utf-8"))
+        # color=: click would strip the colours off a pipe even when asked for them.
+        click.echo(line.encode("utf-8", "backslashreplace").decode("utf-8"), color=colour)
 
 
 def diff_command(a: Path, b: Path, as_json: bool) -> NoReturn:
