@@ -369,7 +369,7 @@ class Diagnosis:
             return
         detail = record.get("error_detail")
         if detail:
-            from ._tracebacks import exception_summary
+            from ..protocol import exception_summary
 
             self.exception = exception_summary(detail) or self.exception
         if record.get("level") in ("error", "exception", "critical", "fatal"):
@@ -587,7 +587,7 @@ class ConsoleSink:
 
 def _traceback_lines(detail: Any) -> list[tuple[str, str]]:
     """The traceback's lines with their look: frames dim, each exception in the line's level."""
-    from ._tracebacks import render_traceback
+    from ..protocol import render_traceback
 
     try:
         lines = render_traceback(detail)
@@ -665,7 +665,7 @@ def print_summary(
     activity = (
         f"{_plural(c.get('frames_in', 0), 'frame')} in, {c.get('frames_out', 0)} out · "
         f"{_plural(c.get('http', 0), 'http call')} · {_plural(c.get('log', 0), 'log line')} · "
-        f"{_plural(len(outcome.violations), 'violation')}"
+        f"{_plural(outcome.violation_count, 'violation')}"
     )
     width = terminal_width(stream)
     lines = [style(_BOLD, f"── {title} ──")]
@@ -674,11 +674,7 @@ def print_summary(
         lines.append(f"  final state   {state_text} · {verdict} · {activity}")
     else:
         lines += [f"  final state   {state_text} · {verdict}", f"  activity      {activity}"]
-    for v in outcome.violations[:20]:
-        lines.append(f"    - {v.rule}: {v.message}")
-        lines.append(f"      Airflow: {v.airflow}")
-    if len(outcome.violations) > 20:
-        lines.append(f"    ... and {len(outcome.violations) - 20} more")
+    lines += _violation_lines(outcome)
     reason = None
     if diagnosis is not None and outcome.final_state != "success":
         reason = diagnosis.reason(outcome)
@@ -692,6 +688,34 @@ def print_summary(
     if transcript:
         lines.append(f"  transcript    {shown_path(transcript)}")
     print("\n".join(lines), file=stream)
+
+
+def _violation_lines(outcome: TaskOutcome, limit: int = 20) -> list[str]:
+    """The summary's violations with repeats aggregated: each distinct one once, with how often
+    it was recorded, and for a rule past the journal's caps how many more were only counted
+    ("239,664 more log-invalid-utf8"); at most ``limit`` distinct ones, then how many more."""
+    groups: dict[tuple[str, str], list[Any]] = {}  # (rule, message) -> [first, times]
+    for v in outcome.violations:
+        group = groups.setdefault((v.rule, v.message), [v, 0])
+        group[1] += 1
+    keys = list(groups)
+    last = {rule: i for i, (rule, _) in enumerate(keys)}  # each rule's last group
+    suppressed = outcome.violations_suppressed
+    lines: list[str] = []
+    for i, key in enumerate(keys[:limit]):
+        v, times = groups[key]
+        repeated = f" (x{times:,})" if times > 1 else ""
+        lines.append(f"    - {v.rule}: {printable(v.message)}{repeated}")
+        lines.append(f"      Airflow: {v.airflow}")
+        if last[v.rule] == i and suppressed.get(v.rule):
+            lines.append(f"      {suppressed[v.rule]:,} more {v.rule} (counted, not recorded)")
+    if len(keys) > limit:
+        rest = sum(groups[key][1] for key in keys[limit:])
+        lines.append(f"    ... and {rest:,} more, {len(keys) - limit:,} of them different")
+    for rule, n in suppressed.items():
+        if last.get(rule, limit) >= limit:
+            lines.append(f"    - {n:,} more {rule} (counted, not recorded)")
+    return lines
 
 
 def shown_path(path: str) -> str:

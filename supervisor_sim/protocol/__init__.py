@@ -84,6 +84,10 @@ from ._states import (
     TI_STATES as TI_STATES,
     UNFINISHED_DAG_RUN_STATES as UNFINISHED_DAG_RUN_STATES,
 )
+from ._tracebacks import (
+    exception_summary as exception_summary,
+    render_traceback as render_traceback,
+)
 from ._types import (
     DATETIME as DATETIME,
     AnyOf as AnyOf,
@@ -145,6 +149,7 @@ __all__ = [
     "decode_response",
     "encode_request",
     "encode_response",
+    "exception_summary",
     "format_datetime_json",
     "format_duration",
     "format_duration_json",
@@ -162,6 +167,7 @@ __all__ = [
     "packb",
     "parse_datetime",
     "parse_duration",
+    "render_traceback",
     "to_jsonable",
     "unpackb",
     "validate_body",

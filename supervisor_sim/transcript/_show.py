@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from ..protocol import to_jsonable
+from ..protocol import render_traceback, to_jsonable
 from ._reader import Transcript, frame_body
 
 __all__ = ["render_timeline"]
@@ -81,7 +81,12 @@ def _line(record: dict[str, Any]) -> tuple[str, str]:
     if kind == "log":
         line = record.get("line", {})
         level = str(line.get("level", "info")).upper()
-        return "log", f"{t}  log[{record.get('source')}] {level:<7} {line.get('event', '')}"
+        text = f"{t}  log[{record.get('source')}] {level:<7} {line.get('event', '')}"
+        detail = line.get("error_detail") if isinstance(line, dict) else None
+        if detail:
+            # The runtime's structured exception, as the traceback Python would have printed.
+            text += "".join(f"\n{'':13}{row}" for row in render_traceback(detail))
+        return "log", text
     if kind == "violation":
         return "violation", (
             f"{t}  VIOLATION {record.get('rule')}: {record.get('message')}\n"

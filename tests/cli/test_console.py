@@ -20,7 +20,7 @@ from _cli import CONFIG, ROOT, cli
 
 from supervisor_sim.cli import _console
 from supervisor_sim.cli._console import ConsoleSink, configure_logging
-from supervisor_sim.cli._tracebacks import exception_summary, render_traceback
+from supervisor_sim.protocol import exception_summary, render_traceback
 from supervisor_sim.supervision import Event
 
 SGR = re.compile(r"\x1b\[[0-9;]*m")
