@@ -22,6 +22,8 @@ from typing import Any
 import msgpack
 import pytest
 
+from supervisor_sim.protocol import dag_structure, validate_serialized_dag
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "supervisor-sim.toml"
 BUILD_SCRIPT = ROOT / "tools" / "build_go_runtime.sh"
@@ -379,15 +381,64 @@ def test_a_parse_request_gets_serialized_dags_and_exit_zero(
     assert logs and all({"timestamp", "level", "event", "logger"} <= set(r) for r in logs)
 
 
-def test_an_unexpected_first_frame_is_logged_and_exits_one(
+def test_an_unexpected_first_frame_is_answered_with_an_error_frame_and_exits_one(
     binary: Path, fake_supervisor: FakeSupervisor
 ) -> None:
-    """A first frame other than StartupDetails or DagFileParseRequest exits 1 with an error log."""
+    """A first frame other than StartupDetails or DagFileParseRequest gets an ErrorResponse
+    back (the Go SDK's ADR 0003), then the runtime logs the error and exits 1."""
     proc = start(binary, fake_supervisor)
     fake_supervisor.send(0, {"type": "VariableResult", "key": "k", "value": "v"}, None)
+    frame = fake_supervisor.receive()
     code, _, err = finish(proc)
     assert code == 1, err.decode()
+    assert len(frame) == 3 and frame[0] == 0 and frame[2] is None
+    body = frame[1]
+    assert body["type"] == "ErrorResponse" and body["error"] == "GENERIC_ERROR"
+    assert body["detail"]["type"] == "VariableResult"
     logs = fake_supervisor.read_logs()
     errors = [r for r in logs if r["level"] == "error"]
     assert errors and errors[0]["event"] == "Unexpected first frame"
     assert errors[0]["type"] == "VariableResult"
+
+
+def test_the_serialized_retry_task_retries_once_as_its_python_twin(
+    binary: Path, fake_supervisor: FakeSupervisor
+) -> None:
+    """The Go bundle's ``retry`` task is serialized with retries=1 and a 1 s retry delay, and
+    its DAG with the start date of compose/dags/example_dag.py, the Python twin; no other task
+    carries retries (Airflow leaves the default 0 out)."""
+    proc = start(binary, fake_supervisor)
+    fake_supervisor.send(
+        0,
+        {"file": "/b/rt", "bundle_path": "/b", "bundle_name": "go", "callback_requests": [],
+         "type": "DagFileParseRequest"},
+        None,
+    )  # fmt: skip
+    frame = fake_supervisor.receive()
+    fake_supervisor.send(frame[0])
+    code, _, err = finish(proc)
+    assert code == 0, err.decode()
+    dag = frame[1]["serialized_dags"][0]["data"]["dag"]
+    tasks = {t["__var"]["task_id"]: t["__var"] for t in dag["tasks"]}
+    assert (tasks["retry"]["retries"], tasks["retry"]["retry_delay"]) == (1, 1.0)
+    assert [tid for tid, op in tasks.items() if "retries" in op] == ["retry"]
+    assert dag["start_date"] == 1704067200.0  # 2024-01-01T00:00:00Z
+    data = frame[1]["serialized_dags"][0]["data"]
+    assert validate_serialized_dag(data) == []
+    assert dag_structure(data).tasks["retry"].retries == 1
+
+
+def test_dump_bundle_spec_prints_the_spec_airflow_go_pack_reads(binary: Path) -> None:
+    """--dump-bundle-spec prints the Go SDK's bundle spec JSON (format_version, sdk, dags with
+    their task ids in order) and exits 0."""
+    proc = subprocess.run(
+        [str(binary), "--dump-bundle-spec"], capture_output=True, text=True, timeout=RUN_TIMEOUT
+    )
+    assert proc.returncode == 0, proc.stderr
+    spec = json.loads(proc.stdout)
+    reference = load_reference_bundle()
+    assert spec == {
+        "format_version": "1.0",
+        "sdk": {"language": "go", "version": spec["sdk"]["version"]},
+        "dags": {"example_dag": {"tasks": list(reference.DAGS["example_dag"])}},
+    }

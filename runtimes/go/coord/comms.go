@@ -73,6 +73,20 @@ func (c *Comms) Request(body any) (protocol.Frame, error) {
 	return reply, nil
 }
 
+// Send sends one body as a request frame without waiting for a reply: the runtime is about to
+// exit and nothing will read one.
+func (c *Comms) Send(body any) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	frame, err := protocol.EncodeRequest(c.nextID, body)
+	if err != nil {
+		return err
+	}
+	c.nextID++
+	_, err = c.conn.Write(frame)
+	return err
+}
+
 // Broken returns why the stream is out of sync, or nil.
 func (c *Comms) Broken() error {
 	c.mu.Lock()

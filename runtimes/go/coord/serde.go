@@ -2,6 +2,7 @@ package coord
 
 import (
 	"sort"
+	"time"
 
 	"supervisor-sim/goruntime/sdk"
 )
@@ -16,8 +17,14 @@ const SupervisorSchemaVersion = "2026-06-16"
 // BundleMetadataVersion is the airflow_bundle_metadata_version of --bundle-metadata.
 const BundleMetadataVersion = "1"
 
-// SDKVersion is reported in --bundle-metadata.
+// SDKVersion is reported in --bundle-metadata and --dump-bundle-spec.
 const SDKVersion = "0.1.0"
+
+// BundleSpecFormatVersion is the format_version of --dump-bundle-spec (the Go SDK's ADR 0002).
+const BundleSpecFormatVersion = "1.0"
+
+// defaultRetryDelay is the operator schema's retry_delay default (300 s).
+const defaultRetryDelay = 300 * time.Second
 
 // SerializeDag returns one serialized DAG ({"__version": 3, "dag": {...}}) in the shape
 // Airflow's DagSerialization.to_dict produces for a DAG without a schedule, so that it
@@ -44,6 +51,13 @@ func SerializeDag(d *sdk.Dag, fileloc, relFileloc, dagsFolder string) map[string
 		}
 		if t.Doc != "" {
 			op["doc_md"] = t.Doc
+		}
+		// As Airflow's serializer: a value equal to the schema's default is left out.
+		if t.Retries != 0 {
+			op["retries"] = t.Retries
+		}
+		if t.RetryDelay != 0 && t.RetryDelay != defaultRetryDelay {
+			op["retry_delay"] = t.RetryDelay.Seconds()
 		}
 		tasks = append(tasks, map[string]any{"__type": "operator", "__var": op})
 		children[t.ID] = []any{"operator", t.ID}
@@ -90,6 +104,10 @@ func SerializeDag(d *sdk.Dag, fileloc, relFileloc, dagsFolder string) map[string
 	if d.Description != "" {
 		dag["description"] = d.Description
 	}
+	if !d.StartDate.IsZero() {
+		// Airflow writes datetimes of a serialized DAG as float unix seconds.
+		dag["start_date"] = float64(d.StartDate.UnixMicro()) / 1e6
+	}
 	if len(d.Tags) > 0 {
 		tags := append([]string(nil), d.Tags...)
 		sort.Strings(tags)
@@ -118,4 +136,41 @@ func BundleMetadata(b *sdk.Bundle) map[string]any {
 		},
 		"dags": dags,
 	}
+}
+
+// BundleSpec is what --dump-bundle-spec prints, the JSON airflow-go-pack reads to write the
+// bundle's manifest (the Go SDK's ADR 0002): the format version, the SDK, and each DAG's task
+// ids in declaration order.
+func BundleSpec(b *sdk.Bundle) BundleSpecJSON {
+	spec := BundleSpecJSON{
+		FormatVersion: BundleSpecFormatVersion,
+		SDK:           BundleSpecSDK{Language: "go", Version: SDKVersion},
+		Dags:          map[string]BundleSpecDag{},
+	}
+	for _, d := range b.Dags {
+		ids := make([]string, 0, len(d.Tasks))
+		for _, t := range d.Tasks {
+			ids = append(ids, t.ID)
+		}
+		spec.Dags[d.ID] = BundleSpecDag{Tasks: ids}
+	}
+	return spec
+}
+
+// BundleSpecJSON is the shape of --dump-bundle-spec, key for key.
+type BundleSpecJSON struct {
+	FormatVersion string                   `json:"format_version"`
+	SDK           BundleSpecSDK            `json:"sdk"`
+	Dags          map[string]BundleSpecDag `json:"dags"`
+}
+
+// BundleSpecSDK names the SDK a bundle was built with.
+type BundleSpecSDK struct {
+	Language string `json:"language"`
+	Version  string `json:"version"`
+}
+
+// BundleSpecDag lists one DAG's task ids.
+type BundleSpecDag struct {
+	Tasks []string `json:"tasks"`
 }

@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/exp/slog"
 
+	"supervisor-sim/goruntime/protocol"
 	"supervisor-sim/goruntime/sdk"
 )
 
@@ -37,6 +38,7 @@ type Options struct {
 	Comm           string
 	Logs           string
 	BundleMetadata bool
+	DumpBundleSpec bool
 }
 
 // ErrCoordinatorFlagsIncomplete is returned when only one of --comm / --logs is given.
@@ -44,6 +46,7 @@ var ErrCoordinatorFlagsIncomplete = errors.New("--comm and --logs must be given 
 
 const usageText = `usage: %[1]s --comm=HOST:PORT --logs=HOST:PORT
        %[1]s --bundle-metadata
+       %[1]s --dump-bundle-spec
 
 A Go task runtime for Apache Airflow's coordinator protocol. It connects to the supervisor's
 comm and logs addresses, then parses the bundle's DAGs or runs one task, as the supervisor's
@@ -52,6 +55,8 @@ first frame (DagFileParseRequest or StartupDetails) asks.
   --comm=HOST:PORT     address of the comm channel (length-prefixed msgpack frames)
   --logs=HOST:PORT     address of the logs channel (JSON log lines)
   --bundle-metadata    print the bundle's DAGs and tasks as JSON and exit
+  --dump-bundle-spec   print the bundle spec JSON airflow-go-pack reads (format_version,
+                       sdk, dags) and exit
 `
 
 // ParseArgs parses the command line. It returns flag.ErrHelp for -h/--help.
@@ -62,13 +67,14 @@ func ParseArgs(prog string, args []string) (Options, error) {
 	fs.StringVar(&o.Comm, "comm", "", "")
 	fs.StringVar(&o.Logs, "logs", "", "")
 	fs.BoolVar(&o.BundleMetadata, "bundle-metadata", false, "")
+	fs.BoolVar(&o.DumpBundleSpec, "dump-bundle-spec", false, "")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if o.BundleMetadata {
+	if o.BundleMetadata || o.DumpBundleSpec {
 		return o, nil
 	}
 	switch {
@@ -135,10 +141,17 @@ func Main(bundle *sdk.Bundle, prog string, args []string, env Env) int {
 		fmt.Fprintf(env.Stderr, "%s: %v\n", prog, err)
 		return ExitFatal
 	}
-	if opts.BundleMetadata {
+	// The Go SDK's order (ADR 0003's invocation matrix): --bundle-metadata wins over
+	// --dump-bundle-spec, and either over coordinator mode.
+	if opts.BundleMetadata || opts.DumpBundleSpec {
+		var out any = BundleMetadata(bundle)
+		indent := "  "
+		if !opts.BundleMetadata {
+			out, indent = BundleSpec(bundle), "    "
+		}
 		enc := json.NewEncoder(env.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(BundleMetadata(bundle)); err != nil {
+		enc.SetIndent("", indent)
+		if err := enc.Encode(out); err != nil {
 			fmt.Fprintf(env.Stderr, "%s: %v\n", prog, err)
 			return ExitFatal
 		}
@@ -216,6 +229,12 @@ func (rt *runtime) serve() (code int) {
 			shown = nil
 		}
 		rt.log.Error("Unexpected first frame", "type", shown, "frame_id", first.ID)
+		// ADR 0003: any other first frame is an error frame back to the supervisor, then exit 1.
+		// A runtime only ever sends requests, so the ErrorResponse travels in a request's body,
+		// where Airflow's supervisor logs it ("Unable to decode message", body=...).
+		if err := rt.comms.Send(unexpectedFirstFrame(shown, first.ID)); err != nil {
+			rt.log.Error("Could not send the error frame", "error", err.Error())
+		}
 		return ExitFatal
 	}
 	if first.ID != 0 {
@@ -225,6 +244,19 @@ func (rt *runtime) serve() (code int) {
 		return rt.runTask(first)
 	}
 	return rt.runParse(first)
+}
+
+// unexpectedFirstFrame is the ErrorResponse sent back for a first frame of the wrong type.
+func unexpectedFirstFrame(kind any, id int64) protocol.ErrorResponse {
+	return protocol.ErrorResponse{
+		Type:  "ErrorResponse",
+		Error: "GENERIC_ERROR",
+		Detail: map[string]any{
+			"message":  "the first frame must be StartupDetails or DagFileParseRequest",
+			"type":     kind,
+			"frame_id": id,
+		},
+	}
 }
 
 // exitNow closes both channels and exits (TI.ExitWithoutTerminal).

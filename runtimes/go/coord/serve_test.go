@@ -198,11 +198,17 @@ func TestARejectedTerminalMessageExitsOne(t *testing.T) {
 	}
 }
 
-func TestAnUnexpectedFirstFrameExitsOne(t *testing.T) {
+func TestAnUnexpectedFirstFrameIsAnsweredWithAnErrorFrameThenExitsOne(t *testing.T) {
 	s := newFakeSupervisor(t)
 	done, _, _ := runMain(t, s.args(), Env{})
 	s.accept()
 	s.send(0, map[string]any{"type": "VariableResult", "key": "k", "value": "v"})
+	r := s.next()
+	detail, _ := r.Body["detail"].(map[string]any)
+	if r.ID != 0 || r.Body["type"] != "ErrorResponse" || r.Body["error"] != "GENERIC_ERROR" ||
+		detail["type"] != "VariableResult" {
+		t.Fatalf("want an ErrorResponse naming VariableResult, got %+v", r)
+	}
 	if code := waitExit(t, done); code != ExitFatal {
 		t.Fatalf("exit %d", code)
 	}
@@ -292,5 +298,61 @@ func TestBundleMetadataPrintsDagsAndTasksAsJSON(t *testing.T) {
 	}
 	if meta.SDK["supervisor_schema_version"] != SupervisorSchemaVersion {
 		t.Fatalf("schema version %q", meta.SDK["supervisor_schema_version"])
+	}
+}
+
+func TestDumpBundleSpecPrintsTheSpecAirflowGoPackReads(t *testing.T) {
+	done, stdout, _ := runMain(t, []string{"--dump-bundle-spec"}, Env{})
+	if code := waitExit(t, done); code != ExitOK {
+		t.Fatalf("exit %d", code)
+	}
+	var spec map[string]any
+	if err := json.Unmarshal(stdout.Bytes(), &spec); err != nil {
+		t.Fatalf("%v: %s", err, stdout)
+	}
+	want := map[string]any{
+		"format_version": "1.0",
+		"sdk":            map[string]any{"language": "go", "version": SDKVersion},
+		"dags": map[string]any{"d": map[string]any{"tasks": []any{
+			"hello", "push", "pull", "fail", "panic", "skip", "exit"}}},
+	}
+	got, _ := json.Marshal(spec)
+	wantJSON, _ := json.Marshal(want)
+	if string(got) != string(wantJSON) {
+		t.Fatalf("spec %s, want %s", got, wantJSON)
+	}
+	if !strings.HasPrefix(stdout.String(), "{\n    \"format_version\"") {
+		t.Fatalf("not indented as the Go SDK prints it: %q", stdout.String())
+	}
+	// --bundle-metadata wins when both are given, as in the Go SDK's Serve.
+	done, stdout, _ = runMain(t, []string{"--dump-bundle-spec", "--bundle-metadata"}, Env{})
+	waitExit(t, done)
+	if !strings.Contains(stdout.String(), "airflow_bundle_metadata_version") {
+		t.Fatalf("stdout %s", stdout)
+	}
+}
+
+func TestRetriesRetryDelayAndStartDateAreSerializedAsAirflowDoes(t *testing.T) {
+	d := &sdk.Dag{ID: "r", StartDate: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC), Tasks: []*sdk.Task{
+		{ID: "a", Fn: func(context.Context, *sdk.TI) (any, error) { return nil, nil },
+			Retries: 1, RetryDelay: time.Second},
+		{ID: "b", Fn: func(context.Context, *sdk.TI) (any, error) { return nil, nil },
+			RetryDelay: 300 * time.Second},
+	}}
+	dag := SerializeDag(d, "/f", "f", "/")["dag"].(map[string]any)
+	if dag["start_date"] != 1704067200.0 {
+		t.Fatalf("start_date %v", dag["start_date"])
+	}
+	tasks := dag["tasks"].([]any)
+	a := tasks[0].(map[string]any)["__var"].(map[string]any)
+	b := tasks[1].(map[string]any)["__var"].(map[string]any)
+	if a["retries"] != 1 || a["retry_delay"] != 1.0 {
+		t.Fatalf("task a %v", a)
+	}
+	if _, ok := b["retries"]; ok {
+		t.Fatalf("retries=0 is the default and is left out: %v", b)
+	}
+	if _, ok := b["retry_delay"]; ok {
+		t.Fatalf("a 300 s retry delay is the default and is left out: %v", b)
 	}
 }

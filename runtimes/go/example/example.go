@@ -30,13 +30,15 @@ func Bundle() *sdk.Bundle {
 		Dags: []*sdk.Dag{{
 			ID:          DagID,
 			Description: "Each task exercises one supervisor behaviour.",
+			// The Python twin's (compose/dags/example_dag.py) start date and retry settings.
+			StartDate: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC),
 			Tasks: []*sdk.Task{
 				{ID: "hello", Fn: hello, Doc: "Log one line and succeed, with no XCom."},
 				{ID: "read_var_conn", Fn: readVarConn},
 				{ID: "push_xcom", Fn: pushXCom},
 				{ID: "pull_xcom", Fn: pullXCom, Upstream: []string{"push_xcom"}},
 				{ID: "fail", Fn: fail},
-				{ID: "retry", Fn: retry},
+				{ID: "retry", Fn: retry, Retries: 1, RetryDelay: time.Second},
 				{ID: "sleep", Fn: sleep},
 				{ID: "skip", Fn: skip},
 				{ID: "ignore_sigterm", Fn: ignoreSigterm},

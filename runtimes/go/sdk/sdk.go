@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"time"
 
 	"supervisor-sim/goruntime/protocol"
 )
@@ -36,6 +37,11 @@ type Task struct {
 	// the operator name). They default to the Go function's name and package path.
 	TaskType   string
 	TaskModule string
+
+	// Retries is how many times a failed try is retried (Airflow's retries, so max_tries);
+	// RetryDelay is the wait before each retry, Airflow's 300 s when zero.
+	Retries    int
+	RetryDelay time.Duration
 }
 
 // Dag is a DAG: an id and its tasks, in declaration order.
@@ -43,7 +49,9 @@ type Dag struct {
 	ID          string
 	Description string
 	Tags        []string
-	Tasks       []*Task
+	// StartDate is the DAG's start_date; the zero time leaves it unset.
+	StartDate time.Time
+	Tasks     []*Task
 }
 
 // Task returns the task with this id, or nil.
@@ -116,6 +124,8 @@ func (b *Bundle) Validate() error {
 				return fmt.Errorf("bundle: task %q is defined twice in DAG %q", t.ID, d.ID)
 			case t.Fn == nil:
 				return fmt.Errorf("bundle: task %s.%s has no function", d.ID, t.ID)
+			case t.Retries < 0 || t.RetryDelay < 0:
+				return fmt.Errorf("bundle: task %s.%s has a negative retry setting", d.ID, t.ID)
 			}
 			seen[t.ID] = true
 		}
