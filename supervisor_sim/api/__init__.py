@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     )
     from ._tokens import TokenIssuer as TokenIssuer
     from .store import (
+        StateFileError as StateFileError,
         StubStore as StubStore,
         TaskInstanceRecord as TaskInstanceRecord,
         ti_wire as ti_wire,
@@ -65,6 +66,7 @@ _MODULES = {
     "RetryPolicy": "_client",
     "STUB_BASE_URL": "_stub_client",
     "ServerResponseError": "_client",
+    "StateFileError": "store",
     "StubStore": "store",
     "StubTransport": "stub",
     "TaskInstanceRecord": "store",

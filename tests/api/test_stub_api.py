@@ -24,6 +24,7 @@ from supervisor_sim.api import (
     Fault,
     RetryPolicy,
     ServerResponseError,
+    StateFileError,
     StubStore,
     StubTransport,
     TokenIssuer,
@@ -1339,7 +1340,7 @@ class TestStore:
         assert store.db.one("SELECT version FROM schema_version")[0] == 1
         store.db.conn.execute("UPDATE schema_version SET version = 99")
         store.close()
-        with pytest.raises(RuntimeError, match="schema version 99"):
+        with pytest.raises(StateFileError, match="schema version 99"):
             StubStore(path)
 
 

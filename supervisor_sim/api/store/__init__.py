@@ -7,7 +7,17 @@ in ``api.stub``; this package only knows rows.
 """
 
 from ._common import api_time, db_time, utcnow, uuid7
+from ._database import StateFileError
 from ._stub_store import StubStore
 from ._tasks import TaskInstanceRecord, ti_wire
 
-__all__ = ["StubStore", "TaskInstanceRecord", "api_time", "db_time", "ti_wire", "utcnow", "uuid7"]
+__all__ = [
+    "StateFileError",
+    "StubStore",
+    "TaskInstanceRecord",
+    "api_time",
+    "db_time",
+    "ti_wire",
+    "utcnow",
+    "uuid7",
+]
