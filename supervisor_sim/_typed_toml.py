@@ -33,7 +33,6 @@ starts the runtime.
 from __future__ import annotations
 
 import dataclasses
-import json
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -80,20 +79,28 @@ class _FromKey:
     """Not a TOML key: the key under which the enclosing table sits in its parent table."""
 
 
-@dataclasses.dataclass(frozen=True)
+# Plain classes, not dataclasses: this module is imported before run-task starts its runtime,
+# and each dataclass costs a fraction of a millisecond to create.
+
+
 class OneOf:
     """A string among ``values()``, called only when a value is there to check (the
     vocabulary may live in a module that is not cheap to import)."""
 
-    values: Callable[[], tuple[str, ...]]
+    __slots__ = ("values",)
+
+    def __init__(self, values: Callable[[], tuple[str, ...]]) -> None:
+        self.values = values
 
 
-@dataclasses.dataclass(frozen=True)
 class Deferred:
     """A table checked against the dataclass ``model()`` when it has keys; the value is a dict
     of the keys given, with their checked values (the model's defaults are not filled in)."""
 
-    model: Callable[[], type]
+    __slots__ = ("model",)
+
+    def __init__(self, model: Callable[[], type]) -> None:
+        self.model = model
 
 
 JSON = Annotated[Any, _Json()]
@@ -110,12 +117,14 @@ def load(model: type[T], document: Mapping[str, Any], where: str = "") -> T:
     return typing.cast(T, _table(model, document, where, None))
 
 
-@dataclasses.dataclass(frozen=True)
 class _Field:
-    name: str
-    type: Any
-    required: bool
-    from_key: bool
+    __slots__ = ("from_key", "name", "required", "type")
+
+    def __init__(self, name: str, type: Any, required: bool, from_key: bool) -> None:
+        self.name = name
+        self.type = type
+        self.required = required
+        self.from_key = from_key
 
 
 _FIELDS: dict[type, tuple[_Field, ...]] = {}
@@ -381,6 +390,7 @@ def _json(value: Any, where: str) -> Any:
 
 
 def _json_text(value: Any, where: str) -> str:
+    import json  # here: --help loads this module and needs no json
     if isinstance(value, dict):
         return json.dumps(_json(value, where), separators=(",", ":"))
     if isinstance(value, str):

@@ -246,8 +246,12 @@ class Fixtures:
 
 # --- the file's tables where they differ from what is seeded -----------------------------------
 
+# The file's own tables are read once and dropped: only ``__init__`` is generated for them
+# (``repr=False, eq=False``), since each generated method costs time at import, before run-task
+# starts its runtime.
 
-@dataclass(frozen=True)
+
+@dataclass(repr=False, eq=False)
 class VariableTable:
     """The long form of a variable: its value and a description."""
 
@@ -256,7 +260,7 @@ class VariableTable:
     description: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False, eq=False)
 class AssetRefTable:
     """An inlet or outlet by name and URI."""
 
@@ -265,7 +269,7 @@ class AssetRefTable:
     uri: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False, eq=False)
 class TaskTable:
     """The assets a task declares, for ValidateInletsAndOutlets."""
 
@@ -274,7 +278,7 @@ class TaskTable:
     outlets: list[str | AssetRefTable] | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False, eq=False)
 class DagTable:
     """What the DAG processor would have stored for a DAG, served by GET /dags/{dag_id}."""
 
@@ -293,7 +297,7 @@ class DagTable:
     tasks: dict[str, TaskTable] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False, eq=False)
 class AssetTable:
     """An asset, active unless said otherwise."""
 
@@ -306,7 +310,7 @@ class AssetTable:
     active: bool = True
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False, eq=False)
 class FixturesFile:
     """A supervisor-sim fixtures file: what the embedded Execution API is seeded with."""
 

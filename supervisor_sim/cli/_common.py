@@ -251,13 +251,13 @@ def writable_dir(path: Path, option: str, fix: str) -> Path:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"{option}: cannot create {path}: {_why(exc, path)}; {fix}") from None
-    import tempfile
-
+    # A real write, not os.access: root passes access checks where writes still fail.
+    probe = path / f".supervisor-sim-probe-{os.getpid()}"
     try:
-        with tempfile.TemporaryFile(dir=path):
-            pass
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except OSError as exc:
         raise UsageError(f"{option}: cannot write in {path}: {_why(exc, path)}; {fix}") from None
+    probe.unlink(missing_ok=True)
     return path
 
 

@@ -50,8 +50,11 @@ class ConfigError(Exception):
 
 # --- the file's format ------------------------------------------------------------------------
 
+# Read once and dropped: only ``__init__`` is generated (``repr=False, eq=False``), since each
+# generated method costs time when the command line is imported, --help included.
 
-@dataclass(frozen=True)
+
+@dataclass(repr=False, eq=False)
 class RuntimeSection:
     """The runtime that run-task, run-dag and parse start (--runtime overrides it)."""
 
@@ -63,7 +66,7 @@ class RuntimeSection:
     cwd: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False, eq=False)
 class StubSection:
     """The embedded Execution API."""
 
@@ -73,7 +76,7 @@ class StubSection:
     state: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False, eq=False)
 class TranscriptsSection:
     """Where transcripts are recorded."""
 
@@ -88,15 +91,15 @@ def _supervisor_model() -> type:
     return SupervisorConfig
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False, eq=False)
 class ConfigFile:
     """supervisor-sim.toml: what run-task, run-dag and parse use when given no flags."""
 
-    runtime: RuntimeSection = RuntimeSection()
-    stub: StubSection = StubSection()
+    runtime: RuntimeSection = field(default_factory=RuntimeSection)
+    stub: StubSection = field(default_factory=StubSection)
     #: Session settings, Airflow's defaults unless given (flags override them).
     supervisor: Annotated[dict[str, Any], Deferred(_supervisor_model)] = field(default_factory=dict)
-    transcripts: TranscriptsSection = TranscriptsSection()
+    transcripts: TranscriptsSection = field(default_factory=TranscriptsSection)
 
 
 # --- what the commands use --------------------------------------------------------------------
