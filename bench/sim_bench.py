@@ -270,10 +270,9 @@ async def stubapi(n: int) -> dict[str, Any]:
 
         await timed("api_client", api_client)
 
-        from supervisor_sim.protocol._masking import SecretsMasker
         from supervisor_sim.supervision._dispatch import Dispatcher
 
-        dispatcher = Dispatcher(api, record.id, SecretsMasker())
+        dispatcher = Dispatcher(api, record.id)
         body = {"type": "GetVariable", "key": VAR_KEY}
 
         async def dispatch() -> None:

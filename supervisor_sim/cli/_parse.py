@@ -232,6 +232,7 @@ def parse_command(ctx: click.Context, file: str | None, opts: dict[str, Any]) ->
         "import_errors": (result or {}).get("import_errors") or {},
         "warnings": (result or {}).get("warnings") or [],
         "violations": [v.as_dict() for v in outcome.violations],
+        "violations_suppressed": outcome.violations_suppressed,
         "error": outcome.error,
         "transcript": str(transcript) if transcript else None,
     }

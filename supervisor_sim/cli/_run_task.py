@@ -187,6 +187,7 @@ def run_task_command(
         "started": outcome.started,
         "duration_s": outcome.duration_s,
         "violations": [v.as_dict() for v in outcome.violations],
+        "violations_suppressed": outcome.violations_suppressed,
         "counts": outcome.counts,
         "error": outcome.error,
         "interrupted": outcome.interrupted,

@@ -304,7 +304,7 @@ class DagRunner:
                     self._running -= 1
             result.tries += 1
             result.exit_codes.append(outcome.exit_code)
-            result.violations += len(outcome.violations)
+            result.violations += outcome.violation_count
             if transcript:
                 result.transcripts.append(transcript)
             state = outcome.final_state or "not_started"

@@ -11,11 +11,12 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import trio
@@ -30,6 +31,7 @@ from ..api import (
     load_fixtures,
     stub_http,
 )
+from ..protocol import MASK, is_sensitive_name
 from ..supervision import (
     Journal,
     Launch,
@@ -63,9 +65,9 @@ def _transcript_header(
     spec: TaskSpec | ParseSpec, api_label: str, config: SupervisorConfig
 ) -> dict[str, Any]:
     header: dict[str, Any] = {
-        "command": list(sys.argv),
+        "command": _shown_command(sys.argv),
         "runtime": list(spec.runtime),
-        "api": api_label,
+        "api": _shown_url(api_label),
         "config": asdict(config),
     }
     if isinstance(spec, TaskSpec):
@@ -85,6 +87,39 @@ def _transcript_header(
             "bundle_name": spec.bundle_name,
         }
     return header
+
+
+def _shown_command(argv: Sequence[str]) -> list[str]:
+    """``argv`` with the value of every option named like a secret (``--jwt-secret``,
+    ``--token``: ``is_sensitive_name``) replaced by ``***``, given as ``--opt=value`` or as
+    ``--opt value``."""
+    shown: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            shown.append(MASK)
+            hide_next = False
+            continue
+        name, eq, _ = arg.partition("=")
+        if arg.startswith("--") and len(name) > 2 and is_sensitive_name(name[2:]):
+            if eq:
+                shown.append(f"{name}={MASK}")
+            else:
+                shown.append(arg)
+                hide_next = True
+            continue
+        shown.append(arg)
+    return shown
+
+
+def _shown_url(url: str) -> str:
+    """An API URL without the password it may carry (``https://user:pw@host/...``)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{netloc}"))
 
 
 def default_transcript(base: Path, ti: Mapping[str, Any]) -> Path:
@@ -137,23 +172,22 @@ async def supervise(
         else:
             assert isinstance(spec, TaskSpec), "a ParseSpec needs its session_factory"
             session = TaskSession(spec, api, config=config, journal=journal, launch=launch)
+        # Masks what the session records; with --no-redact, what it received is kept as it was.
+        session.redactor.keep_received = not redact
         for sink in journal.sinks:
-            # A sink that shows values (the console) redacts them with the session's masker.
+            # A sink that shows values (the console) masks them too, map keys and bytes included.
             if hasattr(sink, "redact"):
-                sink.redact = session.masker.redact
+                sink.redact = session.redactor.value
         writer = None
         if transcript is not None:
             # Imported here: with --no-transcript the transcript layer is never loaded.
             from ..transcript import TranscriptWriter
 
-            masker = session.masker
             writer = TranscriptWriter(
                 transcript,
                 _transcript_header(spec, api_label, config),
-                redact=masker.redact if redact else None,
-                redact_bytes=(lambda b: masker.redact(b.decode("utf-8", "replace")).encode())
-                if redact
-                else None,
+                redact=session.masker.redact if redact else None,
+                redact_bytes=session.redactor.bytes if redact else None,
             )
             journal.sinks.insert(0, writer)
         outcome: TaskOutcome | None = None
@@ -171,6 +205,11 @@ async def supervise(
                         "final_state": outcome and outcome.final_state,
                         "exit_code": outcome and outcome.exit_code,
                         "violations": len(journal.violations),
+                        **(
+                            {"violations_suppressed": dict(journal.suppressed)}
+                            if journal.suppressed
+                            else {}
+                        ),
                     }
                 )
     return outcome

@@ -32,10 +32,8 @@ from ..protocol import (
     MapOf,
     Model,
     Ref,
-    SecretsMasker,
     Type,
     format_duration_json,
-    is_sensitive_name,
     materialize,
     parse_datetime,
 )
@@ -163,10 +161,9 @@ class Dispatcher:
     """Maps each request type to the Execution API call that answers it, for the task instance
     ``ti_id`` (the calls about "this task instance" name it)."""
 
-    def __init__(self, api: ExecutionAPIClient, ti_id: str, masker: SecretsMasker) -> None:
+    def __init__(self, api: ExecutionAPIClient, ti_id: str) -> None:
         self.api = api
         self.ti_id = ti_id
-        self.masker = masker
         self._handlers: dict[str, Handler] = {
             "GetConnection": self._get_connection,
             "GetVariable": self._get_variable,
@@ -267,8 +264,7 @@ class Dispatcher:
                 ), None
             raise
         data = resp.json()
-        self.masker.add(data.get("password"))
-        self.masker.add(data.get("extra"))
+        # Its password and extra are learnt from the exchange (supervision/_secrets.py).
         # Nullable keys stay present: the runtime's ConnectionResult requires them.
         return {**data, "type": "ConnectionResult"}, None
 
@@ -285,8 +281,6 @@ class Dispatcher:
                 ), None
             raise
         data = resp.json()
-        if data.get("value") and is_sensitive_name(key):
-            self.masker.add(data["value"])
         return {
             "key": data.get("key", key),
             "value": data.get("value"),
@@ -431,7 +425,7 @@ class Dispatcher:
         return None, None
 
     async def _mask_secret(self, body: dict[str, Any], cause: Any) -> Reply:
-        self.masker.add(body.get("value"))
+        # The session learnt the value before recording the request (supervision/_secrets.py).
         return None, None
 
     # --- DAG runs and DAGs -----------------------------------------------------------------------

@@ -67,7 +67,7 @@ class ParseWorkload(Workload):
     def bind(self, session: Session) -> None:
         super().bind(session)
         self.journal = session.journal
-        self.dispatcher = Dispatcher(session.api, self.ti_id, session.masker)
+        self.dispatcher = Dispatcher(session.api, self.ti_id)
 
     async def begin(self) -> dict[str, Any]:
         return {

@@ -13,7 +13,6 @@ started outlives it. docs/architecture.md describes the whole.
 
 from __future__ import annotations
 
-import json
 import math
 import signal
 from collections.abc import Awaitable, Callable
@@ -27,11 +26,12 @@ from ..protocol import (
     FrameDecoder,
     Line,
     LineSplitter,
+    Problem,
     ProtocolError,
     SecretsMasker,
     decode_request,
     encode_response,
-    is_sensitive_name,
+    packb,
     validate_body,
 )
 from ._config import SupervisorConfig
@@ -41,9 +41,17 @@ from ._hooks import SessionHooks, StartFailed, Workload
 from ._io import receive_some, send_all
 from ._logs import parse_log_line, stream_record
 from ._process import ChildProcess, Launch, StartupError, start_runtime, tree_owned
+from ._redaction import Redactor
+from ._secrets import learn_from_exchange, learn_from_request
 from ._violations import frame_violation, violation
 
-__all__ = ["Session", "SessionFactory", "TaskOutcome", "learn_secrets"]
+__all__ = ["Session", "SessionFactory", "TaskOutcome"]
+
+#: A comm reader yields to the scheduler after this many frames read from one chunk: a flood
+#: of requests (thousands arrive in one 64 KiB read) must not keep the heartbeat waiting.
+_FRAMES_PER_YIELD = 16
+#: Likewise for lines of the logs channel, stdout and stderr.
+_LINES_PER_YIELD = 64
 
 
 @dataclass
@@ -56,9 +64,17 @@ class TaskOutcome:
     duration_s: float
     error: str | None = None
     interrupted: bool = False
+    #: The violations recorded in full (up to the limits' caps), masked.
     violations: list[Violation] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     ti_id: str | None = None
+    #: Violations past the caps, only counted: rule -> how many more.
+    violations_suppressed: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def violation_count(self) -> int:
+        """Every violation the runtime made, recorded or only counted."""
+        return len(self.violations) + sum(self.violations_suppressed.values())
 
 
 class Session:
@@ -90,6 +106,10 @@ class Session:
         self.config = config or SupervisorConfig()
         self.journal = journal or Journal()
         self.masker = SecretsMasker(min_length=self.config.min_length_masked_secret)
+        #: Masks everything the journal is given with ``masker`` (docs/reliability.md,
+        #: "Secrets"); ``redactor.keep_received`` is ``--no-redact``.
+        self.redactor = Redactor(self.masker)
+        self.journal.redactor = self.redactor
         self.hooks = hooks
         self.child: ChildProcess | None = None
         #: The --comm connection once accepted, and how many bytes were read from it so far.
@@ -122,7 +142,7 @@ class Session:
     # --- public ----------------------------------------------------------------------------------
 
     def _on_exchange(self, exchange: Exchange) -> None:
-        learn_secrets(self.masker, exchange)
+        learn_from_exchange(self.masker, exchange)
         if self._downstream_exchange is not None:
             self._downstream_exchange(exchange)
 
@@ -187,8 +207,12 @@ class Session:
             if self.child is not None:
                 with trio.CancelScope(shield=True):
                     await self._cleanup_group()
+        self.journal.note_suppressed()
+        if outcome.error is not None:
+            outcome.error = self.redactor.text(outcome.error)  # it may quote the API
         outcome.duration_s = round(self.journal.now() - started_at, 6)
         outcome.violations = list(self.journal.violations)
+        outcome.violations_suppressed = dict(self.journal.suppressed)
         outcome.counts = dict(self.journal.counts)
         outcome.interrupted = self._interrupted
         return outcome
@@ -514,15 +538,31 @@ class Session:
         self, comm: Any, req_id: int, body: dict[str, Any] | None, error: dict[str, Any] | None
     ) -> None:
         data = encode_response(req_id, body, error)
-        self.journal.emit(
-            "frame",
-            direction="out",
-            id=req_id,
-            type=(body or error or {}).get("type") if (body or error) else None,
-            body=body,
-            error=error,
-            payload=data[4:],
-        )
+        payload = data[4:]
+        redactor = self.redactor
+        if redactor.redacts_received and redactor.holds_secret(payload):
+            # Recorded masked, map keys and bytes included (the runtime gets the real reply).
+            body, error = redactor.value(body), redactor.value(error)
+            self.journal.emit(
+                "frame",
+                direction="out",
+                id=req_id,
+                type=(body or error or {}).get("type") if (body or error) else None,
+                body=body,
+                error=error,
+                payload=packb([req_id, body, error]),
+                raw_redacted=True,
+            )
+        else:
+            self.journal.emit(
+                "frame",
+                direction="out",
+                id=req_id,
+                type=(body or error or {}).get("type") if (body or error) else None,
+                body=body,
+                error=error,
+                payload=payload,
+            )
         try:
             await send_all(comm, data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -552,7 +592,12 @@ class Session:
                 received += len(data)
                 self.comm_received = received
                 decoder.feed(data)
+                frames = 0
                 while True:
+                    frames += 1
+                    if frames > _FRAMES_PER_YIELD:  # many frames in one read: let others run
+                        frames = 0
+                        await trio.lowlevel.checkpoint()
                     try:
                         raw = decoder.next_frame()
                     except ProtocolError as exc:
@@ -570,12 +615,12 @@ class Session:
                 decoder.end_of_stream()
             except ProtocolError as exc:
                 self.journal.violation(frame_violation(exc, tail))
+            counted: dict[str, Any] = {"discarded": decoder.bytes_discarded}
+            if self.journal.suppressed_bytes:
+                # Consumed by violations past the caps: counted, not kept.
+                counted["unrecorded"] = self.journal.suppressed_bytes
             self.journal.emit(
-                "process",
-                event="channel-bytes",
-                channel="comm",
-                received=received,
-                discarded=decoder.bytes_discarded,
+                "process", event="channel-bytes", channel="comm", received=received, **counted
             )
             self._channel_closed("comm")
 
@@ -588,18 +633,23 @@ class Session:
             await self._handle_request(comm, payload, offset)
 
     async def _handle_request(self, comm: Any, payload: bytes, offset: int) -> None:
+        redactor = self.redactor
         try:
             frame = decode_request(payload, offset)
         except ProtocolError as exc:
+            recorded: dict[str, Any] = {"payload": payload}
+            if redactor.redacts_received and redactor.holds_secret(payload):
+                # The bytes as received, but for the secrets in them.
+                recorded = {"payload": redactor.bytes(payload), "raw_redacted": True}
             self.journal.emit(
                 "frame",
                 direction="in",
                 id=exc.request_id,
                 type=None,
                 body=None,
-                payload=payload,
                 offset=offset,
-                error=str(exc),
+                error=redactor.text(str(exc)),
+                **recorded,
             )
             self.journal.violation(frame_violation(exc, b""))  # the bytes are in the record
             if exc.request_id is not None and not self.config.airflow_strict:
@@ -612,26 +662,52 @@ class Session:
                     ),
                 )
             return
-        event = self.journal.emit(
-            "frame",
-            direction="in",
-            id=frame.id,
-            type=frame.type,
-            body=frame.body,
-            payload=payload,
-            offset=offset,
-            elements=frame.elements,
-            context_carrier=frame.context_carrier,
-        )
+        # Before the frame is recorded, in every mode: the record then masks what it asks to.
+        learn_from_request(self.masker, frame.body)
+        masked = redactor.redacts_received and redactor.holds_secret(payload)
+        if masked:
+            # Recorded masked, the type, map keys and bytes included, as an encoding of the
+            # masked values (the request is served as it came).
+            body = redactor.value(frame.body)
+            carrier = redactor.value(frame.context_carrier)
+            event = self.journal.emit(
+                "frame",
+                direction="in",
+                id=frame.id,
+                type=redactor.value(frame.type),
+                body=body,
+                payload=packb([frame.id, body, carrier]),
+                raw_redacted=True,
+                offset=offset,
+                elements=frame.elements,
+                context_carrier=carrier,
+            )
+        else:
+            event = self.journal.emit(
+                "frame",
+                direction="in",
+                id=frame.id,
+                type=frame.type,
+                body=frame.body,
+                payload=payload,
+                offset=offset,
+                elements=frame.elements,
+                context_carrier=frame.context_carrier,
+            )
         problems = validate_body(frame.body, self._accepted_types)
         if problems:
-            for problem in problems:
+            described = (
+                self._masked_problems(problems, body)
+                if masked
+                else [(p.path, str(p)) for p in problems]
+            )
+            for problem, (path, text) in zip(problems, described, strict=True):
                 self.journal.violation(
                     violation(
                         "invalid-request",
-                        str(problem),
+                        text,
                         variant=problem.rule,
-                        path=problem.path,
+                        path=path,
                         frame_id=frame.id,
                     )
                 )
@@ -651,7 +727,7 @@ class Session:
                     {
                         "status_code": 400,
                         "message": "invalid request (Airflow would drop it and never reply)",
-                        "problems": [str(p) for p in problems],
+                        "problems": [text for _, text in described],
                     },
                 ),
             )
@@ -659,6 +735,22 @@ class Session:
         assert frame.body is not None
         body, error = await self._answer(frame.body, frame.id, event.seq)
         await self._send(comm, frame.id, body, error)
+
+    def _masked_problems(self, problems: list[Problem], masked_body: Any) -> list[tuple[str, str]]:
+        """(path, sentence) for each problem of a body that held a secret, as its masked copy
+        describes them: a sentence quotes at most 60 characters of a value, and a secret cut
+        there is one the masker cannot recognise. A problem the copy does not have (masking
+        changed the value) is named without a quote."""
+        redactor = self.redactor
+        clean: dict[tuple[str, str], str] = {}
+        for q in validate_body(masked_body, self._accepted_types):
+            clean.setdefault((q.rule, q.path), str(q))
+        out = []
+        for p in problems:
+            path = redactor.text(p.path)
+            text = clean.get((p.rule, path)) or f"{path}: {p.rule} (not quoted: it holds a secret)"
+            out.append((path, text))
+        return out
 
     # The request path with hooks (a session without hooks never runs these).
 
@@ -691,7 +783,8 @@ class Session:
             record, violations = parse_log_line(line)
         else:
             record, violations = stream_record(line, source)
-        record = self.masker.redact(record)
+        # Masked before anything sees it, as Airflow's supervisor does, map keys too.
+        record = self.redactor.value(record)
         self.journal.emit("log", source=source, record=record)
         for v in violations:
             self.journal.violation(v)
@@ -712,8 +805,13 @@ class Session:
                 if not data:
                     break
                 received += len(data)
+                lines = 0
                 for line in splitter.feed(data):
                     self._log_line(line, name)
+                    lines += 1
+                    if lines >= _LINES_PER_YIELD:  # a flood in one read: let others run
+                        lines = 0
+                        await trio.lowlevel.checkpoint()
         finally:
             if close:
                 with trio.CancelScope(shield=True):
@@ -896,27 +994,3 @@ class _Rejections:
 
 #: Makes the session ``supervise`` runs, given the API client it built for it.
 SessionFactory = Callable[[ExecutionAPIClient], Session]
-
-
-def learn_secrets(masker: SecretsMasker, exchange: Exchange) -> None:
-    """Register the secrets an Execution API exchange carries, as Airflow's supervisor does."""
-    path: str = exchange.path
-    if "/connections/" in path and exchange.status == 200:
-        try:
-            data = json.loads(exchange.response_body)
-        except ValueError:
-            return
-        if isinstance(data, dict):
-            masker.add(data.get("password"))
-            masker.add(data.get("extra"))
-    elif "/variables/" in path and not path.endswith("/variables/keys"):
-        key = path.rsplit("/variables/", 1)[1]  # already decoded (the URL's path)
-        if not is_sensitive_name(key):
-            return
-        raw = exchange.response_body if exchange.status == 200 else exchange.request_body
-        try:
-            data = json.loads(raw) if raw else None
-        except ValueError:
-            return
-        if isinstance(data, dict):
-            masker.add(data.get("value") if "value" in data else data.get("val"))

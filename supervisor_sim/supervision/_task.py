@@ -148,7 +148,7 @@ class TaskWorkload(Workload):
         super().bind(session)
         self.api = session.api
         self.journal = session.journal
-        self.dispatcher = Dispatcher(session.api, self.ti_id, session.masker)
+        self.dispatcher = Dispatcher(session.api, self.ti_id)
         self.dispatcher.register(
             {name: self._terminal for name in TERMINAL if name != "TaskState"}
             | {"TaskState": self._task_state}

@@ -27,7 +27,6 @@ from supervisor_sim.api import (
     load_fixtures,
 )
 from supervisor_sim.protocol import TO_TASK, validate_body
-from supervisor_sim.protocol._masking import SecretsMasker
 from supervisor_sim.supervision._dispatch import Dispatcher
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -865,7 +864,7 @@ async def dispatch(
     transport = httpx.MockTransport(recorder)
     async with httpx.AsyncClient(base_url=BASE, transport=transport) as http:
         api = ExecutionAPIClient(http, retry=RetryPolicy(attempts=1, timeout=5))
-        dispatcher = Dispatcher(api, TI_ID, SecretsMasker())
+        dispatcher = Dispatcher(api, TI_ID)
         reply, error = await dispatcher.dispatch(body)
     for value in (reply, error):
         if value is not None:
