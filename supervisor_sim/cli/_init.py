@@ -79,6 +79,12 @@ def init(force: bool) -> None:
     own. Existing files are kept unless --force is given.
     """
     here = Path.cwd()
+    if not (REFERENCE_RUNTIME.is_file() and (_DATA / "fixtures.toml").is_file()):
+        raise UsageError(
+            f"this installation has no bundled reference runtime ({_DATA} is incomplete: it was "
+            "built from a tree without supervisor_sim/_data/); reinstall supervisor-sim from "
+            "its wheel, or write supervisor-sim.toml by hand (docs/configuration.md)"
+        )
     files = {
         here / DEFAULT_NAME: _with_schema(CONFIG_TEMPLATE, "supervisor-sim.schema.json"),
         here / FIXTURES_NAME: _with_schema(
