@@ -14,9 +14,11 @@ Exit statuses:
 ====  =================================================================
 0     the task's final state is ``success``
 1     the task ran and ended in any other state (failed, up_for_retry, ...)
-2     usage or configuration error (bad flag, fixture or config file)
+2     usage or configuration error (bad flag, fixture or config file; a state file or
+      transcript that cannot be used, found before the task starts)
 3     the task could not start (runtime did not connect, /run refused)
-4     supervisor-sim could not do its job (API unreachable, internal error)
+4     supervisor-sim could not do its job (API unreachable, the transcript could not be
+      written in full, internal error)
 130   interrupted (SIGINT/SIGTERM/SIGHUP was forwarded to the runtime first)
 ====  =================================================================
 """
@@ -38,6 +40,7 @@ import click
 
 from ..runner import DEFAULT_RUNS, DEFAULT_STATE, ConfigError, ProjectConfig, runtime_argv
 from ._common import (
+    EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_NOT_STARTED,
     EXIT_SUCCESS,
@@ -159,6 +162,8 @@ def run_task_command(
         verbosity = 1 + opts["verbose"] - opts["quiet"]
         if opts["api_url"]:
             opts["api_watch"] = ApiWatch(opts["api_url"], opts["api_retries"] or 5)
+        # Why the transcript stopped, should a write fail mid-run (a full disk).
+        opts["transcript_errors"] = []
         try:
             outcome, title, transcript, diagnosis = trio.run(
                 _run_task,
@@ -193,6 +198,9 @@ def run_task_command(
         "interrupted": outcome.interrupted,
         "transcript": str(transcript) if transcript else None,
     }
+    transcript_error = next(iter(opts["transcript_errors"]), None)
+    if transcript_error is not None:
+        result["transcript_error"] = transcript_error
     if opts["as_json"]:
         click.echo(json.dumps(result))
     if (verbosity >= 0 and not opts["as_json"]) or sys.stderr.isatty():
@@ -207,6 +215,13 @@ def run_task_command(
     watch = opts.get("api_watch")
     if watch is not None and watch.failing and not outcome.interrupted:
         unreachable(opts["api_url"], watch.failing)
+    if transcript_error is not None and outcome.started and not outcome.interrupted:
+        # The task's state is reported, but its record is not whole: not a success.
+        click.echo(
+            f"Error: {transcript_error}; free some space, or give another --transcript",
+            err=True,
+        )
+        sys.exit(EXIT_INTERNAL)
     sys.exit(exit_status(outcome))
 
 
@@ -487,6 +502,7 @@ async def _run_task(
             retry=retry,
             api_version=opts["api_version"],
             launch=launch,
+            on_transcript_error=opts["transcript_errors"].append,
         )
     finally:
         if status is not None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sqlite3
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ from ..api import (
     ExecutionAPIClient,
     Fixtures,
     RetryPolicy,
+    StateFileError,
     StubStore,
     StubTransport,
     load_fixtures,
@@ -43,7 +45,7 @@ from ..supervision import (
     TaskSpec,
     journal_exchanges,
 )
-from ._config import DEFAULT_STATE
+from ._config import DEFAULT_STATE, ConfigError
 
 __all__ = [
     "FORWARDED_SIGNALS",
@@ -144,8 +146,15 @@ async def supervise(
     session_factory: SessionFactory | None = None,
     forward_signals: bool = True,
     launch: Launch | None = None,
+    on_transcript_error: Callable[[str], None] | None = None,
 ) -> TaskOutcome:
     """Run one session with signal forwarding and (optionally) a transcript of it.
+
+    A transcript that cannot be created, or whose header cannot be written, is found before
+    the session starts and raises ``ConfigError`` (the message names the file and the fix).
+    One that fails later (a full disk) does not stop the run: the journal gets one warning
+    note, ``on_transcript_error`` the same one-line message, and the transcript ends where
+    the disk did (no footer). docs/reliability.md, "The host".
 
     ``http``: the client of a real Execution API, closed when the session ends, or the stub's
     transport, which the session's client then calls in-process (``ExecutionAPIClient``'s
@@ -181,14 +190,23 @@ async def supervise(
         writer = None
         if transcript is not None:
             # Imported here: with --no-transcript the transcript layer is never loaded.
-            from ..transcript import TranscriptWriter
+            from ..transcript import TranscriptWriteError, TranscriptWriter
 
-            writer = TranscriptWriter(
-                transcript,
-                _transcript_header(spec, api_label, config),
-                redact=session.masker.redact if redact else None,
-                redact_bytes=session.redactor.bytes if redact else None,
-            )
+            def transcript_failed(message: str) -> None:
+                journal.emit("note", level="warning", message=message)
+                if on_transcript_error is not None:
+                    on_transcript_error(message)
+
+            try:
+                writer = TranscriptWriter(
+                    transcript,
+                    _transcript_header(spec, api_label, config),
+                    redact=session.masker.redact if redact else None,
+                    redact_bytes=session.redactor.bytes if redact else None,
+                    on_error=transcript_failed,
+                )
+            except TranscriptWriteError as exc:
+                raise ConfigError(str(exc)) from None
             journal.sinks.insert(0, writer)
         outcome: TaskOutcome | None = None
         try:
@@ -219,14 +237,20 @@ def open_store(
     state: str | os.PathLike[str] | None, fixtures: Fixtures | str | os.PathLike[str] | None
 ) -> StubStore:
     """The stub's store at ``state`` (default ``DEFAULT_STATE``; ``":memory:"``), its folder
-    made, seeded with ``fixtures`` (loaded first when given as a path)."""
+    made, seeded with ``fixtures`` (loaded first when given as a path). A state file that
+    cannot be used raises ``ConfigError`` naming it and the fix."""
     if not isinstance(fixtures, Fixtures):
         fixtures = load_fixtures(fixtures) if fixtures else Fixtures()
-    state_path = state or DEFAULT_STATE
-    if state_path != ":memory:":
-        Path(state_path).parent.mkdir(parents=True, exist_ok=True)
-    store = StubStore(state_path)
-    store.seed(fixtures)
+    state_path = str(state or DEFAULT_STATE)
+    try:
+        store = StubStore(state_path)  # makes the folder
+    except StateFileError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        store.seed(fixtures)
+    except sqlite3.Error as exc:  # damage the header did not show, found by the first writes
+        store.close()
+        raise ConfigError(str(StateFileError(state_path, f"is damaged ({exc})"))) from None
     return store
 
 

@@ -18,7 +18,12 @@ from ._replay import (
 )
 from ._shape import MAX_DEPTH as MAX_DEPTH
 from ._show import render_timeline as render_timeline
-from ._writer import FORMAT as FORMAT, VERSION as VERSION, TranscriptWriter as TranscriptWriter
+from ._writer import (
+    FORMAT as FORMAT,
+    VERSION as VERSION,
+    TranscriptWriteError as TranscriptWriteError,
+    TranscriptWriter as TranscriptWriter,
+)
 
 __all__ = [
     "FORMAT",
@@ -31,6 +36,7 @@ __all__ = [
     "Transcript",
     "TranscriptDiff",
     "TranscriptError",
+    "TranscriptWriteError",
     "TranscriptWriter",
     "diff_transcripts",
     "read_transcript",

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Any
 
 from ..protocol import jsonable_as_is, packb, to_jsonable
 
-__all__ = ["FORMAT", "VERSION", "TranscriptWriter"]
+__all__ = ["FORMAT", "VERSION", "TranscriptWriteError", "TranscriptWriter"]
 
 FORMAT = "supervisor-sim-transcript"
 VERSION = 1
@@ -151,8 +152,33 @@ def _plain_check(redact: Callable[[Any], Any] | None) -> Callable[[Any], bool] |
     return None
 
 
+class TranscriptWriteError(OSError):
+    """The transcript cannot be created or its header written (``filename``: its path). Its
+    text is one line that says what to do."""
+
+    def __init__(self, path: Path, exc: OSError, doing: str = "cannot write it") -> None:
+        reason = exc.strerror or str(exc)
+        super().__init__(
+            exc.errno,
+            f"{doing}: {reason}; free some space or fix its folder's permissions, give another "
+            "--transcript, or pass --no-transcript",
+            str(path),
+        )
+
+    def __str__(self) -> str:
+        return f"transcript {self.filename}: {self.strerror}"
+
+
 class TranscriptWriter:
-    """Writes a transcript file. Use as a journal sink; ``close()`` writes the footer."""
+    """Writes a transcript file. Use as a journal sink; ``close()`` writes the footer.
+
+    A transcript may hold secrets (``redact=None`` keeps them), so its file is owner-only
+    (``0600``) whether it is created or already existed. A file that cannot be created, or
+    whose header cannot be written, raises ``TranscriptWriteError``. A write that fails later
+    (a full disk, a file-size limit) never reaches the session: the writer stops, keeps the
+    reason in ``error``, calls ``on_error`` with a one-line message once, and writes no footer
+    (the transcript reads as truncated, which it is).
+    """
 
     def __init__(
         self,
@@ -161,10 +187,13 @@ class TranscriptWriter:
         *,
         redact: Callable[[Any], Any] | None = None,
         redact_bytes: Callable[[bytes], bytes] | None = None,
+        on_error: Callable[[str], None] | None = None,
     ) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        #: Why the transcript is incomplete, once a write failed.
+        self.error: str | None = None
+        self._on_error = on_error
+        fd = self._open(self.path)
         # Unbuffered: every record goes to the kernel with os.write before the sink returns. The
         # file object only owns the descriptor (closed by close(), or when garbage-collected).
         self._file = os.fdopen(fd, "wb", buffering=0)
@@ -177,23 +206,46 @@ class TranscriptWriter:
         self._plain = _plain_check(redact)
         self.counts: dict[str, int] = {}
         self.closed = False
-        self._write(
-            {
-                "record": "header",
-                "format": FORMAT,
-                "version": VERSION,
-                "tool_version": _tool_version(),
-                "created": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-                "redacted": redact is not None,
-                **header,
-            }
-        )
+        record = {
+            "record": "header",
+            "format": FORMAT,
+            "version": VERSION,
+            "tool_version": _tool_version(),
+            "created": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "redacted": redact is not None,
+            **header,
+        }
+        data = _utf8(_dumps(record) + "\n")
+        try:
+            self._write_all(data)
+        except OSError as exc:
+            self._file.close()
+            self.closed = True
+            raise TranscriptWriteError(self.path, exc) from None
+        self._unhashed.append(data)
+        self._count(("header",))
 
-    def _write(self, record: dict[str, Any]) -> None:
-        self._write_line(_dumps(record) + "\n", record["record"])
-
-    def _write_line(self, line: str, kind: str) -> None:
-        self._write_data(_utf8(line), (kind,))
+    @staticmethod
+    def _open(path: Path) -> int:
+        """Open ``path`` for writing, owner-only, emptied; raises ``TranscriptWriteError``."""
+        doing = "cannot create it"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise TranscriptWriteError(path, exc, doing) from None
+        try:
+            # An existing file keeps its mode on open: made private before anything is written
+            # (or emptied). Not a device or a pipe (/dev/stdout, /dev/full): nothing to protect.
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                doing = "cannot make it owner-only (0600)"
+                os.fchmod(fd, 0o600)
+                doing = "cannot empty it"
+                os.ftruncate(fd, 0)
+        except OSError as exc:
+            os.close(fd)
+            raise TranscriptWriteError(path, exc, doing) from None
+        return fd
 
     def __call__(self, event: Any) -> None:
         """Journal sink: turn one ``Event`` into one record."""
@@ -224,9 +276,13 @@ class TranscriptWriter:
     def _write_data(self, data: bytes, kinds: Sequence[str]) -> None:
         # One write(2) per call, straight to the kernel: nothing waits in a user-space buffer,
         # so even a SIGKILL right after this returns loses no record. (~1.3 µs per call.)
-        written = os.write(self._fd, data)
-        while written < len(data):  # a short write (a signal, a nearly full disk): finish it
-            written += os.write(self._fd, memoryview(data)[written:])
+        try:
+            written = os.write(self._fd, data)
+            while written < len(data):  # a short write (a signal, a nearly full disk): finish it
+                written += os.write(self._fd, memoryview(data)[written:])
+        except OSError as exc:
+            self._failed(exc, "; it stops here, without a footer, and the run goes on without it")
+            return
         # The digest is only read by close(): hash in batches of 128 writes (~50 KB here),
         # cheaper than one update per line. The lines are already in the file.
         unhashed = self._unhashed
@@ -234,9 +290,29 @@ class TranscriptWriter:
         if len(unhashed) >= 128:
             self._digest.update(b"".join(unhashed))
             unhashed.clear()
+        self._count(kinds)
+
+    def _count(self, kinds: Sequence[str]) -> None:
         counts = self.counts
         for kind in kinds:
             counts[kind] = counts.get(kind, 0) + 1
+
+    def _write_all(self, data: bytes) -> None:
+        written = os.write(self._fd, data)
+        while written < len(data):
+            written += os.write(self._fd, memoryview(data)[written:])
+
+    def _failed(self, exc: OSError, consequence: str) -> None:
+        """A write failed: stop writing (no footer: the transcript is truncated) and say so
+        once."""
+        self.error = f"cannot write the transcript {self.path}: {exc.strerror or exc}{consequence}"
+        self.closed = True
+        try:
+            self._file.close()
+        except OSError:
+            pass
+        if self._on_error is not None:
+            self._on_error(self.error)
 
     def _clean(self, value: Any) -> Any:
         return self._redact(value) if self._redact is not None else value
@@ -509,11 +585,12 @@ class TranscriptWriter:
         }
         data = _utf8(_dumps(record) + "\n")
         try:
-            written = os.write(self._fd, data)
-            while written < len(data):
-                written += os.write(self._fd, memoryview(data)[written:])
-        finally:
+            self._write_all(data)
+            # close(2) itself reports what a network filesystem could not store.
             self._file.close()
+        except OSError as exc:
+            self._failed(exc, "; it has no footer")
+        finally:
             self.closed = True
 
 
