@@ -5,7 +5,7 @@ One command (docs/performance.md)::
     .venv/bin/python bench/run.py [--smoke] [--runs 3] [--out FILE]   (default bench/results.json;
                                                                       --smoke: a temp file)
                                   [--only roundtrip,many,startup,transcript,stubapi,replay,
-                                          masking]
+                                          masking,html]
                                   [--airflow-python PATH | --no-airflow]
 
 Every measurement runs in a process of its own (peak RSS is that process's ``VmHWM``), each is
@@ -52,6 +52,7 @@ TARGETS: dict[str, tuple[str, str, float, str]] = {
     "help": ("supervisor-sim --help wall time", "<=", 300.0, "ms"),
     "transcript": ("round-trip time, transcript on / off", "<=", 1.15, "x"),
     "replay": ("replay of 100k requests / the recorded run", "<=", 1.5, "x"),
+    "html": ("HTML view of 100k frames: first rows drawn", "<=", 2000.0, "ms"),
 }
 
 #: A program measuring the peak RSS of the command it runs (and its children), and its wall time.
@@ -307,6 +308,13 @@ def bench_masking(smoke: bool) -> dict[str, Any]:
     return run_json(cmd, timeout=600)
 
 
+def bench_html(sizes: list[int], runs: int, tmp: Path) -> dict[str, Any]:
+    """bench/html_scale.py: write, render and open a transcript of each size in Chromium."""
+    cmd = [PY, str(HERE / "html_scale.py"), "--sizes", ",".join(map(str, sizes))]
+    cmd += ["--runs", str(runs), "--tmp", str(tmp)]
+    return run_json(cmd, timeout=300 + sum(sizes) / 200)
+
+
 def bench_stubapi(n: int) -> dict[str, Any]:
     return run_json([PY, str(HERE / "sim_bench.py"), "stubapi", "--n", str(n)], timeout=600)
 
@@ -352,7 +360,8 @@ def main() -> int:
         "so a smoke run never overwrites the committed results)",
     )
     parser.add_argument(
-        "--only", help="comma-separated: roundtrip,many,startup,transcript,stubapi,replay,masking"
+        "--only",
+        help="comma-separated: roundtrip,many,startup,transcript,stubapi,replay,masking,html",
     )
     parser.add_argument("--many", help="children counts (default 1,10,50,200)")
     parser.add_argument("--airflow-python", help="interpreter with apache-airflow-task-sdk")
@@ -372,8 +381,9 @@ def main() -> int:
     many_counts = [int(x) for x in (args.many or ("1,3" if smoke else "1,10,50,200")).split(",")]
     many_n = 20 if smoke else 200
     replay_sizes = [300, 1000] if smoke else [10_000, 100_000]
+    html_sizes = [300, 1000] if smoke else [10_000, 100_000]
     selected = set(
-        (args.only or "roundtrip,many,startup,transcript,stubapi,replay,masking").split(",")
+        (args.only or "roundtrip,many,startup,transcript,stubapi,replay,masking,html").split(",")
     )
 
     report: dict[str, Any] = {
@@ -388,6 +398,7 @@ def main() -> int:
             "warmup": warmup,
             "many": many_counts,
             "replay": replay_sizes,
+            "html": html_sizes,
         },
         "runs": {},
         "summary": {},
@@ -483,6 +494,18 @@ def main() -> int:
             if result:
                 summary["masking"] = {k: v for k, v in result.items() if k != "impl"}
 
+        if "html" in selected:
+            result = attempt("html", bench_html, html_sizes, runs, tmp)
+            if result and "skipped" in result:
+                report["skipped"]["html"] = result["skipped"]
+                print(f"  SKIPPED the HTML view: {result['skipped']}", file=sys.stderr)
+            elif result:
+                keys = ("frames", "page_mb", "render_s", "load_ms", "records_ms", "search_ms")
+                summary["html"] = {
+                    str(size): {key: r[key] for key in keys}
+                    for size, r in zip(html_sizes, result["sizes"], strict=True)
+                }
+
     report["load_after"] = load()
     report["targets"] = evaluate(summary)
     text = render(report)
@@ -521,6 +544,7 @@ def evaluate(s: dict[str, Any]) -> list[dict[str, Any]]:
     off = s.get("roundtrip_sim", {}).get("us_per_req")
     values["transcript"] = on / off if on and off else None
     values["replay"] = s.get("replay", {}).get("100000", {}).get("ratio")
+    values["html"] = s.get("html", {}).get("100000", {}).get("load_ms")
     verdicts = []
     for name, (label, op, threshold, unit) in TARGETS.items():
         value = values.get(name)
@@ -684,6 +708,20 @@ def render(report: dict[str, Any]) -> str:
             f"  {masking['adds']:,} secrets added one by one: {alone} ms;"
             f" with a line redacted after each: {interleaved} ms"
         )
+    html = s.get("html")
+    if html:
+        lines += [
+            "",
+            "HTML view (show --html of N frames, opened in headless Chromium; medians)",
+            f"{'frames':>10}{'page MB':>9}{'render s':>10}{'first rows ms':>15}"
+            f"{'all records ms':>16}{'search ms':>11}",
+        ]
+        for r in html.values():
+            lines.append(
+                f"{r['frames']:>10,}{fmt(r['page_mb'], '.1f'):>9}{fmt(r['render_s'], '.2f'):>10}"
+                f"{fmt(r['load_ms'], '.0f'):>15}{fmt(r['records_ms'], '.0f'):>16}"
+                f"{fmt(r['search_ms'], '.0f'):>11}"
+            )
     lines += ["", "Targets"]
     for t in report["targets"]:
         value = "-" if t["value"] is None else f"{t['value']:.2f}{t['unit']}"

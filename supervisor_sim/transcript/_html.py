@@ -622,6 +622,10 @@ spellcheck="false" aria-label="Search">\
 <span class="jump"><button type="button" id="prev-violation" title="Previous violation (V)">\
 &#9664;</button><span id="violation-nav" class="jump-label">violations</span>\
 <button type="button" id="next-violation" title="Next violation (v)">&#9654;</button></span>
+<span class="hint" title="Keyboard: / search; Enter and Shift+Enter in the box, or n and N, \
+next and previous hit; e and E next and previous error; v and V next and previous violation; \
+Enter opens what is selected; Esc closes it"><kbd>/</kbd> <kbd>n</kbd> <kbd>e</kbd> \
+<kbd>v</kbd> <kbd>Esc</kbd></span>
 <span class="legend">
 <span class="lg lg-request">request</span>
 <span class="lg lg-reply">reply</span>
@@ -645,10 +649,6 @@ spellcheck="false" aria-label="Search">\
 <label><input type="checkbox" id="ch-process" checked> process</label>\
 <label><input type="checkbox" id="ch-notes" checked> notes</label></span>
 <span class="shown" id="shown-count"></span>
-<span class="hint" title="Keyboard: / search; Enter and Shift+Enter in the box, or n and N, \
-next and previous hit; e and E next and previous error; v and V next and previous violation; \
-Enter opens what is selected; Esc closes it">keys <kbd>/</kbd> <kbd>n</kbd> <kbd>e</kbd> \
-<kbd>v</kbd> <kbd>Esc</kbd></span>
 </div>
 </div>
 <pre class="js-errors" id="js-errors" hidden></pre>
