@@ -36,10 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sim_bench import CHILD, new_store, ti_of
 
 from supervisor_sim.api import StubTransport, TokenIssuer, stub_http
-from supervisor_sim.runner._supervise import supervise
+from supervisor_sim.protocol import SecretsMasker
+from supervisor_sim.runner import supervise
 from supervisor_sim.supervision import (
     Journal,
-    SecretsMasker,
     SupervisorConfig,
     TaskSession,
     TaskSpec,
