@@ -4,6 +4,7 @@ hello` works in an empty folder, with the reference runtime shipped in the packa
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -88,9 +89,17 @@ def test_the_wheel_ships_the_runtime_the_fixtures_and_the_schemas(tmp_path: Path
 
 
 def _build_wheel(tmp_path: Path) -> Path:
+    """The wheel, built from a copy of the tree: pip builds in the source folder, and two
+    builds in the checkout at once (another test run) would share its build/ folder. The copy
+    follows symlinks, as building the wheel does."""
+    source = tmp_path / "source"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(ROOT / "supervisor_sim", source / "supervisor_sim", ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     out = tmp_path / "dist"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)],
         check=True,
         capture_output=True,
         timeout=300,
