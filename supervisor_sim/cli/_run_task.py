@@ -218,7 +218,8 @@ def run_task_command(
     if transcript_error is not None and outcome.started and not outcome.interrupted:
         # The task's state is reported, but its record is not whole: not a success.
         click.echo(
-            f"Error: {transcript_error}; free some space, or give another --transcript",
+            f"Error: {transcript_error}, so it is incomplete; free some space, or give another "
+            "--transcript",
             err=True,
         )
         sys.exit(EXIT_INTERNAL)

@@ -153,8 +153,8 @@ async def supervise(
     A transcript that cannot be created, or whose header cannot be written, is found before
     the session starts and raises ``ConfigError`` (the message names the file and the fix).
     One that fails later (a full disk) does not stop the run: the journal gets one warning
-    note, ``on_transcript_error`` the same one-line message, and the transcript ends where
-    the disk did (no footer). docs/reliability.md, "The host".
+    note, ``on_transcript_error`` the reason in one line (``TranscriptWriter.error``), and the
+    transcript ends where the disk did (no footer). docs/reliability.md, "The host".
 
     ``http``: the client of a real Execution API, closed when the session ends, or the stub's
     transport, which the session's client then calls in-process (``ExecutionAPIClient``'s
@@ -194,8 +194,8 @@ async def supervise(
 
             def transcript_failed(message: str) -> None:
                 journal.emit("note", level="warning", message=message)
-                if on_transcript_error is not None:
-                    on_transcript_error(message)
+                if on_transcript_error is not None and writer is not None:
+                    on_transcript_error(writer.error or message)
 
             try:
                 writer = TranscriptWriter(

@@ -176,8 +176,8 @@ class TranscriptWriter:
     (``0600``) whether it is created or already existed. A file that cannot be created, or
     whose header cannot be written, raises ``TranscriptWriteError``. A write that fails later
     (a full disk, a file-size limit) never reaches the session: the writer stops, keeps the
-    reason in ``error``, calls ``on_error`` with a one-line message once, and writes no footer
-    (the transcript reads as truncated, which it is).
+    reason in ``error``, calls ``on_error`` once with a one-line message (``error`` and what
+    follows from it), and writes no footer (the transcript reads as truncated, which it is).
     """
 
     def __init__(
@@ -305,14 +305,14 @@ class TranscriptWriter:
     def _failed(self, exc: OSError, consequence: str) -> None:
         """A write failed: stop writing (no footer: the transcript is truncated) and say so
         once."""
-        self.error = f"cannot write the transcript {self.path}: {exc.strerror or exc}{consequence}"
+        self.error = f"cannot write the transcript {self.path}: {exc.strerror or exc}"
         self.closed = True
         try:
             self._file.close()
         except OSError:
             pass
         if self._on_error is not None:
-            self._on_error(self.error)
+            self._on_error(self.error + consequence)
 
     def _clean(self, value: Any) -> Any:
         return self._redact(value) if self._redact is not None else value

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import shutil
 import signal
+import sqlite3
+import stat
 import subprocess
 import sys
 import textwrap
@@ -14,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 import trio
 from _session_helpers import SCRIPTED, run_task
 
@@ -183,7 +188,7 @@ def test_sighup_before_the_session_kills_the_runtimes_group_then_this_process(tm
     """SIGHUP between the runtime's early start and the session's own signal handling kills
     the runtime's process group, then the command, as SIGTERM does."""
     script = textwrap.dedent(
-        f"""
+        """
         import os, signal, sys, time
         from supervisor_sim.cli._run_task import _runtime_started
         from supervisor_sim.supervision import SupervisorConfig
@@ -206,3 +211,193 @@ def test_sighup_before_the_session_kills_the_runtimes_group_then_this_process(tm
     assert "not reached" not in proc.stdout
     pgid = int(proc.stdout.split()[0])
     _wait_for(lambda: _group_gone(pgid), "the runtime's group to go", timeout=10)
+
+
+# --- full disks, read-only and damaged state --------------------------------------------------
+
+
+def _sim(*args: str, cwd: Path, **kw: Any) -> subprocess.CompletedProcess[str]:
+    """``supervisor-sim ARGS``; whatever it does, its output holds no traceback."""
+    proc = subprocess.run(
+        _command(*args), cwd=cwd, capture_output=True, text=True, timeout=90, **kw
+    )
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr[-3000:]
+    return proc
+
+
+def _error_line(proc: subprocess.CompletedProcess[str], status: int) -> str:
+    """The one ``Error:`` line the command ended with, its exit status checked."""
+    assert proc.returncode == status, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    return errors[0]
+
+
+def _make_state(state: Path) -> None:
+    """A state file made by one run, as a user's would be."""
+    proc = _sim(
+        "run-task", "example_dag", "hello", "--state", str(state), "--no-transcript", "-q",
+        cwd=state.parent,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def _ti_states(state: Path) -> list[str]:
+    with sqlite3.connect(state) as db:
+        return [r[0] for r in db.execute("SELECT state FROM task_instances")]
+
+
+def _ti_state(state: Path, ti_id: str) -> str:
+    with sqlite3.connect(state) as db:
+        [(value,)] = db.execute("SELECT state FROM task_instances WHERE id = ?", (ti_id,))
+    return value
+
+
+def test_a_full_disk_for_the_transcript_at_the_start_is_one_line_and_status_2(tmp_path: Path):
+    """--transcript /dev/full (ENOSPC on the first write): one line naming the file and the
+    fix, exit 2, no runtime left, no try left running, and /dev/full untouched."""
+    mode = os.stat("/dev/full").st_mode
+    state = tmp_path / "s.sqlite"
+    proc = _sim(
+        "run-task", "example_dag", "hello", "--state", str(state), "--transcript", "/dev/full",
+        cwd=tmp_path,
+    )  # fmt: skip
+    line = _error_line(proc, 2)
+    assert "/dev/full" in line and "No space left on device" in line
+    assert "--no-transcript" in line
+    assert "running" not in _ti_states(state)
+    assert os.stat("/dev/full").st_mode == mode
+
+
+def _file_size_limit(limit: int) -> Any:
+    """A preexec_fn: files this process writes stop at ``limit`` bytes (EFBIG, as a disk that
+    fills up mid-run; Python ignores the SIGXFSZ that comes with it)."""
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_a_disk_that_fills_mid_run_keeps_supervising_and_exits_4(tmp_path: Path):
+    """The transcript's disk fills while the runtime floods logs: the run goes on to the
+    task's final state, which is reported (and written to the state), the transcript stops
+    without a footer, the problem is said once in one line, and the exit status is 4."""
+    state = tmp_path / "s.sqlite"
+    _make_state(state)
+    transcript = tmp_path / "t.jsonl"
+    proc = _sim(
+        "run-task", "example_dag", "hello", "--state", str(state), "--transcript",
+        str(transcript), "--runtime", " ".join([*HOSTILE, "non-json-flood"]), "--json", "-q",
+        cwd=tmp_path, preexec_fn=_file_size_limit(400_000),
+    )  # fmt: skip
+    line = _error_line(proc, 4)
+    assert str(transcript) in line and "File too large" in line
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["final_state"] == "success"
+    assert "File too large" in result["transcript_error"]
+    assert _ti_state(state, result["ti_id"]) == "success"
+    t = read_transcript(transcript)
+    assert t.footer is None
+    assert 300_000 < transcript.stat().st_size <= 400_000
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(lambda whole: os.urandom(8192), id="random-bytes"),
+        pytest.param(lambda whole: whole[: len(whole) // 2], id="truncated-sqlite"),
+    ],
+)
+def test_a_damaged_state_file_is_one_line_and_status_2(tmp_path: Path, content: Any):
+    """A --state file of random bytes, or an SQLite file cut in half: one line naming the file
+    and the fix, exit 2, and the runtime started early is gone."""
+    good = tmp_path / "good.sqlite"
+    _make_state(good)
+    with sqlite3.connect(good) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    bad = tmp_path / "bad.sqlite"
+    bad.write_bytes(content(good.read_bytes()))
+    proc = _sim("run-task", "example_dag", "hello", "--state", str(bad), cwd=tmp_path)
+    line = _error_line(proc, 2)
+    assert str(bad) in line and "--state" in line
+    assert "not an SQLite database" in line or "truncated" in line or "damaged" in line
+
+
+def _read_only_argv(folder: Path, argv: list[str]) -> list[str]:
+    """``argv`` run where ``folder`` cannot be written: its mode for an ordinary user; for
+    root, whom modes do not stop, a read-only bind mount in a mount namespace of its own."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        return argv
+    if shutil.which("unshare") is None:
+        pytest.skip("root without unshare: no way to make a folder read-only")
+    probe = subprocess.run(
+        ["unshare", "-m", "sh", "-c", f"mount --bind {folder} {folder}"], capture_output=True
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"cannot make a read-only mount here: {probe.stderr.decode()[-200:]}")
+    script = (
+        f'mount --bind "{folder}" "{folder}" && mount -o remount,bind,ro "{folder}" && exec "$@"'
+    )
+    return ["unshare", "-m", "sh", "-c", script, "sh", *argv]
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-file", "existing-file"])
+def test_a_read_only_state_folder_is_one_line_and_status_2(tmp_path: Path, existing: bool):
+    """--state in a folder nobody may write (a new file, or an existing state whose -wal
+    cannot be made): one line naming the file, exit 2, before any task starts."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    state = folder / "s.sqlite"
+    if existing:
+        _make_state(state)
+    argv = _read_only_argv(
+        folder, _command("run-task", "example_dag", "hello", "--state", str(state))
+    )
+    proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=90)
+    folder.chmod(0o755)
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr[-3000:]
+    line = _error_line(proc, 2)
+    assert str(state) in line and "--state" in line
+
+
+# --- file modes ---------------------------------------------------------------------------------
+
+
+def test_existing_state_and_transcript_files_are_made_private(tmp_path: Path):
+    """A state file, its WAL, and a transcript that exist as 0644 before the run are 0600
+    after it, as files the run creates are."""
+    state = tmp_path / "s.sqlite"
+    _make_state(state)
+    transcript = tmp_path / "t.jsonl"
+    transcript.write_text("")
+    for path in (state, transcript):
+        path.chmod(0o644)
+    proc = _sim(
+        "run-task", "example_dag", "use_secret", "--state", str(state), "--transcript",
+        str(transcript), "--no-redact", "-q", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]
+    assert read_transcript(transcript).footer is not None
+    for path in (state, transcript, *tmp_path.glob("s.sqlite-*")):
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-file", "existing-0644-file"])
+def test_html_of_an_unredacted_transcript_is_private(tmp_path: Path, existing: bool):
+    """show --html of a transcript recorded with --no-redact writes a 0600 page, also over a
+    0644 file that was there before."""
+    transcript = tmp_path / "t.jsonl"
+    _sim(
+        "run-task", "example_dag", "use_secret", "--state", ":memory:", "--transcript",
+        str(transcript), "--no-redact", "-q", cwd=tmp_path,
+    )  # fmt: skip
+    assert read_transcript(transcript).header["redacted"] is False
+    page = tmp_path / "t.html"
+    if existing:
+        page.write_text("old")
+        page.chmod(0o644)
+    proc = _sim("show", str(transcript), "--html", str(page), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert stat.S_IMODE(os.stat(page).st_mode) == 0o600
