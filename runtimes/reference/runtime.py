@@ -412,6 +412,10 @@ class TaskContext:
         self.ti: dict[str, Any] = details.get("ti") or {}
         self.ti_context: dict[str, Any] = details.get("ti_context") or {}
         self.log = channel.logger(TASK_LOGGER)
+        #: Whether a mapped task of the bundle expands over this task's return value: then its
+        #: length goes with the XCom (``mapped_length``), as Airflow's task runner sends it, so
+        #: that a real Airflow can expand the mapped task.
+        self.has_mapped_dependants = False
 
     # Identity shortcuts -----------------------------------------------------------------------
 
@@ -514,7 +518,13 @@ class TaskContext:
                 "run_id": self.run_id,
                 "task_id": self.task_id,
                 "map_index": self.map_index,
-                "mapped_length": None,
+                "mapped_length": (
+                    len(value)
+                    if key == "return_value"
+                    and self.has_mapped_dependants
+                    and isinstance(value, list | dict)
+                    else None
+                ),
                 "dag_result": False,
             },
             None,
@@ -673,6 +683,8 @@ def run_task_mode(comms: Comms, channel: LogChannel, details: dict[str, Any], bu
         return send_terminal(comms, log, task_state("removed"))
 
     ctx = TaskContext(comms, details, channel)
+    mapped = getattr(sys.modules.get("reference_bundle"), "MAPPED", None) or {}
+    ctx.has_mapped_dependants = ti.get("task_id") in (mapped.get(ti.get("dag_id")) or {}).values()
     terminal: dict[str, Any] | None = None
     try:
         # Stale XComs from an earlier try go first, as Airflow's runtime does before executing.

@@ -25,7 +25,7 @@ from ..api import ExecutionAPIClient, StubStore, TaskInstanceRecord
 from ..protocol import DagStructure
 from ..supervision import TaskOutcome
 
-__all__ = ["AirflowBackend", "DagRunner", "RunBackend", "StubBackend", "TaskResult"]
+__all__ = ["AirflowBackend", "DagRunner", "Expansion", "RunBackend", "StubBackend", "TaskResult"]
 
 FINISHED = {
     "success",
@@ -60,6 +60,16 @@ class TaskResult:
         return round(self.ended - self.started, 3)
 
 
+@dataclass(frozen=True)
+class Expansion:
+    """What expanding a mapped task gave: its map indexes, or (none and) the state it got
+    without running, and why."""
+
+    map_indexes: list[int]
+    state: str | None = None
+    reason: str | None = None
+
+
 #: Runs one try of one task instance: (record) -> (outcome, transcript path or None).
 RunOne = Callable[[TaskInstanceRecord], Awaitable[tuple[TaskOutcome, str | None]]]
 
@@ -76,6 +86,24 @@ class RunBackend(Protocol):
         none)."""
         ...
 
+    async def expand(self, task_id: str, mapped_over: str) -> Expansion:
+        """Expand a mapped task over its upstream's ``return_value``, once that is done."""
+        ...
+
+
+async def _expand_over_xcom(backend: RunBackend, mapped_over: str) -> Expansion:
+    value = await backend.xcom(mapped_over)
+    if not isinstance(value, list):
+        return Expansion(
+            [],
+            "failed",
+            f"cannot map over {mapped_over}: its return_value XCom is "
+            f"{type(value).__name__}, not a list",
+        )
+    if not value:
+        return Expansion([], "skipped")  # Airflow: a zero-length map is skipped
+    return Expansion(list(range(len(value))))
+
 
 class StubBackend:
     """The embedded stub: task instances and XComs in its SQLite store."""
@@ -91,6 +119,9 @@ class StubBackend:
     async def xcom(self, task_id: str, map_index: int = -1) -> Any:
         return self.store.get_xcom(self.dag_id, self.run_id, task_id, "return_value", map_index)
 
+    async def expand(self, task_id: str, mapped_over: str) -> Expansion:
+        return await _expand_over_xcom(self, mapped_over)
+
 
 class AirflowBackend:
     """A real Airflow: task instances queued by ``airflow_queue_ti.py`` (Airflow's own code,
@@ -98,7 +129,8 @@ class AirflowBackend:
     read over the Execution API.
 
     There is no scheduler in this picture, so the queue tool does what it would: trigger the
-    run, then queue each task's next try when run-dag finds it ready.
+    run, expand a mapped task with Airflow's own ``TaskMap.expand_mapped_task`` once its
+    upstream is done, then queue each task instance's next try when run-dag finds it ready.
     """
 
     def __init__(
@@ -127,13 +159,21 @@ class AirflowBackend:
             raise RuntimeError(answer["error"])
         return answer
 
+    async def expand(self, task_id: str, mapped_over: str) -> Expansion:
+        answer = await self._ask({"dag_id": self.dag_id, "expand": task_id, "run_id": self.run_id})
+        return Expansion(
+            [int(i) for i in answer["map_indexes"]], answer.get("state"), answer.get("reason")
+        )
+
     async def prepare(self, task_id: str, map_index: int, max_tries: int) -> TaskInstanceRecord:
-        if map_index >= 0:
-            raise RuntimeError(
-                "mapped task instances on a real Airflow are created by its "
-                "scheduler; run-dag --api-url does not queue them"
-            )
-        answer = await self._ask({"dag_id": self.dag_id, "tasks": [task_id], "run_id": self.run_id})
+        answer = await self._ask(
+            {
+                "dag_id": self.dag_id,
+                "tasks": [task_id],
+                "run_id": self.run_id,
+                "map_index": map_index,
+            }
+        )
         ti = answer["tis"][0]
         return TaskInstanceRecord(
             id=ti["ti_id"],
@@ -249,18 +289,17 @@ class DagRunner:
         self._set(result, "queued")
         indexes = [-1]
         if node.mapped_over:
-            value = await self.backend.xcom(node.mapped_over)
-            if not isinstance(value, list):
-                result.error = (
-                    f"cannot map over {node.mapped_over}: its return_value XCom is "
-                    f"{type(value).__name__}, not a list"
-                )
+            try:
+                expansion = await self.backend.expand(tid, node.mapped_over)
+            except Exception as exc:
+                result.error = f"could not expand {tid}: {exc}"
                 self._set(result, "failed")
                 return
-            indexes = list(range(len(value)))
-            if not indexes:
-                self._set(result, "skipped")  # Airflow: a zero-length map is skipped
+            if not expansion.map_indexes:
+                result.error = expansion.reason
+                self._set(result, expansion.state or "failed")
                 return
+            indexes = expansion.map_indexes
         result.map_indexes = [i for i in indexes if i >= 0]
         states: list[str] = []
         async with trio.open_nursery() as nursery:

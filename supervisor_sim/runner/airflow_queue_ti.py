@@ -23,9 +23,17 @@ workload token (valid 10 minutes) is minted with Airflow's own generator and pas
 ``--token``.
 
 Batch mode reads one JSON object per line, ``{"dag_id": .., "task_id": .. | "tasks": [..],
-"run_id": ..}`` (run_id optional), and answers each line at once with one line
-``{"tis": [...]}`` or ``{"error": "..."}``: importing Airflow costs about 2.5 s, so a test
-fixture keeps one process open and asks for TIs as it goes.
+"run_id": .., "map_index": ..}`` (run_id optional, map_index -1 by default), and answers each
+line at once with one line ``{"tis": [...]}`` or ``{"error": "..."}``: importing Airflow costs
+about 2.5 s, so a test fixture keeps one process open and asks for TIs as it goes.
+
+A mapped task is expanded first, as the scheduler does once its upstream tasks are done:
+``{"dag_id": .., "expand": TASK_ID, "run_id": ..}`` runs Airflow's own
+``TaskMap.expand_mapped_task`` on the run's serialized DAG, which creates one TI per map index
+from the ``TaskMap`` rows the Execution API wrote when the upstream pushed its return value with
+``mapped_length``. The answer is ``{"map_indexes": [0, 1, ...], "state": null}``, or no indexes
+and the state Airflow gave the unexpanded TI (``skipped`` for a zero-length map,
+``upstream_failed`` when it has no ``TaskMap`` to expand from) with ``reason``.
 """
 
 from __future__ import annotations
@@ -47,8 +55,11 @@ def _run_id() -> str:
     return f"supervisor_sim__{stamp}_{uuid.uuid4().hex[:6]}"
 
 
-def queue_tis(dag_id: str, task_ids: list[str], run_id: str | None) -> list[dict[str, Any]]:
-    """Queue the next try of each task in one DAG run (created when missing); describe them."""
+def queue_tis(
+    dag_id: str, task_ids: list[str], run_id: str | None, map_index: int = -1
+) -> list[dict[str, Any]]:
+    """Queue the next try of each task (at ``map_index``: a mapped task expanded first) in one
+    DAG run (created when missing); describe them."""
     from airflow.api.common.trigger_dag import trigger_dag
     from airflow.models import DagRun, TaskInstance as TI
     from airflow.sdk import timezone
@@ -80,9 +91,17 @@ def queue_tis(dag_id: str, task_ids: list[str], run_id: str | None) -> list[dict
         session.flush()
         for task_id in task_ids:
             query = select(TI).where(
-                TI.dag_id == dag_id, TI.run_id == run_id, TI.task_id == task_id, TI.map_index == -1
+                TI.dag_id == dag_id,
+                TI.run_id == run_id,
+                TI.task_id == task_id,
+                TI.map_index == map_index,
             )
             ti = session.scalar(query)
+            if ti is None and map_index >= 0:
+                raise LookupError(
+                    f"{dag_id}.{task_id} has no map index {map_index} in run {run_id!r}"
+                    " (expand it first)"
+                )
             if ti is None:  # trigger_dag created a TI for every task of the DAG's version
                 raise LookupError(f"DAG {dag_id!r} has no task {task_id!r} in run {run_id!r}")
             state = ti.state
@@ -116,6 +135,51 @@ def queue_tis(dag_id: str, task_ids: list[str], run_id: str | None) -> list[dict
                 }
             )
     return out
+
+
+def expand_mapped(dag_id: str, task_id: str, run_id: str) -> dict[str, Any]:
+    """Expand a mapped task of a run with Airflow's own code, as the scheduler does once its
+    upstream tasks are done; say which map indexes exist, or what became of the task."""
+    from airflow.models import DagRun, TaskInstance as TI
+    from airflow.models.dagbag import DBDagBag
+    from airflow.models.expandinput import NotFullyPopulated
+    from airflow.models.taskmap import TaskMap
+    from airflow.serialization.definitions.mappedoperator import get_mapped_ti_count
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        dr = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
+        if dr is None:
+            raise LookupError(f"DAG {dag_id!r} has no run {run_id!r}")
+        dag = DBDagBag().get_dag_for_run(dr, session=session)
+        if dag is None:
+            raise LookupError(f"no serialized DAG {dag_id!r} for run {run_id!r}")
+        task = dag.get_task(task_id)
+        missing: list[str] = []
+        try:
+            get_mapped_ti_count(task, run_id, session=session)
+        except NotFullyPopulated as exc:  # expand_mapped_task marks the TI upstream_failed
+            missing = sorted(exc.missing)
+        TaskMap.expand_mapped_task(task, run_id, session=session)
+        session.flush()
+        rows = session.scalars(
+            select(TI).where(TI.dag_id == dag_id, TI.run_id == run_id, TI.task_id == task_id)
+        ).all()
+        indexes = sorted(ti.map_index for ti in rows if ti.map_index >= 0)
+        unmapped = [ti for ti in rows if ti.map_index < 0]
+        raw = unmapped[0].state if unmapped else None
+        state = None if raw is None else str(getattr(raw, "value", raw))
+        reason = None
+        if not indexes and state == "skipped":
+            reason = "its upstream's value has no elements, so Airflow skipped it"
+        elif not indexes and missing:
+            reason = (
+                f"Airflow has no mapped length for {', '.join(missing)}: its return value "
+                "was pushed without mapped_length (SetXCom), so no TaskMap was written and "
+                "Airflow marked the task upstream_failed"
+            )
+        return {"map_indexes": indexes, "state": None if indexes else state, "reason": reason}
 
 
 def api_url(explicit: str | None) -> str:
@@ -187,8 +251,17 @@ def serve_batch(stream: Any, out: Any, url: str, mint: bool) -> int:
             continue
         try:
             request = json.loads(line)
-            tis = queue_tis(request["dag_id"], _request_tasks(request), request.get("run_id"))
-            answer: dict[str, Any] = {"tis": describe(tis, url, mint)}
+            answer: dict[str, Any]
+            if request.get("expand"):
+                answer = expand_mapped(request["dag_id"], request["expand"], request["run_id"])
+            else:
+                tis = queue_tis(
+                    request["dag_id"],
+                    _request_tasks(request),
+                    request.get("run_id"),
+                    int(request.get("map_index", -1)),
+                )
+                answer = {"tis": describe(tis, url, mint)}
         except Exception as exc:  # reported per request; the process keeps serving
             failures += 1
             answer = {"error": f"{type(exc).__name__}: {exc}"}
