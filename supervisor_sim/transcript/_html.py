@@ -52,7 +52,7 @@ from concurrent.futures import ThreadPoolExecutor
 from html import escape
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from ._reader import Transcript
 
@@ -94,13 +94,15 @@ def render_html(transcript: Transcript) -> str:
     """The whole page for ``transcript``, as one HTML string."""
     header = transcript.header
     task = header.get("task") or {}
-    records = sorted(transcript.records, key=_seq_key)
+    records = transcript.records
+    if not _in_seq_order(records):
+        records = sorted(records, key=_seq_key)
     title = f"{task.get('dag_id')}.{task.get('task_id')}"
-    index = _index(records, task)
+    index, stats = _index(records, task)
     parts = {
         "TITLE": _e(f"{title} · supervisor-sim transcript"),
         "CSS": _asset("view.css"),
-        "HEADER": _header_html(transcript, records),
+        "HEADER": _header_html(transcript, index["kinds"], stats),
         "LANES": _lanes_html(header),
         "INDEX": script_json(index),
         "RECORDS": _chunks("records-chunk", (_record_line(r) for r in records), len(records)),
@@ -281,8 +283,11 @@ _EX_MARKS = {("start", "a"): "S", ("start", "b"): "s", ("mid", "a"): "M", ("mid"
              ("end", "a"): "E", ("end", "b"): "e"}  # fmt: skip
 
 
-def _index(records: list[dict[str, Any]], task: dict[str, Any]) -> dict[str, Any]:
-    """The columns the page draws, filters and navigates with (see the module docstring)."""
+def _index(
+    records: list[dict[str, Any]], task: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The columns the page draws, filters and navigates with (see the module docstring), and
+    what the header says that the columns do not: the failed HTTP calls, the last time."""
     n = len(records)
     kinds: list[str] = []
     levels: list[str] = []
@@ -299,18 +304,22 @@ def _index(records: list[dict[str, Any]], task: dict[str, Any]) -> dict[str, Any
     open_: dict[Any, int] = {}  # frame id -> request index, while its exchange is open
     parity = "b"
     last_ms = 0
+    last_t: float | None = None
+    http_bad = 0
     for i, r in enumerate(records):
         get = r.get
         seq = get("seq")
-        if type(seq) is int or type(seq) is float:
+        if _numeric(seq):
             seqs.append(seq)
             if seq not in seq_index:
                 seq_index[seq] = i
         t = get("t")
-        if (type(t) is float or type(t) is int) and t - t == 0:
+        if _numeric(t):
             ms = round(t * 1000)
             times.append(ms - last_ms)
             last_ms = ms
+            if last_t is None or t > last_t:
+                last_t = t
         else:
             times.append(0)
         kind = get("record")
@@ -347,12 +356,15 @@ def _index(records: list[dict[str, Any]], task: dict[str, Any]) -> dict[str, Any
             code = "H"
             typ = f"{get('method')} {_route(get('path'))}"
             status = get("status")
-            if type(status) is not int or status >= 400 or get("error"):
+            if type(status) is not int or status >= 400:
+                bits = _F_ERROR
+                http_bad += 1
+            elif get("error"):
                 bits = _F_ERROR
             cause = get("cause")
             if cause == "heartbeat":
                 bits |= _F_HEARTBEAT
-            elif (type(cause) is int or type(cause) is float) and cause in seq_index:
+            elif _numeric(cause) and cause in seq_index:
                 link[i] = seq_index[cause] - i
         elif kind == "log":
             line = get("line")
@@ -401,7 +413,7 @@ def _index(records: list[dict[str, Any]], task: dict[str, Any]) -> dict[str, Any
         kinds.append(code)
         levels.append(level)
         flags.append(_FLAG_CHARS[bits])
-    return {
+    index = {
         "n": n,
         "chunk": CHUNK,
         "task": {
@@ -420,6 +432,7 @@ def _index(records: list[dict[str, Any]], task: dict[str, Any]) -> dict[str, Any
         "t": times,
         "seq": [s - p for s, p in zip(seqs, [0, *seqs], strict=False)],
     }
+    return index, {"http_bad": http_bad, "last_t": last_t}
 
 
 _FLAG_CHARS = [chr(48 + bits) for bits in range(4)]
@@ -450,9 +463,26 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def _numeric(value: Any) -> TypeGuard[int | float]:
+    """An int or a finite float (not a bool): what a ``seq`` or a ``t`` must be to be used."""
+    t = type(value)
+    return t is int or (t is float and value - value == 0.0)
+
+
 def _seq_key(record: dict[str, Any]) -> tuple[int, float]:
     seq = record.get("seq")
-    return (0, float(seq)) if isinstance(seq, int | float) else (1, 0.0)
+    return (0, float(seq)) if _numeric(seq) else (1, 0.0)
+
+
+def _in_seq_order(records: list[dict[str, Any]]) -> bool:
+    """Whether sorting by ``_seq_key`` would change nothing (as written, they always are)."""
+    previous = -math.inf
+    for r in records:
+        seq = r.get("seq")
+        if not _numeric(seq) or seq < previous:
+            return False
+        previous = seq
+    return True
 
 
 # --- the page ------------------------------------------------------------------------------------
@@ -469,34 +499,16 @@ def _e(value: Any) -> str:
     return escape("" if value is None else str(value), quote=True)
 
 
-def _header_html(transcript: Transcript, records: list[dict[str, Any]]) -> str:
+def _header_html(transcript: Transcript, kinds: str, stats: dict[str, Any]) -> str:
     h = transcript.header
     task = h.get("task") or {}
     ti = task.get("ti") or {}
     footer = transcript.footer
-    frames_in = frames_out = http = http_bad = logs = violations = process = 0
-    last = None
-    for r in records:
-        kind = r.get("record")
-        if kind == "frame":
-            if r.get("dir") == "in":
-                frames_in += 1
-            else:
-                frames_out += 1
-        elif kind == "http":
-            http += 1
-            status = r.get("status")
-            if not isinstance(status, int) or status >= 400:
-                http_bad += 1
-        elif kind == "log":
-            logs += 1
-        elif kind == "violation":
-            violations += 1
-        elif kind == "process":
-            process += 1
-        t = r.get("t")
-        if isinstance(t, int | float) and (last is None or t > last):
-            last = t
+    frames_in, frames_out, http = kinds.count("I"), kinds.count("O"), kinds.count("H")
+    logs = kinds.count("L") + kinds.count("S") + kinds.count("E")
+    violations, process = kinds.count("V"), kinds.count("P")
+    http_bad = stats["http_bad"]
+    last = stats["last_t"]
     duration = f"{last:.3f} s" if last is not None else "—"
 
     state: Any

@@ -889,6 +889,7 @@
       if (e.key === "Escape" && tag !== "INPUT") e.target.blur();
       return;
     }
+    if (tag === "BUTTON" && (e.key === "Enter" || e.key === " ")) return;  // its own click
     switch (e.key) {
       case "/": e.preventDefault(); searchBox.focus(); searchBox.select(); break;
       case "n": nextHit(1); break;
