@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         RetryPolicy as RetryPolicy,
         ServerResponseError as ServerResponseError,
     )
+    from ._faults import FaultPlan as FaultPlan, FaultPlanError as FaultPlanError
     from ._fixtures import (
         FixtureError as FixtureError,
         Fixtures as Fixtures,
@@ -58,6 +59,8 @@ _MODULES = {
     "Exchange": "_client",
     "ExecutionAPIClient": "_client",
     "Fault": "stub",
+    "FaultPlan": "_faults",
+    "FaultPlanError": "_faults",
     "FixtureError": "_fixtures",
     "Fixtures": "_fixtures",
     "FixturesFile": "_fixtures",

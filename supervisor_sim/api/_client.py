@@ -13,12 +13,15 @@ import json
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import httpx
 import trio
+
+if TYPE_CHECKING:
+    from ._faults import FaultPlan
 
 __all__ = [
     "API_VERSION",
@@ -194,9 +197,14 @@ class ExecutionAPIClient:
         retry: RetryPolicy | None = None,
         on_exchange: Callable[[Exchange], None] | None = None,
         user_agent: str = "supervisor-sim",
+        faults: FaultPlan | None = None,
     ) -> None:
         if in_process is None and isinstance(http, InProcessClient):
             in_process = http.in_process
+        # A fault plan (docs/unhappy-paths.md): given, or carried by the stub or the HTTP client.
+        if faults is None:
+            faults = getattr(in_process, "fault_plan", None) or getattr(http, "fault_plan", None)
+        self.faults = faults or None
         self.http = http
         self.in_process = in_process
         self.token = token
@@ -232,7 +240,7 @@ class ExecutionAPIClient:
     @property
     def answers_inline(self) -> bool:
         """Whether a call completes without yielding: the stub's lean path, no faults pending."""
-        return self._lean is not None and not self._lean.faults
+        return self._lean is not None and not self._lean.faults and self.faults is None
 
     async def request(
         self,
@@ -290,6 +298,10 @@ class ExecutionAPIClient:
             headers["authorization"] = f"Bearer {self.token}"
         if content is not None:
             headers["content-type"] = "application/json"
+        if self.faults is not None:
+            injected = await self._injected(method, path, params, content, headers, attempt, cause)
+            if injected is not None:
+                return injected
         lean = self._lean
         if lean is not None and not lean.faults:
             return self._serve_lean(lean, method, path, params, content, headers, attempt, cause)
@@ -340,6 +352,71 @@ class ExecutionAPIClient:
         # httpx's ``items()`` gives lower-case names, repeated headers joined with ", ".
         headers = ResponseHeaders(response.headers.items())
         return self._received(exchange, started, response.status_code, headers, response.content)
+
+    async def _injected(
+        self,
+        method: str,
+        path: str,
+        params: Any,
+        content: bytes | None,
+        headers: dict[str, str],
+        attempt: int,
+        cause: Any,
+    ) -> APIResponse | None:
+        """Apply the fault plan before the call leaves: wait, fail as the network would, or
+        answer as the server would; None to send the call."""
+        assert self.faults is not None
+        url = httpx.URL(self._base + path.lstrip("/"), params=params or None)
+        action = self.faults.before(method, url.path)
+        if action is None:
+            return None
+        if action.kind == "delay":
+            if action.delay_s < self.retry.timeout:
+                await trio.sleep(action.delay_s)
+                return None
+            action = replace(action, kind="timeout")
+        if action.kind == "status" or action.kind == "malformed":
+            exchange = Exchange(
+                method=method,
+                url=str(url),
+                path=url.path,
+                query=url.query.decode("ascii"),
+                request_headers=headers,
+                request_body=content or b"",
+                attempt=attempt,
+                cause=cause,
+            )
+            reply = ResponseHeaders(
+                {
+                    "content-type": action.content_type,
+                    "airflow-api-version": self.api_version,
+                    "correlation-id": headers["correlation-id"],
+                    "content-length": str(len(action.body)),
+                }
+            )
+            assert action.status is not None
+            return self._received(exchange, time.perf_counter(), action.status, reply, action.body)
+        request = httpx.Request(method, url, content=content, headers=headers)
+        exchange = Exchange(
+            method=method,
+            url=str(url),
+            path=url.path,
+            query=url.query.decode("ascii"),
+            request_headers=dict(request.headers.items()),
+            request_body=content or b"",
+            attempt=attempt,
+            cause=cause,
+        )
+        exc: httpx.TransportError
+        if action.kind == "timeout":
+            await trio.sleep(self.retry.timeout)
+            exc = httpx.ReadTimeout(f"no response within {self.retry.timeout:g}s", request=request)
+            exchange.duration_s = self.retry.timeout
+        else:
+            exc = httpx.ReadError("[Errno 104] Connection reset by peer", request=request)
+        exchange.error = f"{type(exc).__name__}: {exc}"
+        self._emit(exchange)
+        raise exc
 
     def _serve_lean(
         self,

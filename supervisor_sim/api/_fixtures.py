@@ -310,6 +310,19 @@ class AssetTable:
     active: bool = True
 
 
+@dataclass(frozen=True)
+class FaultTable:
+    """One ``[[faults]]`` entry: the fields of a ``--fault`` spec (docs/unhappy-paths.md)."""
+
+    target: str | None = None
+    action: str | None = None
+    when: str | int | None = None
+    event: str | None = None
+    at: str | None = None
+    seed: int | None = None
+    token_expiry: str | None = None
+
+
 @dataclass(repr=False, eq=False)
 class FixturesFile:
     """A supervisor-sim fixtures file: what the embedded Execution API is seeded with."""
@@ -327,6 +340,8 @@ class FixturesFile:
     asset_aliases: dict[str, list[str]] = field(default_factory=dict)
     asset_events: list[AssetEventFixture] = field(default_factory=list)
     runs: list[RunFixture] = field(default_factory=list)
+    #: Faults and outside events to inject, read by the commands (``FaultPlan``).
+    faults: list[FaultTable] = field(default_factory=list)
 
 
 # --- loading ----------------------------------------------------------------------------------

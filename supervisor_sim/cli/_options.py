@@ -21,6 +21,7 @@ __all__ = [
     "TASK_SDK_VERSION",
     "api_url_option",
     "bundle_name_option",
+    "fault_option",
     "fixtures_option",
     "json_option",
     "jwt_secret_option",
@@ -210,4 +211,18 @@ def real_api_options() -> Callable[[F], F]:
         click.option(
             "--client-key", type=tls_file, help="Client key for mTLS (with --client-cert)."
         ),
+    )
+
+
+def fault_option() -> Callable[[F], F]:
+    """``--fault SPEC`` (repeatable) into ``faults``: API faults and outside events to inject
+    (docs/unhappy-paths.md)."""
+    return click.option(
+        "--fault",
+        "faults",
+        metavar="SPEC",
+        multiple=True,
+        help="Inject an API fault or outside event, e.g. GetVariable:500, "
+        "'PUT /task-instances/*/heartbeat:409@3', '*:delay=0.5s', event=ti-failed@2s, "
+        "token-expiry=10s, seed=7 (repeatable; docs/unhappy-paths.md).",
     )

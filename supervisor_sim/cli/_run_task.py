@@ -57,7 +57,9 @@ from ._common import (
     writable_dir,
     writable_file,
 )
+from ._faults import attach_fault_plan, fault_plan
 from ._options import (
+    fault_option,
     fixtures_option,
     json_option,
     log_format_option,
@@ -122,6 +124,7 @@ __all__ = ["exit_status", "run_task", "run_task_command"]
     help="More output (-v: HTTP calls, connections, byte counts and EOFs too).",
 )
 @real_api_options()
+@fault_option()
 @transcript_options(redact=True)
 @click.option(
     "--allow-unknown",
@@ -282,6 +285,9 @@ def _checked(
         )
     if not opts["api_url"]:
         state_path(opts["state_path"] or project.state)
+    opts["fault_plan"] = fault_plan(
+        opts["faults"], opts["fixtures"] or project.fixtures, real_api=bool(opts["api_url"])
+    )
     config = supervisor_config(
         project,
         {
@@ -447,6 +453,7 @@ async def _run_task(
         token = tokens.issue(record.id, scope="workload")
         http = StubTransport(store, tokens=tokens)
         api_label = "stub"
+    attach_fault_plan(opts["fault_plan"], http, journal, None if opts["api_url"] else store)
     context = {"dag_id": dag_id, "task_id": task_id, "try_number": ti["try_number"]}
     if ti["map_index"] != -1:
         context["map_index"] = ti["map_index"]

@@ -320,6 +320,9 @@ class ReplayTransport(httpx.AsyncBaseTransport):
             self.serve = self._serve
         self._exchanges: dict[_Key, deque[dict[str, Any]]] = {}
         self._heartbeat: dict[str, Any] | None = None
+        # Heartbeats are answered in recorded order and the last one repeated after that, so a
+        # 409 the run got (an injected fault, an outside event) ends the replay the same way.
+        self._heartbeats: deque[dict[str, Any]] = deque()
         for rec in transcript.http():
             if rec.get("status") is None:
                 continue
@@ -327,7 +330,8 @@ class ReplayTransport(httpx.AsyncBaseTransport):
                 if self._heartbeat is None:
                     self._heartbeat = rec
                 if rec["method"] == "PUT":
-                    continue  # answered from the first one, never consumed
+                    self._heartbeats.append(rec)
+                    continue
             key = (
                 rec["method"],
                 rec["path"],
@@ -344,7 +348,9 @@ class ReplayTransport(httpx.AsyncBaseTransport):
         if method == "PUT" and path.endswith("/heartbeat"):
             if self._heartbeat is None:
                 return _Reply(204, [], b""), 0.0
-            return _reply(self._heartbeat), 0.0
+            beats = self._heartbeats
+            rec = beats.popleft() if len(beats) > 1 else beats[0] if beats else self._heartbeat
+            return _reply(rec), 0.0
         queue = self._exchanges.get((method, path, _query_key(query), _body_key(body)))
         if queue:
             rec = queue.popleft()

@@ -157,6 +157,8 @@ class StubTransport(httpx.AsyncBaseTransport, httpx.BaseTransport):
         self.tokens = tokens
         self.clock = clock or utcnow
         self.faults: list[Fault] = []
+        #: A ``FaultPlan`` the client applies to this stub's calls (docs/unhappy-paths.md).
+        self.fault_plan: Any = None
 
     # -- entry points ------------------------------------------------------------------------
 

@@ -1,0 +1,503 @@
+"""Fault plans: failures of the Execution API and outside events, injected on demand.
+
+A plan is a list of rules parsed from compact specs (``--fault``, docs/unhappy-paths.md) or the
+same fields as TOML tables (``[[faults]]`` in the fixtures file):
+
+    GetVariable:500                      every GetVariable call answers 500
+    PUT /task-instances/*/heartbeat:409@3   the third heartbeat answers 409
+    *:delay=0.5s                         every call is half a second slower
+    GetConnection:reset@p=0.5            a connection reset, half of the calls (seeded)
+    event=ti-failed@2s                   someone marks the TI failed 2 s into the session
+    event=variable-deleted:KEY@GetVariable   ...after the first GetVariable was answered
+    token-expiry=10s                     the token expires: 403 "Invalid auth token" from then on
+    seed=7                               the seed of every probability
+
+The client applies request faults before the call leaves (so they work against a real server
+too); events change the stub's store through its public parts, before the next request, which is
+the first moment anything can observe them. Every fault and event applied is reported to
+``on_record`` (the session's journal: a ``note`` record with a ``fault`` object).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+__all__ = ["EVENTS", "FaultAction", "FaultPlan", "FaultPlanError", "FaultRule", "parse_fault"]
+
+_PREFIX = "/execution/"
+_METHODS = ("GET", "PUT", "POST", "PATCH", "DELETE", "HEAD")
+_ACTIONS = ("reset", "timeout", "malformed")
+
+#: Outside events: kind -> whether it takes an argument (``variable-set:KEY=VALUE``).
+EVENTS: Mapping[str, bool] = {
+    "ti-failed": False,
+    "ti-success": False,
+    "ti-up_for_retry": False,
+    "ti-cleared": False,
+    "ti-deleted": False,
+    "ti-hostname-changed": False,
+    "dagrun-deleted": False,
+    "variable-set": True,
+    "variable-deleted": True,
+    "connection-deleted": True,
+}
+
+
+class FaultPlanError(ValueError):
+    """A plan entry that cannot be used; the message names the entry (exit 2 on the CLI)."""
+
+
+def _body_for(status: int) -> Any:
+    """An error body shaped as Airflow's API answers with ``status``."""
+    if status == 422:
+        return {
+            "detail": [
+                {
+                    "type": "missing",
+                    "loc": ["body", "injected"],
+                    "msg": "Field required",
+                    "input": None,
+                }
+            ]
+        }
+    if status == 409:
+        return {
+            "detail": {
+                "reason": "not_running",
+                "message": "TI is no longer in the running state and task should terminate",
+                "current_state": "failed",
+            }
+        }
+    if status == 403:
+        return {"detail": "Invalid auth token"}
+    if status == 500:
+        return {"detail": "Internal Server Error"}
+    return {"detail": HTTPStatus(status).phrase}
+
+
+@dataclass(frozen=True)
+class FaultAction:
+    """What to do with one request: wait ``delay_s``, then fail (``reset``/``timeout``),
+    answer ``status`` with ``body`` (bytes as they are), or go on (``kind == "delay"``)."""
+
+    kind: str  # "status", "malformed", "delay", "reset", "timeout"
+    rule: str
+    status: int | None = None
+    body: bytes = b""
+    content_type: str = "application/json"
+    delay_s: float = 0.0
+
+
+@dataclass
+class FaultRule:
+    """One parsed entry: a request fault (``target`` + ``action``) or an event."""
+
+    spec: str
+    action: str = ""  # "500", "delay", "reset", "timeout", "malformed" or "event"
+    method: str | None = None
+    path: re.Pattern[str] | None = None  # over the path after /execution/; None: every route
+    status: int | None = None
+    delay_s: float = 0.0
+    nth: int | None = None  # only the Nth matching call
+    from_nth: bool = False  # the Nth and every later one
+    probability: float | None = None
+    event: str = ""
+    event_arg: str = ""
+    at_s: float | None = None  # events: seconds into the plan
+    after: FaultRule | None = None  # events: after the first call this rule's target matched
+    calls: int = field(default=0, init=False)
+    done: bool = field(default=False, init=False)
+
+    def targets(self, method: str, rest: str) -> bool:
+        if self.method is not None and self.method != method:
+            return False
+        return self.path is None or self.path.fullmatch(rest) is not None
+
+
+def _duration(text: str, entry: str) -> float:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s)?", text.strip())
+    if m is None:
+        raise FaultPlanError(f"fault {entry!r}: {text!r} is not a duration (e.g. 0.5s, 200ms)")
+    value = float(m.group(1))
+    return value / 1000 if m.group(2) == "ms" else value
+
+
+def _route_regex(path: str, entry: str) -> re.Pattern[str]:
+    rest = path.strip()
+    if rest.startswith(_PREFIX):
+        rest = rest[len(_PREFIX) :]
+    rest = rest.lstrip("/")
+    parts = []
+    for segment in rest.split("/"):
+        if segment == "**":
+            parts.append(".*")
+        else:
+            parts.append("[^/]+".join(re.escape(p) for p in segment.split("*")))
+    regex = re.compile("/".join(parts))
+    sample = re.sub(r"\*+", "x", rest)
+    if not _known_route(sample):
+        raise FaultPlanError(f"fault {entry!r}: no Execution API route matches {path.strip()!r}")
+    return regex
+
+
+def _known_route(rest: str) -> bool:
+    from .stub._routes import ROUTES  # the stub's table names every route Airflow's API has
+
+    return any(re.fullmatch(route.pattern, rest) for route in ROUTES)
+
+
+def _request_type_route(name: str, entry: str) -> tuple[str, re.Pattern[str]]:
+    from ..protocol import CATALOGUE
+
+    spec = CATALOGUE.get(name)
+    call = spec.http if spec is not None else ""
+    m = re.search(r"\b(GET|PUT|POST|PATCH|DELETE|HEAD) ([^ ?]+)", call)
+    if m is None:
+        known = sorted(n for n, s in CATALOGUE.items() if s.http and s.http[:4] != "none")
+        hint = ", ".join(known[:6])
+        raise FaultPlanError(
+            f"fault {entry!r}: {name!r} is not a request type that calls the API"
+            f" (e.g. {hint}, or METHOD /path)"
+        )
+    pattern = re.sub(r"\{[^}]+\}", "*", m.group(2))
+    return m.group(1), _route_regex(pattern, entry)
+
+
+def _target(text: str, entry: str) -> tuple[str | None, re.Pattern[str] | None]:
+    text = text.strip()
+    if text == "*":
+        return None, None
+    method, _, path = text.partition(" ")
+    if method.upper() in _METHODS and path:
+        return method.upper(), _route_regex(path, entry)
+    if re.fullmatch(r"[A-Z][A-Za-z]+", text):
+        return _request_type_route(text, entry)
+    raise FaultPlanError(
+        f"fault {entry!r}: {text!r} is not a target (a request type such as GetVariable,"
+        " 'METHOD /path' with * for a segment, or *)"
+    )
+
+
+def _when(rule: FaultRule, text: str, entry: str) -> None:
+    text = text.strip()
+    if text == "*":
+        return
+    if m := re.fullmatch(r"(\d+)(\+?)", text):
+        rule.nth, rule.from_nth = int(m.group(1)), bool(m.group(2))
+        if rule.nth < 1:
+            raise FaultPlanError(f"fault {entry!r}: calls are counted from 1")
+        return
+    if m := re.fullmatch(r"p=(\d*\.?\d+)", text):
+        rule.probability = float(m.group(1))
+        if not 0 <= rule.probability <= 1:
+            raise FaultPlanError(f"fault {entry!r}: a probability is between 0 and 1")
+        return
+    raise FaultPlanError(f"fault {entry!r}: {text!r} is not a call selector (N, N+, p=0.5 or *)")
+
+
+def parse_fault(spec: str) -> FaultRule | tuple[str, Any]:
+    """One entry of a spec: a ``FaultRule``, or a setting (``("seed", 7)``,
+    ``("token-expiry", (seconds, calls))``). Raises ``FaultPlanError`` naming the entry."""
+    entry = spec.strip()
+    if not entry:
+        raise FaultPlanError("fault '': an empty entry")
+    key, eq, value = entry.partition("=")
+    key = key.strip()
+    if eq and key == "seed":
+        if not re.fullmatch(r"-?\d+", value.strip()):
+            raise FaultPlanError(f"fault {entry!r}: the seed is an integer")
+        return ("seed", int(value))
+    if eq and key == "token-expiry":
+        value = value.strip()
+        if m := re.fullmatch(r"(\d+)\s*calls?", value):
+            return ("token-expiry", (None, int(m.group(1))))
+        return ("token-expiry", (_duration(value, entry), None))
+    if eq and key == "event":
+        return _event(entry, value)
+    target, sep, action = entry.rpartition(":")
+    if not sep or not target:
+        raise FaultPlanError(
+            f"fault {entry!r}: expected TARGET:ACTION[@WHEN], event=KIND@WHEN, token-expiry=T"
+            " or seed=N"
+        )
+    action, _, when = action.partition("@")
+    rule = FaultRule(spec=entry)
+    rule.method, rule.path = _target(target, entry)
+    action = action.strip()
+    if action.isdigit():
+        status = int(action)
+        if not 400 <= status <= 599:
+            raise FaultPlanError(f"fault {entry!r}: an injected status is 400-599, not {status}")
+        rule.action, rule.status = "status", status
+    elif action.startswith("delay="):
+        rule.action, rule.delay_s = "delay", _duration(action[6:], entry)
+    elif action in _ACTIONS:
+        rule.action = action
+    else:
+        raise FaultPlanError(
+            f"fault {entry!r}: unknown action {action!r} (a status 400-599, delay=0.5s, "
+            + ", ".join(_ACTIONS)
+            + ")"
+        )
+    if when:
+        _when(rule, when, entry)
+    return rule
+
+
+def _event(entry: str, value: str) -> FaultRule:
+    kind, at, when = value.partition("@")
+    kind, colon, arg = kind.strip().partition(":")
+    if kind not in EVENTS:
+        raise FaultPlanError(
+            f"fault {entry!r}: unknown event {kind!r} (one of {', '.join(EVENTS)})"
+        )
+    if EVENTS[kind] and not arg:
+        raise FaultPlanError(f"fault {entry!r}: {kind} needs its argument ({kind}:KEY)")
+    if not EVENTS[kind] and colon:
+        raise FaultPlanError(f"fault {entry!r}: {kind} takes no argument")
+    if kind == "variable-set" and "=" not in arg:
+        raise FaultPlanError(f"fault {entry!r}: variable-set:KEY=VALUE")
+    rule = FaultRule(spec=entry, action="event", event=kind, event_arg=arg)
+    when = when.strip()
+    if not at or not when:
+        raise FaultPlanError(f"fault {entry!r}: an event needs @TIME (2s) or @TARGET (a request)")
+    if re.fullmatch(r"\d+(?:\.\d+)?(?:ms|s)", when):
+        rule.at_s = _duration(when, entry)
+    else:
+        target, _, nth = when.partition("#")
+        trigger = FaultRule(spec=entry, action="trigger")
+        trigger.method, trigger.path = _target(target, entry)
+        trigger.nth = int(nth) if nth.isdigit() else 1
+        rule.after = trigger
+    return rule
+
+
+def _from_table(table: Mapping[str, Any], where: str) -> str:
+    """A ``[[faults]]`` table as the spec it mirrors: target/action/when, or event/at, or
+    seed, or token_expiry."""
+    allowed = {"target", "action", "when", "event", "at", "seed", "token_expiry"}
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise FaultPlanError(f"{where}: unknown key {unknown[0]!r} (one of {sorted(allowed)})")
+    if "seed" in table:
+        return f"seed={table['seed']}"
+    if "token_expiry" in table:
+        return f"token-expiry={table['token_expiry']}"
+    if "event" in table:
+        return f"event={table['event']}@{table.get('at', '')}"
+    if "target" not in table or "action" not in table:
+        raise FaultPlanError(f"{where}: a fault needs target and action (or event, seed)")
+    when = table.get("when")
+    return f"{table['target']}:{table['action']}" + (f"@{when}" if when is not None else "")
+
+
+@dataclass
+class _Expiry:
+    after_s: float | None
+    after_calls: int | None
+
+
+class FaultPlan:
+    """Parsed rules, their call counters, a seeded RNG and the events still to apply.
+
+    ``store``: the stub's ``StubStore`` (events need one; a plan with events and none is
+    refused by ``check_real``). ``on_record``: called with each fault or event applied."""
+
+    def __init__(self, rules: Iterable[FaultRule] = (), *, seed: int = 0) -> None:
+        self.rules = [r for r in rules if r.action != "event"]
+        self.events = [r for r in rules if r.action == "event"]
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.expiry: _Expiry | None = None
+        self.store: Any = None
+        self.ti_id: str | None = None
+        self.on_record: Callable[[dict[str, Any]], None] | None = None
+        self._started: float | None = None
+        self._calls = 0
+
+    @classmethod
+    def parse(
+        cls, specs: Iterable[str] = (), tables: Iterable[Mapping[str, Any]] = ()
+    ) -> FaultPlan:
+        """A plan of ``specs`` (each may hold several entries separated by ``;``) and TOML
+        tables (``[[faults]]``); raises ``FaultPlanError`` naming the bad entry."""
+        entries = [e for spec in specs for e in spec.split(";") if e.strip()]
+        entries += [_from_table(t, f"faults[{i}]") for i, t in enumerate(tables)]
+        rules: list[FaultRule] = []
+        seed = 0
+        expiry = None
+        for entry in entries:
+            parsed = parse_fault(entry)
+            if isinstance(parsed, FaultRule):
+                rules.append(parsed)
+            elif parsed[0] == "seed":
+                seed = parsed[1]
+            else:
+                expiry = _Expiry(*parsed[1])
+        plan = cls(rules, seed=seed)
+        plan.expiry = expiry
+        return plan
+
+    def __bool__(self) -> bool:
+        return bool(self.rules or self.events or self.expiry)
+
+    def check_real(self) -> None:
+        """Refuse what a real API server cannot be made to do from here: outside events."""
+        if self.events:
+            raise FaultPlanError(
+                f"fault {self.events[0].spec!r}: outside events need the stub; against"
+                " --api-url, change the task instance on that Airflow instead"
+            )
+
+    def start(self) -> None:
+        """Start the plan's clock (the session's start); the first request starts it too."""
+        if self._started is None:
+            self._started = time.monotonic()
+
+    def elapsed(self) -> float:
+        self.start()
+        assert self._started is not None
+        return time.monotonic() - self._started
+
+    # -- one request ---------------------------------------------------------------------------
+
+    def before(self, method: str, path: str) -> FaultAction | None:
+        """Apply the events now due, then the action for this request (``path``: the full
+        path, ``/execution/...``), if any rule takes it."""
+        rest = path[len(_PREFIX) :] if path.startswith(_PREFIX) else path.lstrip("/")
+        if self.ti_id is None:
+            m = re.match(r"task-instances/([0-9a-f-]{36})/", rest)
+            if m:
+                self.ti_id = m.group(1)
+        elapsed = self.elapsed()
+        self._calls += 1
+        for event in self.events:
+            if not event.done and event.at_s is not None and elapsed >= event.at_s:
+                self._apply_event(event, f"at {event.at_s:g}s")
+            elif (
+                not event.done
+                and event.after is not None
+                and event.after.calls >= (event.after.nth or 1)
+            ):
+                self._apply_event(event, f"after {event.after.spec.split('@', 1)[-1]}")
+        for event in self.events:
+            trigger = event.after
+            if trigger is not None and not event.done and trigger.targets(method, rest):
+                trigger.calls += 1
+        expiry = self.expiry
+        if expiry is not None and rest != "health" and not rest.startswith("health/"):
+            expired = (expiry.after_s is not None and elapsed >= expiry.after_s) or (
+                expiry.after_calls is not None and self._calls > expiry.after_calls
+            )
+            if expired:
+                spec = "token-expiry"
+                self._record("token-expired", method, path, spec, "the token has expired")
+                return FaultAction(
+                    "status", spec, 403, b'{"detail":"Invalid auth token"}', "application/json"
+                )
+        for rule in self.rules:
+            if not rule.targets(method, rest):
+                continue
+            rule.calls += 1
+            if rule.nth is not None:
+                hit = rule.calls >= rule.nth if rule.from_nth else rule.calls == rule.nth
+            elif rule.probability is not None:
+                hit = self.rng.random() < rule.probability
+            else:
+                hit = True
+            if hit:
+                return self._action(rule, method, path)
+        return None
+
+    def _action(self, rule: FaultRule, method: str, path: str) -> FaultAction:
+        why = f"call {rule.calls}"
+        if rule.action == "status":
+            assert rule.status is not None
+            body = _json(_body_for(rule.status))
+            self._record(f"status {rule.status}", method, path, rule.spec, why)
+            return FaultAction("status", rule.spec, rule.status, body)
+        if rule.action == "malformed":
+            self._record("malformed body", method, path, rule.spec, why)
+            return FaultAction("malformed", rule.spec, 200, b'{"value": ', "application/json")
+        if rule.action == "delay":
+            self._record(f"delay {rule.delay_s:g}s", method, path, rule.spec, why)
+            return FaultAction("delay", rule.spec, delay_s=rule.delay_s)
+        self._record(rule.action, method, path, rule.spec, why)
+        return FaultAction(rule.action, rule.spec)
+
+    def _record(self, what: str, method: str, path: str, spec: str, why: str) -> None:
+        if self.on_record is not None:
+            self.on_record({"what": what, "rule": spec, "method": method, "path": path, "why": why})
+
+    # -- outside events ------------------------------------------------------------------------
+
+    def _apply_event(self, event: FaultRule, why: str) -> None:
+        event.done = True
+        store, ti_id = self.store, self.ti_id
+        if store is None:
+            raise FaultPlanError(f"fault {event.spec!r}: outside events need the stub")
+        detail = _apply(store, ti_id, event.event, event.event_arg)
+        if self.on_record is not None:
+            self.on_record(
+                {"what": f"event {event.event}", "rule": event.spec, "why": why, "detail": detail}
+            )
+
+
+def _json(value: Any) -> bytes:
+    import json
+
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _apply(store: Any, ti_id: str | None, kind: str, arg: str) -> str:
+    """Change the store as someone else would (the UI, the CLI, the scheduler)."""
+    from .store import db_time, utcnow
+
+    now = db_time(utcnow())
+    needs_ti = kind.startswith("ti-") or kind == "dagrun-deleted"
+    if needs_ti and (ti_id is None or store.tis.get(ti_id) is None):
+        return "no task instance to change yet"
+    if kind in ("ti-failed", "ti-success", "ti-up_for_retry"):
+        state = kind[3:]
+        store.tis.update(ti_id, state=state, end_date=now)
+        return f"task instance {ti_id} set to {state}"
+    if kind == "ti-cleared":
+        new_id = store.tis.retry(ti_id, state=None, end_date=None)
+        return f"task instance {ti_id} cleared: the new try is {new_id}"
+    if kind == "ti-hostname-changed":
+        store.tis.update(ti_id, hostname="elsewhere.example")
+        return f"task instance {ti_id} now runs on elsewhere.example"
+    if kind == "ti-deleted":
+        with store.db.tx() as db:
+            db.execute("DELETE FROM task_instances WHERE id = ?", (ti_id,))
+        return f"task instance {ti_id} deleted"
+    if kind == "dagrun-deleted":
+        ti = store.tis.get(ti_id)
+        with store.db.tx() as db:
+            db.execute(
+                "DELETE FROM task_instances WHERE dag_id = ? AND run_id = ?",
+                (ti["dag_id"], ti["run_id"]),
+            )
+            db.execute(
+                "DELETE FROM dag_runs WHERE dag_id = ? AND run_id = ?",
+                (ti["dag_id"], ti["run_id"]),
+            )
+        return f"DAG run {ti['dag_id']}/{ti['run_id']} deleted with its task instances"
+    if kind == "variable-set":
+        key, _, value = arg.partition("=")
+        store.variables.set(key, value)
+        return f"variable {key} set"
+    if kind == "variable-deleted":
+        store.variables.delete(arg)
+        return f"variable {arg} deleted"
+    if kind == "connection-deleted":
+        with store.db.tx() as db:
+            db.execute("DELETE FROM connections WHERE conn_id = ?", (arg,))
+        return f"connection {arg} deleted"
+    raise AssertionError(kind)
