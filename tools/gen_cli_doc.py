@@ -49,10 +49,10 @@ The same in every command:
 |---|---|
 | 0 | yes: the task's final state is `success` (`run-task`); every task succeeded or was skipped (`run-dag`); the file parsed and every DAG is valid (`parse`); no rule failed (`check`); the runtime sent exactly the recorded frames (`replay`); the transcripts are equivalent (`diff`) |
 | 1 | no: the task ended in any other state (`failed`, `up_for_retry`, `skipped`, `removed`, ...); a task of the DAG did; the parse failed or a DAG is invalid; a rule failed; the replay diverged; the transcripts differ |
-| 2 | a user mistake, said in one line `Error: <problem>; <fix>`: a bad flag, a path that cannot be read or written, the config or fixtures file ([Configuration](configuration.md), [Fixtures](fixtures.md#errors)), a transcript that cannot be read ([Transcripts](transcript.md#reading)), a DAG or task the runtime's bundle does not have (`run-task`, unless `--allow-unknown`), a missing tool |
+| 2 | a user mistake, said in one line `Error: <problem>; <fix>`: a bad flag, a path that cannot be read or written, the config or fixtures file ([Configuration](configuration.md), [Fixtures](fixtures.md#errors)), a transcript that cannot be read ([Transcripts](transcript.md#reading)), a `--transcript` that cannot be created or take its first line (`/dev/full`), a `--state` file that is not a state file, is damaged or cannot be opened ([Reliability](reliability.md#the-host)), a DAG or task the runtime's bundle does not have (`run-task`, unless `--allow-unknown`), a missing tool |
 | 3 | the runtime could not start: it did not run or never connected, or `/run` was refused (`run-task`, `run-dag`, `parse`, `check`, `replay`) |
-| 4 | supervisor-sim could not do its job: the Execution API at `--api-url` does not answer (`run-task`, `run-dag`; said once while the calls are retried), or an internal error (a bug: the line says so) |
-| 130 | interrupted: the signal was forwarded to the runtime, its outcome reported, then exit |
+| 4 | supervisor-sim could not do its job: the Execution API at `--api-url` does not answer (`run-task`, `run-dag`; said once while the calls are retried), a transcript that could not be written in full (a disk that filled mid-run: the run went on and its state is reported, `run-task`, `run-dag`), or an internal error (a bug: the line says so) |
+| 130 | interrupted by SIGINT, SIGTERM or SIGHUP (the terminal closed): the signal was forwarded to the runtime (SIGHUP as SIGTERM), its outcome reported, then exit |
 """
 
 

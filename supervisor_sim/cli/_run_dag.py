@@ -16,6 +16,7 @@ import click
 
 from ..runner import DEFAULT_RUNS, ConfigError, ProjectConfig, runtime_argv
 from ._common import (
+    EXIT_INTERNAL,
     ApiWatch,
     Command,
     UsageError,
@@ -106,7 +107,8 @@ def run_dag(ctx: click.Context, dag_id: str, **opts: Any) -> NoReturn:
 
     The DAG's tasks and dependencies come from the runtime itself (a parse, as `parse` does).
     Exit 0 when every task succeeded or was skipped, 1 otherwise, 3 when the runtime could
-    not start, 4 when the --api-url does not answer, 130 when interrupted.
+    not start, 4 when the --api-url does not answer or a transcript could not be written in
+    full (a full disk: the run goes on), 130 when interrupted (SIGINT, SIGTERM, SIGHUP).
 
     On a terminal a live view shows the counts by state and the running and failed tasks first,
     cut to the screen's height; at the end every task is listed once, then each failed task's
@@ -305,6 +307,8 @@ async def _run_dag_with(
         backend = real
 
     tracker = DagTracker()
+    #: Why a task's transcript stopped mid-run (a full disk), one line per task.
+    transcript_errors: list[str] = []
 
     async def run_one(record: TaskInstanceRecord) -> tuple[TaskOutcome, str | None]:
         ti = ti_wire(record)
@@ -348,6 +352,7 @@ async def _run_dag_with(
                 api_label=opts.get("api_url") or "stub",
                 session_factory=make,
                 forward_signals=False,
+                on_transcript_error=transcript_errors.append,
             )
         finally:
             active.difference_update({s for s in active if s.spec is spec})
@@ -430,6 +435,7 @@ async def _run_dag_with(
         "peak_running": runner.peak_running,
         "wall_s": runner.wall_s,
         "schema_problems": problems,
+        "transcript_errors": transcript_errors,
         "tasks": {
             r.task_id: {
                 "state": r.state,
@@ -457,4 +463,13 @@ async def _run_dag_with(
         )
     if interrupted:
         return 130
+    if transcript_errors:
+        # Every task's state is reported, but not every record is whole: not a success.
+        more = f" (and {len(transcript_errors) - 1} more)" if len(transcript_errors) > 1 else ""
+        click.echo(
+            f"Error: {transcript_errors[0]}{more}, so it is incomplete; free some space, or "
+            "give another --runs-dir",
+            err=True,
+        )
+        return EXIT_INTERNAL
     return 0 if ok else 1

@@ -401,3 +401,23 @@ def test_html_of_an_unredacted_transcript_is_private(tmp_path: Path, existing: b
     proc = _sim("show", str(transcript), "--html", str(page), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert stat.S_IMODE(os.stat(page).st_mode) == 0o600
+
+
+def test_run_dag_whose_transcripts_fill_the_disk_runs_every_task_and_exits_4(tmp_path: Path):
+    """run-dag whose transcripts stop mid-task (a file-size limit) still runs and reports
+    every task; the last line names the first incomplete transcript, and the status is 4."""
+    bundle = tmp_path / "bundle.py"
+    bundle.write_text(
+        "def a(ctx):\n    return 1\n\ndef b(ctx):\n    return 2\n\n"
+        'DAGS = {"tiny": {"a": a, "b": b}}\n'
+    )
+    runtime = f"{sys.executable} {ROOT / 'runtimes' / 'reference' / 'runtime.py'} --bundle {bundle}"
+    proc = _sim(
+        "run-dag", "tiny", "--runtime", runtime, "--state", ":memory:", "--json", "-q",
+        cwd=tmp_path, preexec_fn=_file_size_limit(4000),
+    )  # fmt: skip
+    line = _error_line(proc, 4)
+    assert "cannot write the transcript" in line and "File too large" in line
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert {t: r["state"] for t, r in summary["tasks"].items()} == {"a": "success", "b": "success"}
+    assert len(summary["transcript_errors"]) == 2
