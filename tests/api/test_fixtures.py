@@ -150,7 +150,7 @@ class TestErrors:
         msg = error_for(tmp_path, "[secrets]\na = 1\n")
         assert (
             msg == "secrets: unknown section; expected one of asset_aliases, asset_events, assets, "
-            "connections, dag_runs, dags, runs, variables, xcoms"
+            "connections, dag_runs, dags, faults, runs, variables, xcoms"
         )
 
     def test_unknown_connection_key_is_refused(self, tmp_path: Path):
