@@ -743,10 +743,8 @@ def _scroll_through(tab: Page) -> list[list[str]]:
     )
 
 
-@pytest.mark.slow
-def test_ten_thousand_records(tmp_path: Path, browser: Chromium):
-    """Every frame and HTTP call of a 10,000-record transcript is an arrow that scrolls into
-    view; only the rows near the view are in the document at any time."""
+def _ten_thousand(tmp: Path) -> tuple[list[dict[str, Any]], Path]:
+    """2,000 exchanges (request, HTTP call, reply, two log lines), rendered to a page."""
     records: list[dict[str, Any]] = []
     seq = 0
 
@@ -768,10 +766,18 @@ def test_ten_thousand_records(tmp_path: Path, browser: Chromium):
             records.append({"record": "log", "seq": nxt(), "t": t, "source": "logs",
                             "line": {"level": "info", "event": f"line {seq}"}})  # fmt: skip
     assert len(records) == 10_000
-    transcript = Transcript(tmp_path / "big.jsonl", _header(), records,
+    transcript = Transcript(tmp / "big.jsonl", _header(), records,
                             footer={"final_state": "success", "exit_code": 0})  # fmt: skip
-    page = tmp_path / "big.html"
+    page = tmp / "big.html"
     page.write_text(render_html(transcript), encoding="utf-8")
+    return records, page
+
+
+@pytest.mark.slow
+def test_ten_thousand_records(tmp_path: Path, browser: Chromium):
+    """Every frame and HTTP call of a 10,000-record transcript is an arrow that scrolls into
+    view; only the rows near the view are in the document at any time."""
+    records, page = _ten_thousand(tmp_path)
     tab = open_page(browser, page)
     assert tab.evaluate("document.body.dataset.records") == "10000"
     assert tab.evaluate("document.querySelectorAll('#win .row').length") < 300
@@ -791,6 +797,36 @@ def test_ten_thousand_records(tmp_path: Path, browser: Chromium):
             assert by_seq[r["seq"]] == ["request" if r["dir"] == "in" else "reply"]
         elif r["record"] == "http":
             assert by_seq[r["seq"]] == ["http-request", "http-response"]
+
+
+@pytest.mark.slow
+def test_a_diagram_taller_than_a_browser_allows_still_scrolls_to_every_row(
+    tmp_path: Path, browser: Chromium
+):
+    """Past the height a browser lets an element have (the page's MAX_H, 15 million pixels,
+    lowered here to 100,000), the scrollbar spans the rows proportionally: its end shows the
+    last rows, a jump shows its target, and the wheel still moves the rows by what it turns."""
+    _, page = _ten_thousand(tmp_path)
+    html = page.read_text(encoding="utf-8")
+    assert html.count("var MAX_H = 15e6;") == 1
+    page.write_text(html.replace("var MAX_H = 15e6;", "var MAX_H = 1e5;"), encoding="utf-8")
+    tab = open_page(browser, page)
+    tab.wait_for("document.body.dataset.searchReady === 'yes'")
+    assert tab.evaluate("document.getElementById('rows').offsetHeight") <= 100_040
+    tab.evaluate("var d = document.getElementById('diagram'); d.scrollTop = d.scrollHeight; 1")
+    tab.wait_for("document.querySelector('#win [data-seq=\"9998\"]') !== null")
+    assert in_view(tab, '#win [data-seq="9998"][data-kind="reply"]')  # the last reply
+    tab.key("/")
+    tab.type_text("k1234")
+    tab.wait_for("document.getElementById('search-count').textContent === '1 of 3 hits'")
+    assert in_view(tab, ".row.hit-current")
+    top = "document.querySelector('.row.hit-current').getBoundingClientRect().top"
+    before = tab.evaluate(top)
+    tab.send("Input.dispatchMouseEvent",
+             {"type": "mouseWheel", "x": 500, "y": 600, "deltaX": 0, "deltaY": 120})  # fmt: skip
+    tab.wait_for(f"{top} < {before - 60}")
+    assert abs(before - 120 - tab.evaluate(top)) < 10
+    tab.close()
 
 
 def test_page_css_and_js_are_package_data_inlined_whole():

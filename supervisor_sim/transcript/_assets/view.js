@@ -260,14 +260,17 @@
     return lo;
   }
 
-  // Browsers cap an element's height (Firefox near 17.9 million pixels): past MAX_H the
-  // scrollbar moves through the rows proportionally instead of one pixel per pixel.
-  var MAX_H = 8e6;
+  // Browsers cap an element's height (Firefox near 17.9 million pixels, some 250,000 frames):
+  // past MAX_H the scrollbar moves through the rows proportionally, and the wheel is slowed
+  // down to match, so that it still moves the rows by the pixels it is turned.
+  var MAX_H = 15e6;
   var spacerH = 0;
   function viewH() { return Math.max(diagram.clientHeight - lanes.offsetHeight, 1); }
+  var PAD = 40;  // blank space below the last row
   function ratio() {
+    if (totalH <= spacerH) return 1;
     var v = viewH();
-    return spacerH > v && totalH > spacerH ? (totalH - v) / (spacerH - v) : 1;
+    return Math.max((totalH + PAD - v) / Math.max(spacerH + PAD - v, 1), 1);
   }
   function viewTop() { return diagram.scrollTop * ratio(); }  // rows offset at the top of view
 
@@ -533,7 +536,7 @@
   }
   function layout() {
     spacerH = Math.min(totalH, MAX_H);
-    rowsEl.style.height = spacerH + "px";
+    rowsEl.style.height = Math.round(spacerH + PAD) + "px";
   }
   var scheduled = false;
   diagram.addEventListener("scroll", function () {
@@ -542,6 +545,12 @@
     requestAnimationFrame(function () { scheduled = false; draw(false); });
   });
   window.addEventListener("resize", function () { layout(); draw(true); });
+  diagram.addEventListener("wheel", function (e) {
+    var r = ratio();
+    if (r <= 1 || e.ctrlKey || e.deltaMode !== 0 || !e.deltaY) return;
+    e.preventDefault();
+    diagram.scrollTop += e.deltaY / r;
+  }, {passive: false});
 
   // Bring record i's row to the middle of the view.
   function reveal(i) {
