@@ -20,6 +20,7 @@ the first moment anything can observe them. Every fault and event applied is rep
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import time
@@ -112,6 +113,7 @@ class FaultRule:
     at_s: float | None = None  # events: seconds into the plan
     after: FaultRule | None = None  # events: after the first call this rule's target matched
     calls: int = field(default=0, init=False)
+    per_route: dict[str, int] = field(default_factory=dict, init=False)
     done: bool = field(default=False, init=False)
 
     def targets(self, method: str, rest: str) -> bool:
@@ -147,9 +149,19 @@ def _route_regex(path: str, entry: str) -> re.Pattern[str]:
 
 
 def _known_route(rest: str) -> bool:
+    return _route_of(rest) != ""
+
+
+@functools.cache
+def _route_patterns() -> tuple[tuple[re.Pattern[str], str], ...]:
     from .stub._routes import ROUTES  # the stub's table names every route Airflow's API has
 
-    return any(re.fullmatch(route.pattern, rest) for route in ROUTES)
+    return tuple((re.compile(r.pattern), r.pattern) for r in ROUTES)
+
+
+def _route_of(rest: str) -> str:
+    """The route pattern serving ``rest`` (ids and keys left out), or ""."""
+    return next((p for regex, p in _route_patterns() if regex.fullmatch(rest)), "")
 
 
 def _request_type_route(name: str, entry: str) -> tuple[str, re.Pattern[str]]:
@@ -313,7 +325,6 @@ class FaultPlan:
         self.rules = [r for r in rules if r.action != "event"]
         self.events = [r for r in rules if r.action == "event"]
         self.seed = seed
-        self.rng = random.Random(seed)
         self.expiry: _Expiry | None = None
         self.store: Any = None
         self.ti_id: str | None = None
@@ -401,19 +412,29 @@ class FaultPlan:
                 return FaultAction(
                     "status", spec, 403, b'{"detail":"Invalid auth token"}', "application/json"
                 )
+        # Every rule counts every call to its target, so "@1" and "@2" on one route are two
+        # consecutive calls whichever rule took the first.
+        taken: FaultRule | None = None
         for rule in self.rules:
             if not rule.targets(method, rest):
                 continue
             rule.calls += 1
+            if taken is not None:
+                continue
             if rule.nth is not None:
                 hit = rule.calls >= rule.nth if rule.from_nth else rule.calls == rule.nth
             elif rule.probability is not None:
-                hit = self.rng.random() < rule.probability
+                # A draw of its own per rule, route and call number: the same calls are taken
+                # in every run of the seed, however the heartbeats interleave with requests.
+                route = f"{method} {_route_of(rest)}"
+                n = rule.per_route[route] = rule.per_route.get(route, 0) + 1
+                draw = random.Random(f"{self.seed}/{rule.spec}/{route}/{n}")
+                hit = draw.random() < rule.probability
             else:
                 hit = True
             if hit:
-                return self._action(rule, method, path)
-        return None
+                taken = rule
+        return None if taken is None else self._action(taken, method, path)
 
     def _action(self, rule: FaultRule, method: str, path: str) -> FaultAction:
         why = f"call {rule.calls}"
