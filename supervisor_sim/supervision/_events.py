@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -190,14 +189,13 @@ def _masked(violation: Violation, redactor: Redactor) -> Violation:
 def journal_exchanges(journal: Journal) -> Callable[[Exchange], None]:
     """An ``on_exchange`` callback for ``ExecutionAPIClient`` that records each HTTP exchange
     as an ``http`` event of ``journal``, masked with the journal's redactor: the error always,
-    the path, query and bodies unless received data is kept (``--no-redact``)."""
+    the path and query unless received data is kept (``--no-redact``). The bodies' strings are
+    the transcript writer's to mask, as it writes them."""
 
     def on_exchange(exchange: Exchange) -> None:
         path = exchange.path
         query = exchange.query
         error = exchange.error
-        request_body = exchange.request_body
-        response_body = exchange.response_body
         redactor = journal.redactor
         if redactor is not None:
             if error:
@@ -207,8 +205,6 @@ def journal_exchanges(journal: Journal) -> Callable[[Exchange], None]:
                     path = redactor.text(path)
                 if query and redactor.text_holds_secret(query):
                     query = redactor.text(query)
-                request_body = _masked_body(redactor, request_body)
-                response_body = _masked_body(redactor, response_body)
         journal.emit(
             "http",
             method=exchange.method,
@@ -220,20 +216,9 @@ def journal_exchanges(journal: Journal) -> Callable[[Exchange], None]:
             duration_s=round(exchange.duration_s, 6),
             cause=exchange.cause,
             request_headers=exchange.request_headers,
-            request_body=request_body,
+            request_body=exchange.request_body,
             response_headers=exchange.response_headers,
-            response_body=response_body,
+            response_body=exchange.response_body,
         )
 
     return on_exchange
-
-
-def _masked_body(redactor: Redactor, body: bytes) -> bytes:
-    """An HTTP body with its secrets masked, map keys included (a JSON body stays JSON)."""
-    if not body or not redactor.holds_secret(body):
-        return body
-    try:
-        value = json.loads(body)
-    except ValueError:
-        return redactor.bytes(body)
-    return json.dumps(redactor.value(value), separators=(",", ":")).encode()

@@ -47,10 +47,9 @@ class Redactor:
         return self.masker.redact(text)
 
     def text_holds_secret(self, text: str) -> bool:
-        """Whether ``text`` holds a secret or a JWT's start (what ``text()`` would mask)."""
-        if "eyJ" in text:
-            return True
-        return bool(len(self.masker)) and not self.masker.leaves_plain(text)
+        """Whether ``text`` holds a secret or a JWT's start (what ``text()`` would mask); the
+        answer for a string seen before is remembered until the masker learns a secret."""
+        return self.hides_secret(text)
 
     def holds_secret(self, data: bytes | bytearray) -> bool:
         """Whether ``data`` holds a secret in one of its UTF-8 stretches, or a JWT's start.
@@ -62,6 +61,58 @@ class Redactor:
         if not len(self.masker):
             return False
         return not self.masker.leaves_plain(bytes(data).decode("utf-8", "surrogateescape"))
+
+    def hides_secret(self, value: Any) -> bool:
+        """Whether a secret (or a JWT's start) is where masking strings does not reach: in a map
+        key or a ``bytes`` value of ``value``, or ``value`` itself when it is a string. A sink
+        that masks strings (the transcript writer) then needs ``value()``'s copy instead.
+
+        One walk; the keys of a map whose keys were all seen before cost one subset test."""
+        t = type(value)
+        if t is str:
+            return value not in self._fresh_keys() and self.key(value) is not value
+        if t is not dict and t is not list:
+            return (t is bytes or t is bytearray) and self.holds_secret(value)
+        clean = self._fresh_keys()
+        todo = [value]
+        pop = todo.pop
+        push = todo.append
+        while todo:
+            node = pop()
+            if type(node) is dict:
+                if not node.keys() <= clean:
+                    for k in node:
+                        if k not in clean and self.key(k) is not k:
+                            return True
+                items: Any = node.values()
+            else:
+                items = node
+            for v in items:
+                tv = type(v)
+                if tv is str or tv is int or v is None or tv is bool or tv is float:
+                    continue
+                if tv is dict or tv is list:
+                    push(v)
+                elif (tv is bytes or tv is bytearray) and self.holds_secret(v):
+                    return True
+        return False
+
+    def request_hides_secret(self, kind: Any, body: Any, carrier: Any) -> bool:
+        """``hides_secret`` for a request: its type (outside the body in a frame record), its
+        body and its context carrier. A flat body of plain values whose keys were all seen
+        before, the usual request, costs one subset test and one look at each value."""
+        clean = self._fresh_keys()
+        if kind is not None and kind not in clean and self.hides_secret(kind):
+            return True
+        if carrier is not None and self.hides_secret(carrier):
+            return True
+        if type(body) is dict and body.keys() <= clean:
+            for v in body.values():
+                tv = type(v)
+                if not (tv is str or tv is int or v is None or tv is bool or tv is float):
+                    return self.hides_secret(body)
+            return False
+        return self.hides_secret(body)
 
     def bytes(self, data: bytes) -> bytes:
         """``data`` with every secret in its UTF-8 stretches masked; all other bytes are kept."""
@@ -108,12 +159,18 @@ class Redactor:
                 node.update(items)
         return value
 
+    def _fresh_keys(self) -> set[Any]:
+        """The keys known clean, forgotten whenever the masker has learnt a secret."""
+        n = len(self.masker)
+        if n != self._clean_for:
+            self._clean_keys.clear()
+            self._clean_for = n
+        return self._clean_keys
+
     def key(self, key: Any) -> Any:
         """A map key, masked (a string or bytes key; any other key is returned as it is)."""
         masker = self.masker
-        if len(masker) != self._clean_for:
-            self._clean_keys.clear()
-            self._clean_for = len(masker)
+        self._fresh_keys()
         t = type(key)
         if t is not str and t is not bytes:
             return key

@@ -540,8 +540,14 @@ class Session:
         data = encode_response(req_id, body, error)
         payload = data[4:]
         redactor = self.redactor
-        if redactor.redacts_received and redactor.holds_secret(payload):
-            # Recorded masked, map keys and bytes included (the runtime gets the real reply).
+        # The transcript masks the strings of a reply; an error (which the console shows too)
+        # is masked here, whole, in a copy (the runtime gets the real one). A reply body's keys
+        # are the API's.
+        if (
+            error is not None
+            and not redactor.keep_received
+            and (redactor.holds_secret(payload) or redactor.hides_secret(error))
+        ):
             body, error = redactor.value(body), redactor.value(error)
             self.journal.emit(
                 "frame",
@@ -664,10 +670,13 @@ class Session:
             return
         # Before the frame is recorded, in every mode: the record then masks what it asks to.
         learn_from_request(self.masker, frame.body)
-        masked = redactor.redacts_received and redactor.holds_secret(payload)
+        # The transcript masks strings; a secret in the type, a map key or a bin value is
+        # masked here, in a copy recorded as an encoding of the masked values (the request is
+        # served as it came).
+        masked = not redactor.keep_received and redactor.request_hides_secret(
+            frame.type, frame.body, frame.context_carrier
+        )
         if masked:
-            # Recorded masked, the type, map keys and bytes included, as an encoding of the
-            # masked values (the request is served as it came).
             body = redactor.value(frame.body)
             carrier = redactor.value(frame.context_carrier)
             event = self.journal.emit(
