@@ -898,7 +898,8 @@
       if (e.key === "Escape" && tag !== "INPUT") e.target.blur();
       return;
     }
-    if (tag === "BUTTON" && (e.key === "Enter" || e.key === " ")) return;  // its own click
+    if ((tag === "BUTTON" || tag === "A" || tag === "SUMMARY") &&
+      (e.key === "Enter" || e.key === " ")) return;  // their own click
     switch (e.key) {
       case "/": e.preventDefault(); searchBox.focus(); searchBox.select(); break;
       case "n": nextHit(1); break;
