@@ -21,7 +21,7 @@ TASKS = [
     ("skip", (), {}),
     ("use_secret", (), {}),
     ("no_terminal", (), {}),
-    ("no_such_task", (), {}),
+    ("no_such_task", ("--allow-unknown",), {}),  # Airflow's `removed`, recorded and replayed
 ]
 
 

@@ -60,9 +60,12 @@ def _replay(transcript: Path, steps: list[dict[str, Any]], *args: str, runtime: 
     return proc, json.loads(lines[-1])
 
 
-def _one(proc: Any, result: dict[str, Any], kind: str, index: int) -> dict[str, Any]:
-    """The replay diverged once, of ``kind`` at runtime frame ``index``, and said so once."""
-    assert proc.returncode == 1, proc.stderr[-2000:]
+def _one(
+    proc: Any, result: dict[str, Any], kind: str, index: int, status: int = 1
+) -> dict[str, Any]:
+    """The replay diverged once, of ``kind`` at runtime frame ``index``, and said so once; it
+    exited ``status`` (1, or 3 when the runtime could not start)."""
+    assert proc.returncode == status, proc.stderr[-2000:]
     assert result["matched"] is False
     assert [(d["kind"], d["index"]) for d in result["divergences"]] == [(kind, index)]
     assert proc.stderr.count("divergence at runtime frame") == 1, proc.stderr[-3000:]
@@ -130,10 +133,12 @@ def test_a_runtime_that_never_ends_is_stopped_by_the_timeout(recorded: Path):
 
 
 def test_a_runtime_that_crashes_at_start_is_a_divergence(recorded: Path):
-    """A runtime that dies before connecting sent none of the recorded frames."""
+    """A runtime that dies before connecting sent none of the recorded frames; the replay
+    exits 3, as every command does when the runtime could not start."""
     crash = shlex.join([sys.executable, "-c", "import sys; sys.exit(3)"])
     proc, result = _replay(recorded, [], runtime=crash)
-    d = _one(proc, result, "missing-frame", 0)
+    d = _one(proc, result, "missing-frame", 0, status=3)
+    assert proc.stderr.rstrip().splitlines()[-1].startswith("Error: the runtime could not start")
     assert "stopped after 0 frames" in d["message"] and "GetVariable" in d["message"]
     assert "exited with 3 before connecting" in d["message"]
     assert result["exit_code"] == 3
