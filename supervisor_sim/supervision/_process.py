@@ -16,6 +16,7 @@ connects by itself and leaves nothing behind never loads it.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import signal
@@ -365,7 +366,9 @@ def _socket_inode(peer: Address, local: Address) -> int | None:
     """The inode of the TCP socket whose local end is ``peer`` and remote end ``local`` (the
     child's end of a connection we accepted); None if unseen."""
     inode = _socket_inode_diag(peer, local)
-    return inode if inode is not None else _socket_inodes_proc([(peer, local)])[0]
+    if inode is None:
+        return _socket_inodes_proc([(peer, local)])[0]
+    return inode or None
 
 
 # sock_diag (linux/sock_diag.h, linux/inet_diag.h), the interface `ss` uses.
@@ -375,6 +378,8 @@ _NLM_F_REQUEST = 1
 _INET_DIAG_NOCOOKIE = 0xFFFFFFFF
 _NLMSG_HEADER = struct.Struct("=IHHII")  # len, type, flags, seq, pid
 _INODE_OFFSET = _NLMSG_HEADER.size + 68  # inet_diag_msg: 4 bytes, sockid (48), 4 u32, inode
+_NLMSG_ERROR = 2
+_ERRNO = struct.Struct("=i")  # an NLMSG_ERROR's payload starts with -errno
 
 
 def _socket_inode_diag(
@@ -382,9 +387,12 @@ def _socket_inode_diag(
 ) -> int | None:
     """``_socket_inode`` through the kernel's sock_diag exact lookup: one hash lookup (~0.1 ms).
     Reading /proc/net/tcp makes the kernel walk every TCP socket of the machine, ~3 ms a table
-    even when it has a few lines. None when the lookup is unavailable or finds nothing (the
-    caller then reads /proc, the ground truth). ``nl``: a sock_diag socket to reuse (a batch
-    of lookups, ``_diag_socket``)."""
+    even when it has a few lines. ``nl``: a sock_diag socket to reuse (a batch of lookups,
+    ``_diag_socket``).
+
+    0 when the kernel says no process holds that end: no such connection (ENOENT), or its
+    socket is an orphan or in TIME_WAIT (inode 0: its holder closed it). None when the lookup
+    is unavailable (the caller then reads /proc, the ground truth)."""
     if not hasattr(socket, "AF_NETLINK"):
         return None
     (src_host, src_port), (dst_host, dst_port) = _norm(peer), _norm(local)
@@ -414,12 +422,13 @@ def _socket_inode_diag(
             reply = _diag_exchange(nl, header + request, seq)
     except OSError:
         return None
-    if len(reply) < _INODE_OFFSET + 4:
-        return None  # an NLMSG_ERROR: ENOENT when no such socket
     _, kind, _, _, _ = _NLMSG_HEADER.unpack_from(reply)
-    if kind != _SOCK_DIAG_BY_FAMILY:
+    if kind == _NLMSG_ERROR and len(reply) >= _NLMSG_HEADER.size + _ERRNO.size:
+        error = -_ERRNO.unpack_from(reply, _NLMSG_HEADER.size)[0]
+        return 0 if error == errno.ENOENT else None
+    if kind != _SOCK_DIAG_BY_FAMILY or len(reply) < _INODE_OFFSET + 4:
         return None
-    return struct.unpack_from("=I", reply, _INODE_OFFSET)[0] or None
+    return int(struct.unpack_from("=I", reply, _INODE_OFFSET)[0])
 
 
 _diag_seq = 0
@@ -502,12 +511,14 @@ def _sockets_held(pid: int) -> set[str]:
 
 def tree_owns_connection(pid: int, peer: Address, local: Address) -> bool:
     """Does the process ``pid`` or a descendant hold the TCP connection ``peer`` -> ``local``?"""
-    return tree_owned(pid, [(peer, local)])[0]
+    return bool(tree_owned(pid, [(peer, local)])[0])
 
 
-def tree_owned(pid: int, connections: Sequence[tuple[Address, Address]]) -> list[bool]:
+def tree_owned(pid: int, connections: Sequence[tuple[Address, Address]]) -> list[bool | None]:
     """For each accepted connection (peer, local): does the process ``pid`` or a descendant
-    hold its other end?
+    hold its other end? True, False (not found in the tree: another process holds it, or the
+    lookup does not see it yet), or None when no process holds it any more (its holder
+    closed it: nobody to wait for).
 
     One pass for the whole batch, so connections that arrive together (a crowd of intruders
     and, somewhere among them, the runtime) cost one look at the process tree. Linux fast
@@ -521,6 +532,7 @@ def tree_owned(pid: int, connections: Sequence[tuple[Address, Address]]) -> list
         return []
     if not os.path.exists("/proc/net/tcp"):
         return _tree_owned_psutil(pid, connections)
+    # Per connection: its socket's inode, 0 when nobody holds it, None when unknown yet.
     inodes: list[int | None] = [None] * len(connections)
     if hasattr(socket, "AF_NETLINK"):
         try:
@@ -539,7 +551,7 @@ def tree_owned(pid: int, connections: Sequence[tuple[Address, Address]]) -> list
     for i, inode in enumerate(inodes):
         if inode:
             targets.setdefault(f"socket:[{inode}]", []).append(i)
-    owned = [False] * len(connections)
+    owned: list[bool | None] = [None if inode == 0 else False for inode in inodes]
     if not targets:
         return owned
 
@@ -563,7 +575,9 @@ def tree_owned(pid: int, connections: Sequence[tuple[Address, Address]]) -> list
     return owned
 
 
-def _tree_owned_psutil(pid: int, connections: Sequence[tuple[Address, Address]]) -> list[bool]:
+def _tree_owned_psutil(
+    pid: int, connections: Sequence[tuple[Address, Address]]
+) -> list[bool | None]:
     """``tree_owned`` without /proc: the check Airflow's coordinator makes with psutil, with
     IPv4-mapped IPv6 addresses normalised to plain IPv4, the tree's connections listed once."""
     import psutil
@@ -572,7 +586,7 @@ def _tree_owned_psutil(pid: int, connections: Sequence[tuple[Address, Address]])
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return [False] * len(connections)
+        return [False for _ in connections]
     held: set[tuple[tuple[str, int], tuple[str, int]]] = set()
     for proc in procs:
         try:

@@ -440,11 +440,12 @@ class Session:
         Nothing that connects can hold the child's connection back: every connection is
         accepted as it arrives, and all those waiting are checked together in one pass (a
         worker thread, ``tree_owned``), again whenever more arrive and every ``_RECHECK`` s.
-        A connection found in the tree wins at once; one not found is checked again for
-        ``ownership_check_timeout`` (as Airflow: the lookup may not see a socket yet) counted
-        from its first answer, so that time spent queueing for a worker thread does not count,
-        then closed. Beyond ``_PENDING_CAP`` waiting connections the oldest are closed, so a
-        flood of intruders costs a bounded number of descriptors and checks.
+        A connection found in the tree wins at once; one whose other end nobody holds any more
+        is closed at once; one held elsewhere is checked again for ``ownership_check_timeout``
+        (as Airflow: the lookup may not see a socket yet) counted from its first answer, so
+        that time spent queueing for a worker thread does not count, then closed. Beyond
+        ``_PENDING_CAP`` waiting connections the oldest are closed, so a flood of intruders
+        costs a bounded number of descriptors and checks.
         """
         if not self.config.check_ownership:
             return await listener.accept()
@@ -493,6 +494,13 @@ class Session:
                         elif owned:
                             rejections.close(
                                 name, candidate.stream, candidate.peer, f"--{name} is connected"
+                            )
+                        elif owned is None:  # its holder closed it: nobody to wait for
+                            rejections.close(
+                                name,
+                                candidate.stream,
+                                candidate.peer,
+                                "closed by its peer before its owner was found",
                             )
                         else:
                             if candidate.deadline is None:
