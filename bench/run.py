@@ -5,7 +5,7 @@ One command (docs/performance.md)::
     .venv/bin/python bench/run.py [--smoke] [--runs 3] [--out FILE]   (default bench/results.json;
                                                                       --smoke: a temp file)
                                   [--only roundtrip,many,startup,transcript,stubapi,replay,
-                                          masking,html]
+                                          masking,heartbeat,html]
                                   [--airflow-python PATH | --no-airflow]
 
 Every measurement runs in a process of its own (peak RSS is that process's ``VmHWM``), each is
@@ -308,6 +308,13 @@ def bench_masking(smoke: bool) -> dict[str, Any]:
     return run_json(cmd, timeout=600)
 
 
+def bench_heartbeat(smoke: bool, tmp: Path) -> dict[str, Any]:
+    """bench/heartbeat_under_load.py: heartbeat lateness while MaskSecret requests arrive."""
+    cmd = [PY, str(HERE / "heartbeat_under_load.py"), "--json", "--tmp", str(tmp)]
+    cmd += ["--requests", "500" if smoke else "10000", "--linger", "1" if smoke else "2"]
+    return run_json(cmd, timeout=600)
+
+
 def bench_html(sizes: list[int], runs: int, tmp: Path) -> dict[str, Any]:
     """bench/html_scale.py: write, render and open a transcript of each size in Chromium."""
     cmd = [PY, str(HERE / "html_scale.py"), "--sizes", ",".join(map(str, sizes))]
@@ -361,7 +368,8 @@ def main() -> int:
     )
     parser.add_argument(
         "--only",
-        help="comma-separated: roundtrip,many,startup,transcript,stubapi,replay,masking,html",
+        help="comma-separated: roundtrip,many,startup,transcript,stubapi,replay,masking,"
+        "heartbeat,html",
     )
     parser.add_argument("--many", help="children counts (default 1,10,50,200)")
     parser.add_argument("--airflow-python", help="interpreter with apache-airflow-task-sdk")
@@ -383,7 +391,9 @@ def main() -> int:
     replay_sizes = [300, 1000] if smoke else [10_000, 100_000]
     html_sizes = [300, 1000] if smoke else [10_000, 100_000]
     selected = set(
-        (args.only or "roundtrip,many,startup,transcript,stubapi,replay,masking,html").split(",")
+        (
+            args.only or "roundtrip,many,startup,transcript,stubapi,replay,masking,heartbeat,html"
+        ).split(",")
     )
 
     report: dict[str, Any] = {
@@ -493,6 +503,10 @@ def main() -> int:
             result = attempt("masking", bench_masking, smoke)
             if result:
                 summary["masking"] = {k: v for k, v in result.items() if k != "impl"}
+        if "heartbeat" in selected:
+            result = attempt("heartbeat", bench_heartbeat, smoke, tmp)
+            if result:
+                summary["heartbeat"] = result
 
         if "html" in selected:
             result = attempt("html", bench_html, html_sizes, runs, tmp)
@@ -708,6 +722,16 @@ def render(report: dict[str, Any]) -> str:
             f"  {masking['adds']:,} secrets added one by one: {alone} ms;"
             f" with a line redacted after each: {interleaved} ms"
         )
+    heartbeat = s.get("heartbeat")
+    if heartbeat:
+        lines += [
+            "",
+            "Heartbeats under a MaskSecret flood (bench/heartbeat_under_load.py)",
+            f"  {heartbeat['served']:,} requests served in {fmt(heartbeat['serve_s'], '.2f')} s;"
+            f" heartbeat every {heartbeat['interval_s']:g} s, latest"
+            f" {fmt(heartbeat['late_max_ms'], '.1f')} ms late"
+            f" ({fmt(heartbeat['flood_late_max_ms'], '.1f')} ms during the flood)",
+        ]
     html = s.get("html")
     if html:
         lines += [

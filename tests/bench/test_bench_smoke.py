@@ -108,6 +108,14 @@ def test_replay_benchmark_measures(smoke: dict[str, Any]) -> None:
             assert _positive(figures.get(key)), (size, key, figures)
 
 
+def test_heartbeat_under_load_benchmark_measures(smoke: dict[str, Any]) -> None:
+    """bench/heartbeat_under_load.py serves every MaskSecret request and times the heartbeats."""
+    figures = smoke["summary"]["heartbeat"]
+    assert figures["served"] == figures["requests"] > 0
+    assert figures["heartbeats"] >= 2
+    assert isinstance(figures["late_max_ms"], Number)
+
+
 def test_every_target_gets_a_verdict(smoke: dict[str, Any]) -> None:
     verdicts = {t["target"]: t["verdict"] for t in smoke["targets"]}
     assert set(verdicts) == {
