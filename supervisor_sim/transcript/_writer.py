@@ -223,7 +223,7 @@ class TranscriptWriter:
             self.closed = True
             raise TranscriptWriteError(self.path, exc) from None
         self._unhashed.append(data)
-        self._count(("header",))
+        self.counts["header"] = 1
 
     @staticmethod
     def _open(path: Path) -> int:
@@ -290,9 +290,6 @@ class TranscriptWriter:
         if len(unhashed) >= 128:
             self._digest.update(b"".join(unhashed))
             unhashed.clear()
-        self._count(kinds)
-
-    def _count(self, kinds: Sequence[str]) -> None:
         counts = self.counts
         for kind in kinds:
             counts[kind] = counts.get(kind, 0) + 1
