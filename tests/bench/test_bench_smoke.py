@@ -116,6 +116,14 @@ def test_heartbeat_under_load_benchmark_measures(smoke: dict[str, Any]) -> None:
     assert isinstance(figures["late_max_ms"], Number)
 
 
+def test_html_view_benchmark_measures(smoke: dict[str, Any]) -> None:
+    """bench/html_scale.py renders each transcript and times its page in headless Chromium."""
+    assert not smoke["skipped"].get("html"), smoke["skipped"]["html"]
+    for size, figures in smoke["summary"]["html"].items():
+        for key in ("frames", "page_mb", "render_s", "load_ms", "records_ms", "search_ms"):
+            assert _positive(figures.get(key)), (size, key, figures)
+
+
 def test_every_target_gets_a_verdict(smoke: dict[str, Any]) -> None:
     verdicts = {t["target"]: t["verdict"] for t in smoke["targets"]}
     assert set(verdicts) == {
@@ -127,10 +135,11 @@ def test_every_target_gets_a_verdict(smoke: dict[str, Any]) -> None:
         "help",
         "transcript",
         "replay",
+        "html",
     }
-    # The smoke run has no 200-children run and no 100k-request replay, and no Airflow figure
-    # when Airflow is skipped.
-    not_applicable = {"many_200_rss", "replay"}
+    # The smoke run has no 200-children run, no 100k-request replay and no 100k-frame HTML
+    # page, and no Airflow figure when Airflow is skipped.
+    not_applicable = {"many_200_rss", "replay", "html"}
     if smoke["skipped"].get("roundtrip_airflow"):
         not_applicable.add("rt_vs_airflow")
     for name, verdict in verdicts.items():
