@@ -29,16 +29,19 @@ RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))
  && pip install --no-compile -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
 
-# 2. supervisor-sim itself (no dependency resolution: step 1 did it).
+# 2. supervisor-sim itself (no dependency resolution: step 1 did it). supervisor_sim/_data/
+#    links to the reference runtime, the example fixtures and the config schemas: they are
+#    copied first, so that the installed package bundles them (supervisor-sim init).
+COPY runtimes/reference/ runtimes/reference/
+COPY examples/fixtures.toml examples/
+COPY docs/schema/ docs/schema/
 COPY supervisor_sim/ supervisor_sim/
 RUN pip install --no-compile --no-deps . \
  && rm -rf build supervisor_sim.egg-info
 
-# 3. The reference runtime and the project config that names it ([runtime] command), with the
-#    fixtures the embedded stub is seeded from. State and transcripts go to /app/.supervisor-sim.
-COPY runtimes/reference/ runtimes/reference/
+# 3. The project config that names the reference runtime ([runtime] command) and the fixtures
+#    the embedded stub is seeded from. State and transcripts go to /app/.supervisor-sim.
 COPY supervisor-sim.toml ./
-COPY examples/fixtures.toml examples/
 RUN mkdir -p /app/.supervisor-sim/runs \
  && chown -R 1000:0 /app/.supervisor-sim \
  && chmod -R g=u /app/.supervisor-sim
