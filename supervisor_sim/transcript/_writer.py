@@ -347,6 +347,8 @@ class TranscriptWriter:
             else:
                 payload = packb([d.get("id"), clean_body, d.get("context_carrier")])
             out["raw_redacted"] = True
+        elif d.get("raw_redacted"):
+            out["raw_redacted"] = True  # the session recorded the frame masked already
         out["body"] = to_jsonable(clean_body)
         if error is not None:
             out["error"] = to_jsonable(clean_error)
@@ -410,8 +412,13 @@ class TranscriptWriter:
             return None
         body = d.get("body")
         error = d.get("error")
-        # A str error is a decode error (recorded as decode_error): the general path has it.
-        if not plain(body) or (error is not None and (type(error) is str or not plain(error))):
+        # A str error is a decode error (recorded as decode_error): the general path has it, and
+        # a frame the session masked itself (raw_redacted), which is said in the record.
+        if (
+            not plain(body)
+            or (error is not None and (type(error) is str or not plain(error)))
+            or "raw_redacted" in d
+        ):
             return None
         # Nothing to redact: the exact payload is kept and the values are their own JSON view.
         seq = event.seq
