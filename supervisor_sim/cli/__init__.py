@@ -23,6 +23,7 @@ from ._common import Group
 from ._init import init
 from ._options import AIRFLOW_VERSION, API_VERSION, TASK_SDK_VERSION
 from ._parse import parse
+from ._proxy import proxy
 from ._run_dag import run_dag
 from ._run_task import run_task
 from ._transcripts import diff, replay, show
@@ -90,7 +91,7 @@ def _name_envvars(command: click.Command) -> None:
 
 
 _name_envvars(main)
-for _command in (run_task, run_dag, parse, show, diff, replay, check, init):
+for _command in (run_task, run_dag, parse, show, diff, replay, check, init, proxy):
     _command.context_settings.setdefault("auto_envvar_prefix", ENVVAR_PREFIX)
     _name_envvars(_command)
     main.add_command(_command)

@@ -287,6 +287,7 @@ async def _replay(
 
     from ..api import ExecutionAPIClient, RetryPolicy
     from ..runner import forward_signals_to
+    from ..runner.proxy import ProxyReplayHooks, is_proxy_transcript
     from ..supervision import Journal, TaskSession, TaskSpec, journal_exchanges
     from ..transcript import FrameMatcher, ReplayTransport
     from ._console import ConsoleSink
@@ -320,7 +321,9 @@ async def _replay(
             retry=RetryPolicy(attempts=1),
             on_exchange=journal_exchanges(journal),
         )
-        session = TaskSession(spec, api, config=config, journal=journal)
+        # A proxy recording holds Airflow's frames, not its HTTP calls: they are replayed.
+        hooks = ProxyReplayHooks(t) if is_proxy_transcript(t) else None
+        session = TaskSession(spec, api, config=config, journal=journal, hooks=hooks)
         running = True
 
         def stop(divergence: Any) -> None:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         Launch as Launch,
         StartupError as StartupError,
         start_runtime as start_runtime,
+        tree_owned as tree_owned,
     )
     from ._session import (
         Session as Session,
@@ -84,6 +85,7 @@ _MODULES = {
     "error_response": "_dispatch",
     "journal_exchanges": "_events",
     "start_runtime": "_process",
+    "tree_owned": "_process",
     "violation": "_violations",
 }
 

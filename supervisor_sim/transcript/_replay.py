@@ -320,6 +320,9 @@ class ReplayTransport(httpx.AsyncBaseTransport):
             self.serve = self._serve
         self._exchanges: dict[_Key, deque[dict[str, Any]]] = {}
         self._heartbeat: dict[str, Any] | None = None
+        # A transcript of frames alone (``supervisor-sim proxy``: Airflow's HTTP calls were
+        # not seen): the start call is answered from the recorded StartupDetails.
+        self._run_context = None if transcript.http() else _recorded_ti_context(transcript)
         # Heartbeats are answered in recorded order and the last one repeated after that, so a
         # 409 the run got (an injected fault, an outside event) ends the replay the same way.
         self._heartbeats: deque[dict[str, Any]] = deque()
@@ -355,6 +358,12 @@ class ReplayTransport(httpx.AsyncBaseTransport):
         if queue:
             rec = queue.popleft()
             return _reply(rec), rec.get("duration_s") or 0.0
+        if self._run_context is not None and method == "PATCH":
+            if path.endswith("/run"):
+                content = json.dumps(self._run_context, default=_iso).encode()
+                return _Reply(200, [("content-type", "application/json")], content), 0.0
+            if path.endswith("/state"):  # a terminal state: the frames already tell it
+                return _Reply(204, [], b""), 0.0
         self.unmatched.append(f"{method} {path}" + (f"?{query}" if query else ""))
         reply = _Reply(
             599,
@@ -378,6 +387,21 @@ class ReplayTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             reply.status, request=request, headers=reply.headers, content=reply.content
         )
+
+
+def _recorded_ti_context(transcript: Transcript) -> dict[str, Any] | None:
+    """The ``ti_context`` of the recorded StartupDetails (None: there is none)."""
+    for rec in transcript.frames("out"):
+        if rec.get("type") == "StartupDetails":
+            body = frame_body(rec)
+            if isinstance(body, dict) and isinstance(body.get("ti_context"), dict):
+                return dict(body["ti_context"])
+            return None
+    return None
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 def _reply(rec: dict[str, Any]) -> _Reply:
