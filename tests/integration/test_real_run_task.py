@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shlex
@@ -173,3 +174,44 @@ def test_queue_ti_mints_a_workload_token_airflow_accepts(airflow: RealAirflow, t
     )
     assert sim.returncode == 0, sim.stderr[-3000:]
     assert airflow.ti_state(ti) == ("success", 1)
+
+
+HOSTILE = Path(__file__).resolve().parents[1] / "children" / "hostile.py"
+
+
+def test_mask_secret_values_are_masked_in_their_own_frames_with_a_real_api(
+    airflow: RealAirflow, tmp_path: Path
+):
+    """With --api-url nothing is held for an inline stub, so every record is written as it
+    happens: a MaskSecret value is still learnt before its own frame is recorded, and neither
+    that frame nor any record after it holds the value."""
+    (ti,) = airflow.queue("hello")
+    runtime = [sys.executable, str(HOSTILE), "mask-flood"]
+    code, result, stderr, transcript = run_task(
+        airflow, ti, tmp_path, runtime=runtime, env={"HOSTILE_N": "20"}
+    )
+    assert (code, result["final_state"]) == (0, "success"), stderr
+    text = transcript.read_text()
+    assert "-value" not in text  # every "secret-00000N-value"
+    records = [json.loads(line) for line in text.splitlines()]
+    masks = [r for r in records if r.get("record") == "frame" and r.get("type") == "MaskSecret"]
+    assert len(masks) == 20 and all(r["body"]["value"] == "***" for r in masks)
+
+
+@pytest.mark.parametrize(
+    "kind", ["secret-in-bad-log", "secret-as-type", "secret-as-key", "secret-in-undecodable-frame"]
+)
+def test_a_secret_from_airflows_connection_leaked_by_the_runtime_is_masked_everywhere(
+    airflow: RealAirflow, tmp_path: Path, kind: str
+):
+    """The runtime reads peer_conn from Airflow (password "s3cret"), then leaks it; it is in
+    neither the transcript, the --json result nor the console output."""
+    (ti,) = airflow.queue("hello")
+    runtime = [sys.executable, str(HOSTILE), kind]
+    code, result, stderr, transcript = run_task(airflow, ti, tmp_path, "-v", runtime=runtime)
+    assert (code, result["final_state"]) == (0, "success"), stderr
+    assert "s3cret" not in transcript.read_text()
+    for line in transcript.read_text().splitlines():
+        raw = json.loads(line).get("raw")
+        assert raw is None or b"s3cret" not in base64.b64decode(raw)  # a frame's bytes
+    assert "s3cret" not in json.dumps(result) and "s3cret" not in stderr
