@@ -28,6 +28,7 @@ from supervisor_sim.protocol import (  # noqa: E402
     TO_TASK,
     Model,
 )
+from supervisor_sim.protocol._catalogue import MODELS  # noqa: E402
 from supervisor_sim.protocol._schema import SOURCE_PACKAGE  # noqa: E402
 from supervisor_sim.protocol._types import Enum  # noqa: E402
 
@@ -214,7 +215,8 @@ def _appendix() -> list[str]:
         "",
     ]
     for name in sorted(n for n in DEFINITIONS if n not in CATALOGUE):
-        definition = DEFINITIONS[name]
+        # The validation models (plain datetime fields refined), where the catalogue has one.
+        definition = MODELS.get(name, DEFINITIONS[name])
         lines += [f"### `{name}`", ""]
         if isinstance(definition, Enum):
             lines += [f"A string, one of: {_code_list(definition.values)}.", ""]
