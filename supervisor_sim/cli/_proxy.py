@@ -185,16 +185,17 @@ def _write_wrapper(
     if no_transcript:
         options.append("--no-transcript")
     elif transcript is not None:
-        options += ["--transcript", str(transcript.expanduser().resolve())]
+        options += ["--transcript", os.path.abspath(transcript.expanduser())]
     elif folder is not None:
-        options += ["--dir", str(folder.expanduser().resolve())]
+        options += ["--dir", os.path.abspath(folder.expanduser())]
     if no_redact:
         options.append("--no-redact")
     if cleanup_timeout != 60.0:
         options += ["--cleanup-timeout", f"{cleanup_timeout:g}"]
     runtime = list(runtime)
     if os.sep in runtime[0]:
-        runtime[0] = str(Path(runtime[0]).expanduser().resolve())
+        # Absolute, symbolic links kept: a venv's python is a link that must stay one.
+        runtime[0] = os.path.abspath(Path(runtime[0]).expanduser())
     elif shutil.which(runtime[0]) is None:
         raise UsageError(f"{runtime[0]}: no such command on PATH")
     try:

@@ -349,6 +349,12 @@ def _http_diffs(ca: list[str], cb: list[str], where: str = "") -> list[Differenc
 def diff_transcripts(a: Transcript, b: Transcript) -> TranscriptDiff:
     ea, unasked_a = _exchanges(a)
     eb, unasked_b = _exchanges(b)
+    if _proxied(a) or _proxied(b):
+        # A proxy recording has no HTTP calls (Airflow's supervisor made them, unseen): the
+        # other side's are not differences.
+        for exchange in (*ea, *eb):
+            exchange.http.clear()
+        unasked_a, unasked_b = [], []
     differ = _Differ(a, b)
     differ.frames(ea, eb)
     out = differ.out
@@ -365,3 +371,8 @@ def diff_transcripts(a: Transcript, b: Transcript) -> TranscriptDiff:
             )
         )
     return TranscriptDiff(out)
+
+
+def _proxied(t: Transcript) -> bool:
+    """Whether ``t`` was recorded by ``supervisor-sim proxy`` (frames only, no HTTP calls)."""
+    return isinstance(t.header.get("proxy"), dict) and not t.http()

@@ -360,10 +360,13 @@ def exit_like(code: int) -> NoReturn:
         resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
     except (ValueError, OSError):
         pass
-    try:
-        signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
-        signal.raise_signal(sig)
-    except (ValueError, OSError):
-        pass
+    for step in (
+        lambda: signal.signal(sig, signal.SIG_DFL),  # refused for SIGKILL: it has no handler
+        lambda: signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig}),
+        lambda: signal.raise_signal(sig),
+    ):
+        try:
+            step()
+        except (ValueError, OSError):
+            pass
     os._exit(128 + sig)
