@@ -300,8 +300,17 @@ def process_events(transcript: Any, event: str) -> list[dict[str, Any]]:
 
 # --- what crosses, unchanged -------------------------------------------------------------------
 
-#: A runtime that sends fixed bytes in odd pieces (a frame split in two writes, two frames in
-#: one, a map with an int key, non-minimal ints) and keeps every byte it receives.
+#: Two requests as a runtime in another language may encode them: [0, {"type": "GetVariable",
+#: "key": "a"}, nil] with its id 0 as a uint64 (not minimal), then [1, {"type": "MaskSecret",
+#: 1: "x"}, nil] with an int map key.
+EXACT_FRAMES = [
+    "93cf0000000000000000" "82a474797065ab4765745661726961626c65a36b6579a161" "c0",
+    "9301" "82a474797065aa4d61736b536563726574" "01a178" "c0",
+]  # fmt: skip
+
+#: A runtime that sends $FRAMES (hex) in odd pieces (the first frame split in two writes, the
+#: rest of it and the second frame in one), log lines cut mid-line, and keeps every byte it
+#: receives in $OUT.
 EXACT_RUNTIME = r"""
 import os, socket, sys, time
 args = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
@@ -309,16 +318,12 @@ def connect(hp):
     h, p = hp.rsplit(":", 1)
     return socket.create_connection((h, int(p)))
 comm, logs = connect(args["comm"]), connect(args["logs"])
-def frame(payload):
-    return len(payload).to_bytes(4, "big") + payload
-# [0, {"type": "GetVariable", "key": "a"}, nil] with id 0 as a uint64 (cd: not minimal)
-first = frame(bytes.fromhex("93cf0000000000000000") + bytes.fromhex("82a474797065ab4765745661726961626c65a36b6579a161") + b"\xc0")
-second = frame(bytes.fromhex("9301") + bytes.fromhex("82a474797065aa4d61736b536563726574") + bytes.fromhex("01a178") + b"\xc0")
+frames = bytes.fromhex(os.environ["FRAMES"])
 received = bytearray()
 comm.settimeout(10)
 while len(received) < int(os.environ["EXPECT"]):
     received += comm.recv(65536)
-comm.sendall(first[:7]); time.sleep(0.05); comm.sendall(first[7:] + second)
+comm.sendall(frames[:7]); time.sleep(0.05); comm.sendall(frames[7:])
 logs.sendall(b'{"level": "info", "event": "caf\xc3\xa9 \\u00e9"}\n{"level":"info","event":"two"}')
 time.sleep(0.05)
 logs.sendall(b'\nnot json\n')
@@ -347,6 +352,7 @@ def test_every_byte_crosses_unchanged_both_ways(tmp_path: Path) -> None:
         "EXPECT": str(len(first)),
         "EXPECT_ALL": str(len(first) + len(replies)),
         "OUT": str(tmp_path / "received.bin"),
+        "FRAMES": _exact_frames().hex(),
     }
     run = airflow.run()
     assert run.returncode == 0, run.stderr
@@ -381,21 +387,8 @@ def test_every_byte_crosses_unchanged_both_ways(tmp_path: Path) -> None:
 
 
 def _exact_frames() -> bytes:
-    def frame_of(payload: bytes) -> bytes:
-        return len(payload).to_bytes(4, "big") + payload
-
-    first = frame_of(
-        bytes.fromhex("93cf0000000000000000")
-        + bytes.fromhex("82a474797065ab4765745661726961626c65a36b6579a161")
-        + b"\xc0"
-    )
-    second = frame_of(
-        bytes.fromhex("9301")
-        + bytes.fromhex("82a474797065aa4d61736b536563726574")
-        + bytes.fromhex("01a178")
-        + b"\xc0"
-    )
-    return first + second
+    payloads = [bytes.fromhex(h) for h in EXACT_FRAMES]
+    return b"".join(len(p).to_bytes(4, "big") + p for p in payloads)
 
 
 def base64_bytes(text: str) -> bytes:
