@@ -338,14 +338,18 @@ class TranscriptWriter:
         error = d.get("error")
         payload: bytes = d.get("payload") or b""
         out: dict[str, Any] = {"dir": d["direction"], "id": d.get("id"), "type": d.get("type")}
+        carrier = d.get("context_carrier")
         clean_body = self._clean(body)
         clean_error = self._clean(error)
-        if self._redact is not None and (clean_body != body or clean_error != error):
+        clean_carrier = self._clean(carrier)
+        if self._redact is not None and (
+            clean_body != body or clean_error != error or clean_carrier != carrier
+        ):
             # The exact bytes held a secret: store an encoding of the redacted values instead.
             if d["direction"] == "out":
                 payload = packb([d.get("id"), clean_body, clean_error])
             else:
-                payload = packb([d.get("id"), clean_body, d.get("context_carrier")])
+                payload = packb([d.get("id"), clean_body, clean_carrier])
             out["raw_redacted"] = True
         elif d.get("raw_redacted"):
             out["raw_redacted"] = True  # the session recorded the frame masked already
@@ -354,9 +358,13 @@ class TranscriptWriter:
             out["error"] = to_jsonable(clean_error)
         out["raw"] = _b64(payload)
         out["len"] = len(payload)
-        for key in ("offset", "elements", "context_carrier"):
-            if d.get(key) is not None:
-                out[key] = to_jsonable(d[key])
+        for key, value in (
+            ("offset", d.get("offset")),
+            ("elements", d.get("elements")),
+            ("context_carrier", clean_carrier),
+        ):
+            if value is not None:
+                out[key] = to_jsonable(value)
         if d.get("error") and isinstance(d.get("error"), str):
             out["decode_error"] = d["error"]
             out.pop("error", None)
@@ -446,6 +454,8 @@ class TranscriptWriter:
         offset = d.get("offset")
         elements = d.get("elements")
         carrier = d.get("context_carrier")
+        if carrier is not None and not plain(carrier):
+            return None  # a carrier to redact: the general path does
         if offset is None and elements is None and carrier is None:
             tail = ""  # a frame out
         elif type(offset) is int and type(elements) is int and carrier is None:

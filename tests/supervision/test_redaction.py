@@ -59,6 +59,8 @@ def test_hides_secret_finds_what_string_masking_misses_and_learns_new_secrets() 
     assert r.hides_secret("s3cret-pw")
     assert not r.hides_secret({"a": "s3cret-pw"})
     assert not r.request_hides_secret("GetVariable", {"type": "GetVariable", "key": "k"}, None)
+    # A context carrier is masked here whole: no sink masks its strings.
+    assert r.request_hides_secret("GetVariable", {"type": "GetVariable"}, {"t": "s3cret-pw"})
     r.masker.add("GetVariable")
     assert r.request_hides_secret("GetVariable", {"type": "GetVariable", "key": "k"}, None)
 

@@ -118,22 +118,30 @@ class ReferenceRecords:
         error = d.get("error")
         payload: bytes = d.get("payload") or b""
         out: dict[str, Any] = {"dir": d["direction"], "id": d.get("id"), "type": d.get("type")}
+        carrier = d.get("context_carrier")
         clean_body = self._clean(body)
         clean_error = self._clean(error)
-        if self._redact is not None and (clean_body != body or clean_error != error):
+        clean_carrier = self._clean(carrier)  # a context carrier is redacted too
+        if self._redact is not None and (
+            clean_body != body or clean_error != error or clean_carrier != carrier
+        ):
             if d["direction"] == "out":
                 payload = packb([d.get("id"), clean_body, clean_error])
             else:
-                payload = packb([d.get("id"), clean_body, d.get("context_carrier")])
+                payload = packb([d.get("id"), clean_body, clean_carrier])
             out["raw_redacted"] = True
         out["body"] = reference_to_jsonable(clean_body)
         if error is not None:
             out["error"] = reference_to_jsonable(clean_error)
         out["raw"] = _ref_b64(payload)
         out["len"] = len(payload)
-        for key in ("offset", "elements", "context_carrier"):
-            if d.get(key) is not None:
-                out[key] = reference_to_jsonable(d[key])
+        for key, value in (
+            ("offset", d.get("offset")),
+            ("elements", d.get("elements")),
+            ("context_carrier", clean_carrier),
+        ):
+            if value is not None:
+                out[key] = reference_to_jsonable(value)
         if d.get("error") and isinstance(d.get("error"), str):
             out["decode_error"] = d["error"]
             out.pop("error", None)
