@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from ..runner import DEFAULT_STATE, ConfigError, ProjectConfig, load_project_config
+from ..runner import DEFAULT_RUNS, DEFAULT_STATE, ConfigError, ProjectConfig, load_project_config
 
 if TYPE_CHECKING:
     from ..api import Exchange
@@ -53,6 +53,7 @@ __all__ = [
     "project_config",
     "state_path",
     "supervisor_config",
+    "transcript_target",
     "unreachable",
     "writable_dir",
     "writable_file",
@@ -259,6 +260,21 @@ def writable_dir(path: Path, option: str, fix: str) -> Path:
         raise UsageError(f"{option}: cannot write in {path}: {_why(exc, path)}; {fix}") from None
     probe.unlink(missing_ok=True)
     return path
+
+
+def transcript_target(opts: dict[str, Any], runs_dir: Path | None) -> None:
+    """Where this run's transcript goes can be written: ``--transcript`` as a file, or else the
+    project's transcripts folder; nothing with ``--no-transcript``."""
+    if opts["no_transcript"]:
+        return
+    if opts["transcript"]:
+        writable_file(opts["transcript"], "--transcript", "give another path or --no-transcript")
+        return
+    writable_dir(
+        runs_dir or DEFAULT_RUNS,
+        "the transcripts folder",
+        "set [transcripts] dir, give --transcript, or pass --no-transcript",
+    )
 
 
 def state_path(value: str | os.PathLike[str] | None) -> None:

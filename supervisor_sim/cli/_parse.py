@@ -26,8 +26,7 @@ from ._common import (
     project_config,
     state_path,
     supervisor_config,
-    writable_dir,
-    writable_file,
+    transcript_target,
 )
 from ._options import (
     bundle_name_option,
@@ -123,16 +122,7 @@ def parse_command(ctx: click.Context, file: str | None, opts: dict[str, Any]) ->
     project = project_config(ctx)
     fmt = log_format(opts["log_format"])
     state_path(opts["state_path"] or project.state)
-    if opts["no_transcript"]:
-        pass
-    elif opts["transcript"]:
-        writable_file(opts["transcript"], "--transcript", "give another path or --no-transcript")
-    else:
-        writable_dir(
-            project.runs_dir or DEFAULT_RUNS,
-            "the transcripts folder",
-            "set [transcripts] dir, give --transcript, or pass --no-transcript",
-        )
+    transcript_target(opts, project.runs_dir)
     with loading():
         import trio
 

@@ -53,9 +53,8 @@ from ._common import (
     project_config,
     state_path,
     supervisor_config,
+    transcript_target,
     unreachable,
-    writable_dir,
-    writable_file,
 )
 from ._faults import attach_fault_plan, fault_plan
 from ._options import (
@@ -273,16 +272,7 @@ def _checked(
             "no runtime command: pass --runtime CMD, set [runtime] command in "
             "supervisor-sim.toml, or create one with `supervisor-sim init`"
         )
-    if opts["no_transcript"]:
-        pass
-    elif opts["transcript"]:
-        writable_file(opts["transcript"], "--transcript", "give another path or --no-transcript")
-    else:
-        writable_dir(
-            project.runs_dir or DEFAULT_RUNS,
-            "the transcripts folder",
-            "set [transcripts] dir, give --transcript, or pass --no-transcript",
-        )
+    transcript_target(opts, project.runs_dir)
     if not opts["api_url"]:
         state_path(opts["state_path"] or project.state)
     opts["fault_plan"] = fault_plan(

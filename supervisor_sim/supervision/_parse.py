@@ -13,16 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from ..api import ExecutionAPIClient
 from ..protocol import TO_SUPERVISOR
-from ._config import SupervisorConfig
 from ._dispatch import Dispatcher, Reply, error_response
-from ._events import Journal
-from ._hooks import SessionHooks, Workload
-from ._process import Launch
-from ._session import Session
+from ._hooks import Workload
+from ._session import Session, SessionOptions
 from ._violations import violation
 
 __all__ = ["PARSE_REQUESTS", "ParseSession", "ParseSpec", "ParseWorkload"]
@@ -125,18 +122,9 @@ class ParseSession(Session):
     workload: ParseWorkload
 
     def __init__(
-        self,
-        spec: ParseSpec,
-        api: ExecutionAPIClient,
-        *,
-        config: SupervisorConfig | None = None,
-        journal: Journal | None = None,
-        launch: Launch | None = None,
-        hooks: SessionHooks | None = None,
+        self, spec: ParseSpec, api: ExecutionAPIClient, **options: Unpack[SessionOptions]
     ) -> None:
-        super().__init__(
-            ParseWorkload(spec), api, config=config, journal=journal, launch=launch, hooks=hooks
-        )
+        super().__init__(ParseWorkload(spec), api, **options)
 
     @property
     def spec(self) -> ParseSpec:

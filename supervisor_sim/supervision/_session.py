@@ -17,7 +17,7 @@ import math
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import trio
 
@@ -75,6 +75,16 @@ class TaskOutcome:
     def violation_count(self) -> int:
         """Every violation the runtime made, recorded or only counted."""
         return len(self.violations) + sum(self.violations_suppressed.values())
+
+
+class SessionOptions(TypedDict, total=False):
+    """What a session takes besides its workload and API client: the keyword arguments of
+    ``Session``, ``TaskSession`` and ``ParseSession`` alike."""
+
+    config: SupervisorConfig | None
+    journal: Journal | None
+    launch: Launch | None
+    hooks: SessionHooks | None
 
 
 class Session:

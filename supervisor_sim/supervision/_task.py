@@ -14,19 +14,17 @@ import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 import trio
 
 from ..api import APIStatusError, ExecutionAPIClient, ServerResponseError
 from ..protocol import CATALOGUE, TERMINAL, TO_SUPERVISOR, as_pydantic_json, materialize
-from ._config import SupervisorConfig
 from ._dispatch import Dispatcher, Reply, json_default, jsonify
-from ._events import Journal
-from ._hooks import SessionHooks, StartFailed, Workload
-from ._process import ChildProcess, Launch
-from ._session import Session
+from ._hooks import StartFailed, Workload
+from ._process import ChildProcess
+from ._session import Session, SessionOptions
 from ._violations import violation
 
 __all__ = [
@@ -379,18 +377,9 @@ class TaskSession(Session):
     workload: TaskWorkload
 
     def __init__(
-        self,
-        spec: TaskSpec,
-        api: ExecutionAPIClient,
-        *,
-        config: SupervisorConfig | None = None,
-        journal: Journal | None = None,
-        launch: Launch | None = None,
-        hooks: SessionHooks | None = None,
+        self, spec: TaskSpec, api: ExecutionAPIClient, **options: Unpack[SessionOptions]
     ) -> None:
-        super().__init__(
-            TaskWorkload(spec), api, config=config, journal=journal, launch=launch, hooks=hooks
-        )
+        super().__init__(TaskWorkload(spec), api, **options)
 
     @property
     def spec(self) -> TaskSpec:
