@@ -23,6 +23,7 @@ import signal
 import socket
 import struct
 import subprocess
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -139,6 +140,7 @@ class Launch:
                         self.proc.wait(timeout=10)
                     except subprocess.TimeoutExpired:  # pragma: no cover - stuck in the kernel
                         pass
+                    _wait_group_gone(self.proc.pid, timeout=5.0)
                 for fd in fds:
                     if fd is not None:
                         os.close(fd)
@@ -147,6 +149,37 @@ class Launch:
                 sock.close()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def group_alive(pgid: int) -> bool:
+    """Is any live (non-zombie) process left in process group ``pgid``?"""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    # killpg also succeeds while only unreaped zombies remain; those hold nothing open.
+    import psutil
+
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return False
+
+
+def _wait_group_gone(pgid: int, timeout: float) -> None:
+    """Until no live process is left in group ``pgid`` (or ``timeout`` passed): SIGKILL reaches
+    a grandchild asynchronously, after its parent has already been reaped, and what the caller
+    does next (report "stopped", exit) must not race it."""
+    deadline = time.monotonic() + timeout
+    while group_alive(pgid) and time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.005)
 
 
 def start_runtime(
@@ -302,23 +335,7 @@ class ChildProcess:
 
     def group_alive(self) -> bool:
         """Is any live (non-zombie) process left in the child's process group?"""
-        try:
-            os.killpg(self.pgid, 0)
-        except (ProcessLookupError, PermissionError):
-            return False
-        # killpg also succeeds while only unreaped zombies remain; those hold nothing open.
-        import psutil
-
-        for proc in psutil.process_iter(["status"]):
-            try:
-                if (
-                    os.getpgid(proc.pid) == self.pgid
-                    and proc.info["status"] != psutil.STATUS_ZOMBIE
-                ):
-                    return True
-            except (ProcessLookupError, psutil.Error):
-                continue
-        return False
+        return group_alive(self.pgid)
 
     async def kill(
         self,
