@@ -94,7 +94,13 @@ class APIStatusError(Exception):
 
 
 class ServerResponseError(APIStatusError):
-    """An HTTP error with a JSON body, as Airflow's client raises it; ``detail`` is the body."""
+    """An HTTP error with a JSON body, as Airflow's client raises it; ``detail`` is the body.
+
+    ``message`` is what Airflow's ``ServerResponseError.from_response`` makes its message, and so
+    what its supervisor puts in an error frame's ``detail.message``: "Remote server returned
+    validation error" for a list ``detail``, "Server returned error" for a map ``detail`` or a
+    body of another shape, the ``detail`` itself when it is a non-empty string. ``reason`` is
+    the server's own words, for supervisor-sim's diagnostics."""
 
     def __init__(self, response: APIResponse) -> None:
         super().__init__(response)
@@ -102,11 +108,35 @@ class ServerResponseError(APIStatusError):
             self.detail: Any = response.json()
         except ValueError:
             self.detail = None
-        detail = self.detail.get("detail") if isinstance(self.detail, dict) else self.detail
-        self.message = (
-            f"Server returned error {response.status_code}" if detail is None else str(detail)
+        inner = self.detail.get("detail") if isinstance(self.detail, dict) else None
+        self.message = airflow_error_message(self.detail)
+        self.reason = (
+            f"Server returned error {response.status_code}" if inner is None else str(inner)
         )
         Exception.__init__(self, self.message)
+
+
+def _is_validation_item(item: Any) -> bool:
+    # pydantic's ValidationError model of the Execution API: loc, msg and type are required.
+    return (
+        isinstance(item, dict)
+        and isinstance(item.get("loc"), list)
+        and isinstance(item.get("msg"), str)
+        and isinstance(item.get("type"), str)
+    )
+
+
+def airflow_error_message(body: Any) -> str:
+    """The message Airflow's client gives an error response with this JSON ``body``."""
+    if isinstance(body, dict) and "detail" in body:
+        detail = body["detail"]
+        if isinstance(detail, list) and all(_is_validation_item(i) for i in detail):
+            return "Remote server returned validation error"
+        if isinstance(detail, dict):
+            return "Server returned error"
+        if isinstance(detail, str):
+            return detail or "Un-parseable error"
+    return "Server returned error"
 
 
 @dataclass(frozen=True)

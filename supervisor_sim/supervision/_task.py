@@ -284,7 +284,7 @@ class TaskWorkload(Workload):
                         "note",
                         level="error",
                         message="Server indicated the task shouldn't be running "
-                        f"anymore ({exc.status_code}: {exc.message})",
+                        f"anymore ({exc.status_code}: {exc.reason})",
                     )
                     self.state.terminal_state = SERVER_TERMINATED
                     await self.session.kill("server terminated the task")
@@ -392,5 +392,5 @@ class TaskSession(Session):
 
 def _why(exc: BaseException) -> str:
     if isinstance(exc, ServerResponseError):
-        return f"HTTP {exc.status_code}: {exc.message}"
+        return f"HTTP {exc.status_code}: {exc.reason}"
     return f"{type(exc).__name__}: {exc}"
