@@ -94,14 +94,14 @@ class TaskState:
     terminal_state: str | None = None
     #: A terminal message whose state call failed; replayed once at exit.
     pending: tuple[str, dict[str, Any]] | None = None
+    #: A terminal state call is on its way: Airflow's one loop sends no heartbeat meanwhile.
+    in_flight: bool = False
     task_end_time: float | None = None
     rendered_map_index: str | None = None
 
     def final_state(self, exit_code: int | None) -> str:
-        """Airflow's final-state table: what the try ended as, from its terminal message (or
-        the state call still pending) and the exit code."""
-        if self.pending is not None:
-            return str(self.pending[1]["state"])
+        """Airflow's final-state table: what the try ended as, from the terminal state the
+        server accepted (a terminal call it refused sets none) and the exit code."""
         if exit_code == 0:
             return self.terminal_state or "success"
         if self.terminal_state == SERVER_TERMINATED:
@@ -248,14 +248,22 @@ class TaskWorkload(Workload):
             state.task_end_time = self.journal.now()
         if "rendered_map_index" in CATALOGUE[name].model.by_name:
             state.rendered_map_index = body.get("rendered_map_index")
-        state.terminal_state = payload["state"]
+        # As Airflow's _send_terminal_state_msg: the message is kept for a replay at exit, and
+        # the terminal state — which stops heartbeats and starts the overtime watch — is only
+        # taken once the server accepted it. A refused call (409: the TI was marked failed
+        # meanwhile) leaves the try running: heartbeats go on, get 409, and the task is killed.
         state.pending = (name, payload)
+        state.in_flight = True
+        try:
+            await self.api.request(
+                "PATCH", f"task-instances/{self.ti_id}/state", json_body=payload, cause=cause
+            )
+        finally:
+            state.in_flight = False
+        state.terminal_state = payload["state"]
+        state.pending = None
         if name in _OVERTIME_AFTER:
             self._start_overtime()
-        await self.api.request(
-            "PATCH", f"task-instances/{self.ti_id}/state", json_body=payload, cause=cause
-        )
-        state.pending = None
         return None, None
 
     # --- duties ----------------------------------------------------------------------------------
@@ -270,6 +278,10 @@ class TaskWorkload(Workload):
         failed = 0
         path = f"task-instances/{self.ti_id}/heartbeat"
         while child.alive and self.state.terminal_state is None:
+            if self.state.in_flight:
+                with trio.move_on_after(min(cfg.heartbeat_interval, 0.05)):
+                    await child.exited.wait()
+                continue
             try:
                 await self.api.request(
                     "PUT",
@@ -342,7 +354,9 @@ class TaskWorkload(Workload):
                     message=f"{name} could not be delivered; TI may be stuck on "
                     f"the server: {_why(exc)}",
                 )
-            return final
+                return final
+            # Delivered now: the server holds the message's state, so that is the outcome.
+            return str(payload["state"])
         if final not in STATES_SENT_DIRECTLY:
             payload = {
                 "state": final,
