@@ -5,7 +5,7 @@ One command (docs/performance.md)::
     .venv/bin/python bench/run.py [--smoke] [--runs 3] [--out FILE]   (default bench/results.json;
                                                                       --smoke: a temp file)
                                   [--only roundtrip,many,startup,transcript,stubapi,replay,
-                                          masking,heartbeat,html]
+                                          masking,heartbeat,html,proxy]
                                   [--airflow-python PATH | --no-airflow]
 
 Every measurement runs in a process of its own (peak RSS is that process's ``VmHWM``), each is
@@ -322,6 +322,14 @@ def bench_html(sizes: list[int], runs: int, tmp: Path) -> dict[str, Any]:
     return run_json(cmd, timeout=300 + sum(sizes) / 200)
 
 
+def bench_proxy(smoke: bool, airflow_py: str | None) -> dict[str, Any]:
+    """bench/proxy_bench.py: what supervisor-sim proxy adds per round trip, and its CPU."""
+    cmd = [PY, str(HERE / "proxy_bench.py"), "--json"] + (["--smoke"] if smoke else [])
+    if airflow_py is not None:
+        cmd += ["--airflow-python", airflow_py]
+    return run_json(cmd, timeout=1800)
+
+
 def bench_stubapi(n: int) -> dict[str, Any]:
     return run_json([PY, str(HERE / "sim_bench.py"), "stubapi", "--n", str(n)], timeout=600)
 
@@ -369,7 +377,7 @@ def main() -> int:
     parser.add_argument(
         "--only",
         help="comma-separated: roundtrip,many,startup,transcript,stubapi,replay,masking,"
-        "heartbeat,html",
+        "heartbeat,html,proxy",
     )
     parser.add_argument("--many", help="children counts (default 1,10,50,200)")
     parser.add_argument("--airflow-python", help="interpreter with apache-airflow-task-sdk")
@@ -392,7 +400,8 @@ def main() -> int:
     html_sizes = [300, 1000] if smoke else [10_000, 100_000]
     selected = set(
         (
-            args.only or "roundtrip,many,startup,transcript,stubapi,replay,masking,heartbeat,html"
+            args.only
+            or "roundtrip,many,startup,transcript,stubapi,replay,masking,heartbeat,html,proxy"
         ).split(",")
     )
 
@@ -519,6 +528,13 @@ def main() -> int:
                     str(size): {key: r[key] for key in keys}
                     for size, r in zip(html_sizes, result["sizes"], strict=True)
                 }
+
+        if "proxy" in selected:
+            # Under Airflow's supervisor too, except at smoke sizes (the echo one is enough).
+            proxy_airflow = None if smoke else find_airflow_python(args)[0]
+            result = attempt("proxy", bench_proxy, smoke, proxy_airflow)
+            if result:
+                summary["proxy"] = {"added": result["added"], **result["summary"]}
 
     report["load_after"] = load()
     report["targets"] = evaluate(summary)
@@ -745,6 +761,31 @@ def render(report: dict[str, Any]) -> str:
                 f"{r['frames']:>10,}{fmt(r['page_mb'], '.1f'):>9}{fmt(r['render_s'], '.2f'):>10}"
                 f"{fmt(r['load_ms'], '.0f'):>15}{fmt(r['records_ms'], '.0f'):>16}"
                 f"{fmt(r['search_ms'], '.0f'):>11}"
+            )
+    proxy = s.get("proxy")
+    if proxy:
+        lines += [
+            "",
+            "supervisor-sim proxy (bench/proxy_bench.py; the same child, medians)",
+            f"{'':<36}{'us/rt':>8}{'p50 us':>8}{'added us/rt':>13}{'added p50':>11}"
+            f"{'proxy CPU us/req':>18}",
+        ]
+        for key, label in (
+            ("direct", "echo supervisor, child alone"),
+            ("forward", "  + proxy --no-transcript"),
+            ("record", "  + proxy, transcript (redacted)"),
+            ("trio", "  + that forwarding in trio"),
+            ("airflow_direct", "Airflow's supervisor, child alone"),
+            ("airflow_record", "  + proxy, transcript (redacted)"),
+        ):
+            r = proxy.get(key)
+            if not r:
+                continue
+            extra = proxy["added"].get(key, {})
+            lines.append(
+                f"{label:<36}{fmt(r.get('us_per_req'), '.1f'):>8}{fmt(r.get('p50_us'), '.1f'):>8}"
+                f"{fmt(extra.get('us_per_rt'), '.1f'):>13}{fmt(extra.get('p50_us'), '.1f'):>11}"
+                f"{fmt(r.get('cpu_us_per_req'), '.1f'):>18}"
             )
     lines += ["", "Targets"]
     for t in report["targets"]:

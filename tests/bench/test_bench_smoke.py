@@ -124,6 +124,18 @@ def test_html_view_benchmark_measures(smoke: dict[str, Any]) -> None:
             assert _positive(figures.get(key)), (size, key, figures)
 
 
+def test_proxy_benchmark_measures(smoke: dict[str, Any]) -> None:
+    """bench/proxy_bench.py times the child alone and behind the proxy (forwarding only, and
+    recording), and the proxy's added microseconds and CPU per request."""
+    figures = smoke["summary"]["proxy"]
+    for variant in ("direct", "forward", "record"):
+        assert _positive(figures[variant]["us_per_req"]), (variant, figures)
+    for variant in ("forward", "record"):
+        assert isinstance(figures["added"][variant]["us_per_rt"], Number), figures["added"]
+        assert isinstance(figures[variant]["cpu_us_per_req"], Number), figures[variant]
+    assert _positive(figures["record"]["transcript_bytes_per_req"]), figures["record"]
+
+
 def test_every_target_gets_a_verdict(smoke: dict[str, Any]) -> None:
     verdicts = {t["target"]: t["verdict"] for t in smoke["targets"]}
     assert set(verdicts) == {

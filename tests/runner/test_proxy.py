@@ -374,6 +374,7 @@ def test_every_byte_crosses_unchanged_both_ways(tmp_path: Path) -> None:
     )
     assert replayed == run.sent
     assert [r["id"] for r in t.frames("in")] == [0, 1]
+    assert [r["offset"] for r in t.frames("in")] == [0, len(payloads[0]) + 4]
     # In order within each channel (the channels' relative order is the kernel's).
     logs = sorted(((r["source"], r["line"]) for r in t.of("log")), key=lambda x: x[0])
     assert logs == [
@@ -430,6 +431,9 @@ def test_the_transcript_records_the_try_as_run_task_would(tmp_path: Path) -> Non
         for raw in (base64_bytes(r["raw"]) for r in t.frames("in"))
     )
     assert payloads == run.comm_in
+    # Each frame's offset in the runtime's stream.
+    sizes = [r["len"] + 4 for r in t.frames("in")]
+    assert [r["offset"] for r in t.frames("in")] == [0, sizes[0]]
     assert t.frames("out")[1]["body"] == {
         "type": "VariableResult", "key": "peer_var", "value": "value-of-peer_var"
     }  # fmt: skip

@@ -26,6 +26,7 @@ from typing import Any
 
 from ...protocol import (
     CATALOGUE,
+    DEFAULT_MAX_FRAME_SIZE,
     TERMINAL,
     FrameDecoder,
     LineSplitter,
@@ -42,6 +43,9 @@ __all__ = ["MAX_BACKLOG", "Recorder", "transcript_name"]
 
 #: Bytes queued for the recorder past which it gives up rather than hold more in memory.
 MAX_BACKLOG = 256 * 1024 * 1024
+_MAX_FRAME = DEFAULT_MAX_FRAME_SIZE
+#: How often a busy recorder looks at its queue (seconds).
+POLL_S = 0.0005
 #: Events kept while waiting for Airflow's first frame (the file's name comes from it).
 _MAX_EARLY = 10_000
 _STOP = object()
@@ -112,6 +116,8 @@ class Recorder:
         self._writer: Any = None
         self._first: dict[str, Any] | None = None
         self._decoders = {"in": FrameDecoder(), "out": FrameDecoder()}
+        self._shift = {"in": 0, "out": 0}
+        self._discarding: set[str] = set()
         self._splitters = {source: LineSplitter() for source in _LOG_SOURCES.values()}
         self._terminal_requests: dict[Any, str] = {}
         #: What the frames tell of the try's outcome: the state of the terminal message
@@ -164,25 +170,42 @@ class Recorder:
         # first frame arrives and every byte counts.
         from ... import transcript  # noqa: F401
 
-        get = self._queue.get
+        queue_ = self._queue
+        get, get_nowait, empty = queue_.get, queue_.get_nowait, queue_.empty
+        busy = False
         while True:
-            item = get()
-            if item is _STOP:
-                return
-            if self._off:
-                continue
-            t, key, data = item
-            try:
-                self._handle(round(t - self.started, 6), key, data)
-                self._flush()
-            except Exception as exc:
-                self._stop(f"recording failed ({type(exc).__name__}: {exc})")
-            if type(data) is bytes:
-                self._backlog -= len(data)
-                if self._backlog > MAX_BACKLOG:
-                    self._stop(
-                        f"the recorder fell {self._backlog:,} bytes behind the task (a slow disk?)"
-                    )
+            if busy:
+                # While the task is busy the queue is looked at every POLL_S instead of being
+                # waited on: a chunk queued then costs the forwarding thread no wake-up call.
+                time.sleep(POLL_S)
+                if empty():
+                    busy = False
+                    continue
+                item = get_nowait()
+            else:
+                item = get()
+            busy = True
+            while True:
+                if item is _STOP:
+                    return
+                if not self._off:
+                    self._item(*item)
+                if empty():
+                    break
+                item = get_nowait()
+
+    def _item(self, t: float, key: str, data: Any) -> None:
+        try:
+            self._handle(round(t - self.started, 6), key, data)
+            self._flush()
+        except Exception as exc:
+            self._stop(f"recording failed ({type(exc).__name__}: {exc})")
+        if type(data) is bytes:
+            self._backlog -= len(data)
+            if self._backlog > MAX_BACKLOG:
+                self._stop(
+                    f"the recorder fell {self._backlog:,} bytes behind the task (a slow disk?)"
+                )
 
     def _handle(self, t: float, key: str, data: Any) -> None:
         if key == "comm-in":
@@ -217,16 +240,32 @@ class Recorder:
             side = "runtime" if direction == "in" else "airflow"
             self._emit("process", t, {"event": "eof", "channel": "comm", "side": side})
             return
+        # The common chunk is one whole frame: taken as it is, without the decoder's buffer.
+        # (Its offsets then lag by the bytes taken here; ``_shift`` adds them back.)
+        size = len(data) - 4
+        if (
+            not decoder.buffered
+            and 0 < size <= _MAX_FRAME
+            and int.from_bytes(data[:4], "big") == size
+            and direction not in self._discarding
+        ):
+            offset = decoder.offset + self._shift[direction]
+            self._shift[direction] += len(data)
+            self._frame(direction, data[4:], offset, t)
+            return
         decoder.feed(data)
+        shift = self._shift[direction]
         while True:
             try:
                 raw = decoder.next_frame()
             except ProtocolError as exc:
+                if exc.rule == "frame-too-large":  # the decoder now discards its payload
+                    self._discarding.add(direction)
                 self._emit("note", t, {"level": "warning", "message": f"--comm: {exc}"})
                 continue
             if raw is None:
                 return
-            self._frame(direction, raw.payload, raw.offset, t)
+            self._frame(direction, raw.payload, raw.offset + shift, t)
 
     def _frame(self, direction: str, payload: bytes, offset: int, t: float) -> None:
         record: dict[str, Any]
