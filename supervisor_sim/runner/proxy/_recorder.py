@@ -108,7 +108,12 @@ class Recorder:
         self._sensitive = tuple(n.lower() for n in sensitive_names if n)
         self.masker = SecretsMasker(min_length=min_length)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._backlog = 0
+        # Bytes queued, per key: each key is queued by one thread only, so no update is lost
+        # (a shared counter's += is not atomic across threads); and bytes recorded.
+        # (Every key is there from the start: the recorder sums them while they change.)
+        self._queued = dict.fromkeys(("comm-in", "comm-out", "logs-in", "logs-out", "stdout",
+                                      "stderr"), 0)  # fmt: skip
+        self._recorded = 0
         self._off = False
         self._seq = 0
         self._early: list[Event] | None = []
@@ -134,12 +139,16 @@ class Recorder:
         """The forwarding threads' ``note``: one tuple queued per chunk, nothing else."""
         put = self._queue.put
         clock = time.monotonic
+        queued = self._queued
 
         def note(key: str, data: bytes) -> None:
             if self._off:
                 return
-            self._backlog += len(data)
-            put((clock(), key, data))
+            try:
+                queued[key] += len(data)
+                put((clock(), key, data))
+            except Exception:  # never in the forwarding thread's way
+                self._off = True
 
         return note
 
@@ -201,11 +210,10 @@ class Recorder:
         except Exception as exc:
             self._stop(f"recording failed ({type(exc).__name__}: {exc})")
         if type(data) is bytes:
-            self._backlog -= len(data)
-            if self._backlog > MAX_BACKLOG:
-                self._stop(
-                    f"the recorder fell {self._backlog:,} bytes behind the task (a slow disk?)"
-                )
+            self._recorded += len(data)
+            behind = sum(self._queued.values()) - self._recorded
+            if behind > MAX_BACKLOG:
+                self._stop(f"the recorder fell {behind:,} bytes behind the task (a slow disk?)")
 
     def _handle(self, t: float, key: str, data: Any) -> None:
         if key == "comm-in":
