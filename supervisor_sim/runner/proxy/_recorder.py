@@ -147,8 +147,10 @@ class Recorder:
             try:
                 queued[key] += len(data)
                 put((clock(), key, data))
-            except Exception:  # never in the forwarding thread's way
-                self._off = True
+            except Exception as exc:  # never in the forwarding thread's way
+                if not self._off:
+                    self._off = True
+                    self._say(f"recording stopped ({type(exc).__name__}: {exc}); the task goes on")
 
         return note
 
