@@ -63,6 +63,12 @@ class FakeTerminal(io.StringIO):
         raise io.UnsupportedOperation("no descriptor")
 
 
+@pytest.fixture(autouse=True)
+def _no_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console wraps at $COLUMNS when set; these tests read unwrapped lines."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+
+
 @pytest.fixture
 def restore_logging():
     saved = structlog.get_config()
