@@ -33,6 +33,7 @@ DEFAULT_PROXY_DIR = Path("~/.supervisor-sim/proxy")
 @click.argument("runtime_cmd", nargs=-1, required=True, metavar="-- RUNTIME_CMD...")
 @click.option(
     "--dir",
+    "--proxy-dir",
     "folder",
     type=click.Path(path_type=Path, file_okay=False),
     envvar="SUPERVISOR_SIM_PROXY_DIR",
