@@ -391,6 +391,7 @@ def _json(value: Any, where: str) -> Any:
 
 def _json_text(value: Any, where: str) -> str:
     import json  # here: --help loads this module and needs no json
+
     if isinstance(value, dict):
         return json.dumps(_json(value, where), separators=(",", ":"))
     if isinstance(value, str):
