@@ -45,7 +45,7 @@ __all__ = ["MAX_BACKLOG", "Recorder", "transcript_name"]
 MAX_BACKLOG = 256 * 1024 * 1024
 _MAX_FRAME = DEFAULT_MAX_FRAME_SIZE
 #: How often a busy recorder looks at its queue (seconds).
-POLL_S = 0.0005
+POLL_S = 0.002
 #: Events kept while waiting for Airflow's first frame (the file's name comes from it).
 _MAX_EARLY = 10_000
 _STOP = object()
