@@ -109,8 +109,32 @@ def run_proxy(settings: ProxySettings, *, command: Sequence[str] | None = None) 
     listeners = {"comm": listen(), "logs": listen()}
     ports = {name: sock.getsockname()[1] for name, sock in listeners.items()}
     runtime = start(settings.runtime, ports["comm"], ports["logs"])
+    recorder: Recorder | None = None
+    # From here a signal is the runtime's: the handlers go in before anything slow.
+    signalled: list[str] = []
+    wakeup_r, wakeup_w = socket.socketpair()
+    wakeup_r.setblocking(False)
+    wakeup_w.setblocking(False)
+    previous_wakeup = signal.set_wakeup_fd(wakeup_w.fileno(), warn_on_full_buffer=False)
+
+    def forward(sig: int, _frame: Any) -> None:
+        name = _signal_name(sig)
+        signalled.append(name)
+        sent = runtime.signal_group(sig)
+        if sent:
+            runtime.signals.append(name)
+        if recorder is not None:  # None until the recorder is made, just below
+            recorder.process(
+                event="signal",
+                signal=name,
+                target="group" if sent else "none",
+                reason=f"{name} received by the proxy, forwarded"
+                if sent
+                else f"{name} received by the proxy; no runtime left to forward it to",
+            )
+
+    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
     recording = settings.folder is not None or settings.transcript is not None
-    recorder = None
     if recording:
         # Loaded once the runtime is started: its own start-up overlaps these imports.
         from ._recorder import Recorder
@@ -138,7 +162,10 @@ def run_proxy(settings: ProxySettings, *, command: Sequence[str] | None = None) 
         )
     note = recorder.note_function() if recorder is not None else _ignore
     if runtime.error is not None:
-        for sock in listeners.values():
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        signal.set_wakeup_fd(previous_wakeup)
+        for sock in (*listeners.values(), wakeup_r, wakeup_w):
             sock.close()
         say(runtime.error)
         if recorder is not None:
@@ -153,29 +180,6 @@ def run_proxy(settings: ProxySettings, *, command: Sequence[str] | None = None) 
             comm_port=ports["comm"],
             logs_port=ports["logs"],
         )
-    signalled: list[str] = []
-    wakeup_r, wakeup_w = socket.socketpair()
-    wakeup_r.setblocking(False)
-    wakeup_w.setblocking(False)
-    previous_wakeup = signal.set_wakeup_fd(wakeup_w.fileno(), warn_on_full_buffer=False)
-
-    def forward(sig: int, _frame: Any) -> None:
-        name = _signal_name(sig)
-        signalled.append(name)
-        sent = runtime.signal_group(sig)
-        if sent:
-            runtime.signals.append(name)
-        if recorder is not None:
-            recorder.process(
-                event="signal",
-                signal=name,
-                target="group" if sent else "none",
-                reason=f"{name} received by the proxy, forwarded"
-                if sent
-                else f"{name} received by the proxy; no runtime left to forward it to",
-            )
-
-    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
     assert runtime.stdout is not None and runtime.stderr is not None
     changed = threading.Event()
     pipes = [
