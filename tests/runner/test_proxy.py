@@ -610,6 +610,78 @@ def test_a_runtime_that_cannot_start_fails_like_a_missing_command(tmp_path: Path
     assert b"cannot start the runtime" in run.stderr
 
 
+#: A runtime that writes its --comm address to $PORT_FILE, waits for $GO_FILE (the test has
+#: connected to that port from outside meanwhile), then connects and runs as scripted.py.
+INTRUDED = r"""
+import os, runpy, sys, time
+comm = next(a for a in sys.argv if a.startswith("--comm="))[7:]
+open(os.environ["PORT_FILE"], "w").write(comm)
+deadline = time.monotonic() + 20
+while not os.path.exists(os.environ["GO_FILE"]) and time.monotonic() < deadline:
+    time.sleep(0.02)
+sys.argv = [os.environ["SCRIPTED"], *sys.argv[1:]]
+runpy.run_path(os.environ["SCRIPTED"], run_name="__main__")
+"""
+
+
+def test_a_connection_from_outside_the_runtimes_tree_is_rejected(tmp_path: Path) -> None:
+    """A process that is not the runtime or one of its descendants cannot take the runtime's
+    place on the proxy's --comm: it is closed and recorded, Airflow never sees it, and the
+    runtime's own connection goes through."""
+    script = tmp_path / "intruded.py"
+    script.write_text(INTRUDED)
+    port_file, go_file = tmp_path / "port", tmp_path / "go"
+    airflow = scripted(tmp_path, [SUCCEED], env={
+        "PORT_FILE": str(port_file), "GO_FILE": str(go_file), "SCRIPTED": str(SCRIPTED),
+    })  # fmt: skip
+    airflow.runtime = [sys.executable, str(script)]
+    intruder: list[socket.socket] = []
+
+    def intrude() -> None:
+        deadline = time.monotonic() + 20
+        while not port_file.exists() or not port_file.read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        host, port = port_file.read_text().rsplit(":", 1)
+        sock = socket.create_connection((host, int(port)))
+        intruder.append(sock)
+        sock.settimeout(10)
+        assert sock.recv(1) == b""  # closed by the proxy, nothing sent
+        go_file.write_text("")
+
+    import threading
+
+    thread = threading.Thread(target=intrude, daemon=True)
+    thread.start()
+    run = airflow.run()
+    thread.join(10)
+    for sock in intruder:
+        sock.close()
+    assert run.returncode == 0, run.stderr
+    assert [r["type"] for r in run.requests] == ["SucceedTask"]
+    events = [(r["event"], r.get("channel")) for r in run.transcript().of("process")]
+    assert events.index(("reject", "comm")) < events.index(("connect", "comm"))
+
+
+def test_a_frame_larger_than_a_read_is_forwarded_and_recorded_whole(tmp_path: Path) -> None:
+    """A SetXCom larger than a read (100 kB; 64 kB reads) crosses in several: Airflow gets it
+    byte for byte, and the transcript holds it as one frame with its exact bytes."""
+    value = "x" * 100_000  # an environment string holds at most 128 kB (the script)
+    steps = [
+        {"send": {"type": "SetXCom", "key": "big", "value": value, "dag_id": "d",
+                  "run_id": "r", "task_id": "t", "map_index": -1}},
+        SUCCEED,
+    ]  # fmt: skip
+    run = scripted(tmp_path, steps).run()
+    assert run.returncode == 0, run.stderr
+    assert [r["type"] for r in run.requests] == ["SetXCom", "SucceedTask"]
+    assert run.requests[0]["value"] == value
+    (xcom,) = [r for r in run.transcript().frames("in") if r["type"] == "SetXCom"]
+    raw = base64_bytes(xcom["raw"])
+    assert run.comm_in.startswith(len(raw).to_bytes(4, "big") + raw)
+    assert xcom["body"]["value"] == value
+
+
 # --- secrets -----------------------------------------------------------------------------------
 
 SECRET_STEPS = [
