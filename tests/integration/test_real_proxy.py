@@ -469,40 +469,44 @@ def test_killing_the_try_from_airflow_kills_the_runtime_behind_the_proxy(
     results = deployment.run(
         jobs, "kill", watch=_mark_failed_once_running(airflow, tis, marked), timeout=300
     )
-    assert "error" not in marked, marked
-    by_case = {}
-    for ti, (task, queue), result in zip(tis, cases, results, strict=True):
-        assert ti["ti_id"] in marked, f"{task} under {queue} was never seen running"
-        by_case[(task, queue)] = (ti, result, airflow.ti_state(ti)[0])
-    for task in ("sleep", "ignore_sigterm"):
-        _, direct, direct_state = by_case[(task, "reference-direct")]
-        ti, proxied, proxied_state = by_case[(task, "reference-proxy")]
-        assert (proxied["rc"], proxied_state) == (direct["rc"], direct_state), task
-        assert proxied["error"] is None, proxied["error"]
-        assert proxied["duration_s"] < direct["duration_s"] + 3, (proxied, direct)
-        path = deployment.transcript_of(ti)
-        assert path is not None
-        t = read_transcript(path)
-        processes = t.of("process")
-        signals = [r for r in processes if r["event"] == "signal"]
-        assert signals and signals[0]["signal"] == "SIGTERM", processes[-4:]
-        (spawn,) = [r for r in processes if r["event"] == "spawn"]
-        _kill_leftovers(t)
-        assert _gone(spawn["pid"]), f"{task}: the runtime outlived the try"
-        if task == "sleep":
-            # The runtime died of the forwarded SIGTERM: the proxy recorded it, and the end.
-            assert processes[-1]["event"] in ("exit", "eof")
-            (exit_record,) = [r for r in processes if r["event"] == "exit"]
-            assert exit_record["signal"] == "SIGTERM"
-            assert t.footer is not None and t.footer["signals_received"] == ["SIGTERM"]
-        else:
-            # SIGKILLed by Airflow 5 s later, with its runtime: the file ends with the signal.
-            assert processes[-1]["event"] == "signal" and t.footer is None
-        # Within Airflow's escalation. (Alone, the runtime ignoring SIGTERM takes a minute
-        # more: its grandchild holds Airflow's stdout until socket_cleanup_timeout; behind the
-        # proxy it holds the proxy's pipe, which Airflow does not wait for.)
-        assert proxied["duration_s"] < KILL_BOUND_S, (task, proxied["duration_s"])
-    _kill_orphans(deployment.tmp / "kill.airflow-supervisor.log")
+    try:
+        assert "error" not in marked, marked
+        by_case = {}
+        for ti, (task, queue), result in zip(tis, cases, results, strict=True):
+            assert ti["ti_id"] in marked, f"{task} under {queue} was never seen running"
+            by_case[(task, queue)] = (ti, result, airflow.ti_state(ti)[0])
+        for task in ("sleep", "ignore_sigterm"):
+            _, direct, direct_state = by_case[(task, "reference-direct")]
+            ti, proxied, proxied_state = by_case[(task, "reference-proxy")]
+            assert (proxied["rc"], proxied_state) == (direct["rc"], direct_state), task
+            assert proxied["error"] is None, proxied["error"]
+            # (No comparison of durations: Airflow itself may notice an exit up to a whole
+            # escalation step late, with or without the proxy, when the last socket closes just
+            # before the process can be reaped.)
+            path = deployment.transcript_of(ti)
+            assert path is not None
+            t = read_transcript(path)
+            processes = t.of("process")
+            signals = [r for r in processes if r["event"] == "signal"]
+            assert signals and signals[0]["signal"] == "SIGTERM", processes[-4:]
+            (spawn,) = [r for r in processes if r["event"] == "spawn"]
+            assert _gone(spawn["pid"]), f"{task}: the runtime outlived the try"
+            if task == "sleep":
+                # The runtime died of the forwarded SIGTERM: the proxy recorded it, and the end.
+                assert processes[-1]["event"] in ("exit", "eof")
+                (exit_record,) = [r for r in processes if r["event"] == "exit"]
+                assert exit_record["signal"] == "SIGTERM"
+                assert exit_record["t"] - signals[0]["t"] < 5.0  # before Airflow would SIGKILL
+                assert t.footer is not None and t.footer["signals_received"] == ["SIGTERM"]
+            else:
+                # SIGKILLed by Airflow 5 s later, with its runtime: the file ends with the signal.
+                assert processes[-1]["event"] == "signal" and t.footer is None
+            # Within Airflow's escalation. (Alone, the runtime ignoring SIGTERM takes a minute
+            # more: its grandchild holds Airflow's stdout until socket_cleanup_timeout; behind the
+            # proxy it holds the proxy's pipe, which Airflow does not wait for.)
+            assert proxied["duration_s"] < KILL_BOUND_S, (task, proxied["duration_s"])
+    finally:
+        _kill_orphans(deployment.tmp / "kill.airflow-supervisor.log")
 
 
 def _gone(pid: int, within: float = 10.0) -> bool:
@@ -528,17 +532,3 @@ def _kill_orphans(log: Path) -> None:
             os.kill(int(pid), signal.SIGKILL)
         except ProcessLookupError:
             pass
-
-
-def _kill_leftovers(t: Any) -> None:
-    """ignore_sigterm starts a ``sleep 300`` grandchild, orphaned by a SIGKILL with or without
-    the proxy (Airflow signals the pid alone): not left behind by this test."""
-    import signal
-
-    for record in t.of("log"):
-        pid = record["line"].get("grandchild_pid")
-        if isinstance(pid, int):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
