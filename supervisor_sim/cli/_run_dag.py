@@ -30,8 +30,10 @@ from ._common import (
     unreachable,
     writable_dir,
 )
+from ._faults import attach_fault_plan, fault_plan
 from ._options import (
     api_url_option,
+    fault_option,
     fixtures_option,
     json_option,
     jwt_secret_option,
@@ -98,6 +100,7 @@ __all__ = ["run_dag"]
     help="With --api-url: the Python of that Airflow, which runs tools/airflow_queue_ti.py to "
     "queue each task instance when it is ready.",
 )
+@fault_option()
 @json_option()
 @log_format_option()
 @quiet_option("Less output (-q: no frames or task logs).")
@@ -122,6 +125,9 @@ def run_dag(ctx: click.Context, dag_id: str, **opts: Any) -> NoReturn:
         raise UsageError("no runtime command: pass --runtime CMD or set [runtime] command")
     config = supervisor_config(project, {"task_timeout": opts["timeout"]})
     state_path(opts["state_path"] or project.state)
+    # Checked before anything starts; each task session then gets a fresh plan of its own
+    # (call counters, clock and events are per task instance, as in run-task).
+    fault_plan(opts["faults"], opts["fixtures"] or project.fixtures, real_api=bool(opts["api_url"]))
     if not opts["no_transcript"]:
         writable_dir(
             opts["runs_dir"] or project.runs_dir or DEFAULT_RUNS,
@@ -329,6 +335,10 @@ async def _run_dag_with(
         else:
             http = StubTransport(store, tokens=tokens)
             token = tokens.issue(record.id)
+        plan = fault_plan(
+            opts.get("faults", ()), opts["fixtures"] or project.fixtures, real_api=real is not None
+        )
+        attach_fault_plan(plan, http, journal, None if real is not None else store)
         spec = TaskSpec(
             ti=ti, runtime=runtime, cwd=project.runtime_cwd, dag_rel_path=f"{dag_id}.py"
         )
