@@ -1,5 +1,6 @@
 #!/bin/sh
-# Create (or reuse) a cached virtualenv holding real Apache Airflow 3.3.2 and its Task SDK 1.3.2,
+# Create (or reuse) a cached virtualenv holding real Apache Airflow 3.3.2, its Task SDK 1.3.2 and the
+# Edge provider 5.1.0 (the edge worker API and `airflow edge worker`, issue 20),
 # used as test peers: a real Execution API server, Airflow's own supervisor and its Python task
 # runner (docs/real-airflow.md, tests/integration/). Prints the venv's python path on stdout.
 #
@@ -12,7 +13,7 @@ set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 venv="${SUPERVISOR_SIM_AIRFLOW_VENV:-$here/.cache/airflow-venv}"
 python="${PYTHON:-python3}"
-pins="apache-airflow-core==3.3.2 apache-airflow-task-sdk==1.3.2 pyjwt msgpack httpx"
+pins="apache-airflow-core==3.3.2 apache-airflow-task-sdk==1.3.2 apache-airflow-providers-edge3==5.1.0 pyjwt msgpack httpx"
 # The stamp names what was asked for, so a change of pins rebuilds the venv.
 stamp="$venv/.supervisor-sim-$(printf '%s' "$pins" | cksum | cut -d' ' -f1)"
 build() {
@@ -34,7 +35,7 @@ build() {
   # The stamp is only written on success, so an interrupted install is redone next time.
   # shellcheck disable=SC2086
   "$venv/bin/python" -m pip install -q --disable-pip-version-check $pins >&2
-  "$venv/bin/python" -c "import airflow.sdk, airflow.api_fastapi, jwt, msgpack, httpx" >&2
+  "$venv/bin/python" -c "import airflow.sdk, airflow.api_fastapi, airflow.providers.edge3, jwt, msgpack, httpx" >&2
   touch "$stamp"
 }
 if [ ! -f "$stamp" ]; then
