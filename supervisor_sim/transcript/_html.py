@@ -54,6 +54,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from ..protocol import exception_summary, render_traceback
 from ._reader import Transcript
 
 __all__ = ["CHUNK", "render_html", "runtime_label", "script_json", "write_html"]
@@ -306,6 +307,10 @@ def _index(
     last_ms = 0
     last_t: float | None = None
     http_bad = 0
+    # Log lines carrying a runtime's structured exception: index -> [summary, traceback], the
+    # traceback as Python would print it (render_traceback, as show and the console do). Few
+    # records have one, so a sparse map costs nothing for the rest.
+    tracebacks: dict[str, list[str]] = {}
     for i, r in enumerate(records):
         get = r.get
         seq = get("seq")
@@ -375,6 +380,12 @@ def _index(
             level = _LEVELS.get(str(raw_level).lower(), "2")
             if level in _ERROR_LEVELS:
                 bits = _F_ERROR
+            detail = line.get("error_detail") if isinstance(line, dict) else None
+            if detail:
+                tracebacks[str(i)] = [
+                    exception_summary(detail) or "",
+                    "\n".join(render_traceback(detail)),
+                ]
         elif kind == "violation":
             code, typ = "V", "violation"
             bits = _F_ERROR
@@ -431,6 +442,7 @@ def _index(
         "link": link,
         "t": times,
         "seq": [s - p for s, p in zip(seqs, [0, *seqs], strict=False)],
+        "tracebacks": tracebacks,
     }
     return index, {"http_bad": http_bad, "last_t": last_t}
 

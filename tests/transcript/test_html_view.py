@@ -843,3 +843,31 @@ def test_page_css_and_js_are_package_data_inlined_whole():
     pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
     shipped = pyproject["tool"]["setuptools"]["package-data"]["supervisor_sim.transcript"]
     assert {"_assets/*.css", "_assets/*.js"} <= set(shipped)
+
+
+def test_a_runtime_exception_is_shown_as_its_traceback(tmp_path: Path, browser: Chromium):
+    """A log line's ``error_detail`` (structlog's dict traceback, as Airflow's task runner sends
+    it) shows its exception line in the row and the traceback Python would print in the details,
+    the same lines ``show`` prints."""
+    detail = [
+        {"exc_type": "KeyError", "exc_value": "'missing'", "is_cause": False, "exc_notes": [],
+         "syntax_error": None, "is_group": False, "exceptions": [],
+         "frames": [{"filename": "/dags/task.py", "lineno": 12, "name": "run"}]},
+    ]  # fmt: skip
+    records = [
+        {"record": "log", "seq": 1, "t": 0.01, "source": "logs",
+         "line": {"level": "error", "event": "Task failed with exception", "error_detail": detail}},
+    ]  # fmt: skip
+    transcript = Transcript(tmp_path / "t.jsonl", _header(), records, footer=None)
+    page = tmp_path / "t.html"
+    page.write_text(render_html(transcript), encoding="utf-8")
+    root = dump_dom(browser, page, "#select=1")
+    row = " ".join(n.text() for n in root.iter() if "log" in n.classes())
+    assert "KeyError: 'missing'" in row
+    assert "error_detail=" not in row  # the raw list is not dumped into the row
+    panel = root.by_id("details")
+    assert panel is not None and "hidden" not in panel.attrs
+    text = panel.text()
+    assert "Traceback (most recent call last):" in text
+    assert 'File "/dags/task.py", line 12, in run' in text
+    assert "KeyError: 'missing'" in text

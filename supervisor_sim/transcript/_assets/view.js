@@ -18,6 +18,7 @@
   var FLAGS = IDX.flags;     // chr(48 + bits): 1 error, 2 heartbeat
   var EX = IDX.ex;           // exchange band: s m e (start, inside, end), upper case = tint a
   var TYPES = IDX.types, TYPE = IDX.type, LINK = IDX.link;
+  var TRACEBACKS = IDX.tracebacks || {};  // index -> [summary, traceback text] (error_detail)
   var CHUNK = IDX.chunk;
   var TMS = new Float64Array(N);  // time in ms
   (function () { var acc = 0; for (var i = 0; i < N; i++) { acc += IDX.t[i]; TMS[i] = acc; } })();
@@ -412,6 +413,11 @@
       var kv = [];
       var skip = {level: 1, event: 1, timestamp: 1, logger: 1, ti_id: 1, dag_id: 1, task_id: 1,
         run_id: 1, try_number: 1, map_index: 1};
+      var tb = TRACEBACKS[i];
+      if (tb) {
+        skip.error_detail = 1;  // shown as its exception line here, as a traceback in details
+        if (tb[0]) add(lg, "span", "exc", clip(tb[0], 300));
+      }
       Object.keys(line).forEach(function (k) {
         if (!skip[k]) kv.push(k + "=" + clip(short(line[k]), 200));
       });
@@ -712,6 +718,10 @@
       detailsTitle.textContent = r.record + (r.event ? " · " + r.event : "") +
         (r.rule ? " · " + r.rule : "");
       kvTable(box, [["seq", r.seq], ["t", fmtT(r.t) + " s"]]);
+      if (TRACEBACKS[i]) {
+        add(box, "h3", "", "Traceback");
+        add(box, "pre", "traceback", TRACEBACKS[i][1]);
+      }
       add(box, "h3", "", "Record");
       box.appendChild(jsonPre(r));
     }
