@@ -10,9 +10,7 @@ HTTP calls, and leave the TI in the same state, as in test_fidelity_requests.py.
 
 from __future__ import annotations
 
-import json
 import sqlite3
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -20,19 +18,19 @@ from typing import Any
 
 import pytest
 
-from supervisor_sim.api import mint_token
-
-from ._airflow import PEER, RealAirflow
-from ._helpers import run_task, transcript_http
-from .test_real_supervisor_parity import (
-    CHILDREN,
-    HEARTBEAT_INTERVAL,
+from ._airflow import RealAirflow
+from ._helpers import (
     SUCCEED,
     Run,
     Scenario,
-    _child_env,
-    _coordinators,
-    _queue_of,
+    airflow_job,
+    airflow_supervisor,
+    child_env,
+    coordinators,
+    queue_of,
+    run_both,
+    run_sim,
+    take_airflow_result,
     xcom,
 )
 
@@ -69,72 +67,7 @@ def runs(
 ) -> dict[str, tuple[Run, Run]]:
     """scenario -> (run under Airflow's supervisor, run under supervisor-sim)."""
     tmp = tmp_path_factory.mktemp("fidelity_rejected")
-    theirs: dict[str, Run] = {}
-    jobs = []
-    for scenario in SCENARIOS:
-        (ti,) = airflow.queue(scenario.task)
-        run = theirs[scenario.name] = Run(ti, var=f"rej_{scenario.name}_airflow")
-        out = tmp / f"{scenario.name}.airflow.frames.json"
-        jobs.append(
-            {
-                "ti": {
-                    "id": ti["ti_id"], "task_id": ti["task_id"], "dag_id": ti["dag_id"],
-                    "run_id": ti["run_id"], "try_number": ti["try_number"],
-                    "dag_version_id": ti["dag_version_id"], "map_index": ti["map_index"],
-                    "queue": _queue_of(scenario),
-                },
-                "token": mint_token(airflow.secret, ti["ti_id"], scope="workload"),
-                "server": airflow.api_url,
-                "dag_rel_path": "example_dag.py",
-                "env": _child_env(scenario, ti, run.var, out),
-            }
-        )  # fmt: skip
-    (tmp / "jobs.json").write_text(json.dumps(jobs, indent=1))
-    with open(tmp / "airflow-supervisor.log", "w") as log:
-        peer = subprocess.Popen(
-            [airflow.python, str(PEER / "run_airflow_sup.py"), "jobs.json", "results.json"],
-            cwd=tmp,
-            env={**airflow.env, **_coordinators(airflow)},
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    ours: dict[str, Run] = {}
-    try:
-        for scenario in SCENARIOS:
-            (ti,) = airflow.queue(scenario.task)
-            run = ours[scenario.name] = Run(ti, var=f"rej_{scenario.name}_sim")
-            out = tmp / f"{scenario.name}.sim.frames.json"
-            _, result, _, transcript = run_task(
-                airflow,
-                ti,
-                tmp,
-                "--queue", _queue_of(scenario),
-                "--heartbeat-interval", str(HEARTBEAT_INTERVAL),
-                "--no-redact",
-                runtime=[airflow.python, str(CHILDREN[scenario.kind])],
-                env=_child_env(scenario, ti, run.var, out),
-                name=f"{scenario.name}.sim",
-            )  # fmt: skip
-            run.calls = transcript_http(transcript)
-            run.outcome = result
-            run.frames = json.loads(out.read_text()) if out.exists() else None
-            run.state = airflow.ti_state(ti)[0]
-        peer.wait(timeout=300)
-    finally:
-        if peer.poll() is None:
-            peer.kill()
-            peer.wait(timeout=30)
-    assert peer.returncode == 0, (tmp / "airflow-supervisor.log").read_text()[-5000:]
-    results = json.loads((tmp / "results.json").read_text())
-    for scenario, result in zip(SCENARIOS, results, strict=True):
-        run = theirs[scenario.name]
-        run.calls = result["calls"]
-        run.outcome = {"rc": result["rc"], "error": result["error"]}
-        frames = tmp / f"{scenario.name}.airflow.frames.json"
-        run.frames = json.loads(frames.read_text()) if frames.exists() else None
-        run.state = airflow.ti_state(run.ti)[0]
-    return {name: (theirs[name], ours[name]) for name in NAMES}
+    return run_both(airflow, tmp, SCENARIOS, prefix="rej")
 
 
 def _first_reply(run: Run) -> Any:
@@ -215,18 +148,7 @@ def late(airflow: RealAirflow, tmp_path_factory: pytest.TempPathFactory) -> tupl
     (ti,) = airflow.queue(LATE.task)
     theirs = Run(ti, var="rej_late_airflow")
     their_out = tmp / "late.airflow.frames.json"
-    job = {
-        "ti": {
-            "id": ti["ti_id"], "task_id": ti["task_id"], "dag_id": ti["dag_id"],
-            "run_id": ti["run_id"], "try_number": ti["try_number"],
-            "dag_version_id": ti["dag_version_id"], "map_index": ti["map_index"],
-            "queue": _queue_of(LATE),
-        },
-        "token": mint_token(airflow.secret, ti["ti_id"], scope="workload"),
-        "server": airflow.api_url,
-        "dag_rel_path": "example_dag.py",
-        "env": _child_env(LATE, ti, theirs.var, their_out),
-    }  # fmt: skip
+    job = airflow_job(airflow, ti, queue_of(LATE), child_env(LATE, ti, theirs.var, their_out))
     (ti2,) = airflow.queue(LATE.task)
     ours = Run(ti2, var="rej_late_sim")
     our_out = tmp / "late.sim.frames.json"
@@ -236,45 +158,11 @@ def late(airflow: RealAirflow, tmp_path_factory: pytest.TempPathFactory) -> tupl
         daemon=True,
     )
     watcher.start()
-    (tmp / "jobs.json").write_text(json.dumps([job], indent=1))
-    env = {
-        **airflow.env,
-        **_coordinators(airflow),
-        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": str(LATE_HEARTBEAT),
-    }
-    with open(tmp / "airflow-supervisor.log", "w") as log:
-        peer = subprocess.Popen(
-            [airflow.python, str(PEER / "run_airflow_sup.py"), "jobs.json", "results.json"],
-            cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        _, result, _, transcript = run_task(
-            airflow,
-            ti2,
-            tmp,
-            "--queue", _queue_of(LATE),
-            "--heartbeat-interval", str(LATE_HEARTBEAT),
-            "--no-redact",
-            runtime=[airflow.python, str(CHILDREN[LATE.kind])],
-            env=_child_env(LATE, ti2, ours.var, our_out),
-            name="late.sim",
-        )  # fmt: skip
-        ours.calls = transcript_http(transcript)
-        ours.outcome = result
-        ours.frames = json.loads(our_out.read_text()) if our_out.exists() else None
-        ours.state = airflow.ti_state(ti2)[0]
-        peer.wait(timeout=300)
-    finally:
-        if peer.poll() is None:
-            peer.kill()
-            peer.wait(timeout=30)
+    env = {**coordinators(airflow), "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": str(LATE_HEARTBEAT)}
+    with airflow_supervisor(airflow, tmp, [job], env=env) as results:
+        run_sim(airflow, LATE, ours, tmp, our_out, "late.sim", heartbeat_interval=LATE_HEARTBEAT)
     watcher.join(timeout=30)
-    assert peer.returncode == 0, (tmp / "airflow-supervisor.log").read_text()[-5000:]
-    (res,) = json.loads((tmp / "results.json").read_text())
-    theirs.calls = res["calls"]
-    theirs.outcome = {"rc": res["rc"], "error": res["error"]}
-    theirs.frames = json.loads(their_out.read_text()) if their_out.exists() else None
-    theirs.state = airflow.ti_state(ti)[0]
+    take_airflow_result(airflow, theirs, results[0], their_out)
     return theirs, ours
 
 

@@ -18,26 +18,12 @@ carry the difference), the frames the child received, and the TI's final state i
 
 from __future__ import annotations
 
-import json
-import subprocess
 from typing import Any
 
 import pytest
 
-from supervisor_sim.api import mint_token
-
-from ._airflow import PEER, RealAirflow
-from ._helpers import run_task, transcript_http
-from .test_real_supervisor_parity import (
-    CHILDREN,
-    HEARTBEAT_INTERVAL,
-    Run,
-    Scenario,
-    _child_env,
-    _coordinators,
-    _queue_of,
-    send,
-)
+from ._airflow import RealAirflow
+from ._helpers import Run, Scenario, run_both, send
 
 pytestmark = pytest.mark.real_airflow
 
@@ -78,72 +64,7 @@ def runs(
 ) -> dict[str, tuple[Run, Run]]:
     """scenario -> (run under Airflow's supervisor, run under supervisor-sim)."""
     tmp = tmp_path_factory.mktemp("fidelity_requests")
-    theirs: dict[str, Run] = {}
-    jobs = []
-    for scenario in SCENARIOS:
-        (ti,) = airflow.queue(scenario.task)
-        run = theirs[scenario.name] = Run(ti, var=f"fid_{scenario.name}_airflow")
-        out = tmp / f"{scenario.name}.airflow.frames.json"
-        jobs.append(
-            {
-                "ti": {
-                    "id": ti["ti_id"], "task_id": ti["task_id"], "dag_id": ti["dag_id"],
-                    "run_id": ti["run_id"], "try_number": ti["try_number"],
-                    "dag_version_id": ti["dag_version_id"], "map_index": ti["map_index"],
-                    "queue": _queue_of(scenario),
-                },
-                "token": mint_token(airflow.secret, ti["ti_id"], scope="workload"),
-                "server": airflow.api_url,
-                "dag_rel_path": "example_dag.py",
-                "env": _child_env(scenario, ti, run.var, out),
-            }
-        )  # fmt: skip
-    (tmp / "jobs.json").write_text(json.dumps(jobs, indent=1))
-    with open(tmp / "airflow-supervisor.log", "w") as log:
-        peer = subprocess.Popen(
-            [airflow.python, str(PEER / "run_airflow_sup.py"), "jobs.json", "results.json"],
-            cwd=tmp,
-            env={**airflow.env, **_coordinators(airflow)},
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    ours: dict[str, Run] = {}
-    try:
-        for scenario in SCENARIOS:
-            (ti,) = airflow.queue(scenario.task)
-            run = ours[scenario.name] = Run(ti, var=f"fid_{scenario.name}_sim")
-            out = tmp / f"{scenario.name}.sim.frames.json"
-            _, result, _, transcript = run_task(
-                airflow,
-                ti,
-                tmp,
-                "--queue", _queue_of(scenario),
-                "--heartbeat-interval", str(HEARTBEAT_INTERVAL),
-                "--no-redact",
-                runtime=[airflow.python, str(CHILDREN[scenario.kind])],
-                env=_child_env(scenario, ti, run.var, out),
-                name=f"{scenario.name}.sim",
-            )  # fmt: skip
-            run.calls = transcript_http(transcript)
-            run.outcome = result
-            run.frames = json.loads(out.read_text()) if out.exists() else None
-            run.state = airflow.ti_state(ti)[0]
-        peer.wait(timeout=300)
-    finally:
-        if peer.poll() is None:
-            peer.kill()
-            peer.wait(timeout=30)
-    assert peer.returncode == 0, (tmp / "airflow-supervisor.log").read_text()[-5000:]
-    results = json.loads((tmp / "results.json").read_text())
-    for scenario, result in zip(SCENARIOS, results, strict=True):
-        run = theirs[scenario.name]
-        run.calls = result["calls"]
-        run.outcome = {"rc": result["rc"], "error": result["error"]}
-        frames = tmp / f"{scenario.name}.airflow.frames.json"
-        run.frames = json.loads(frames.read_text()) if frames.exists() else None
-        run.state = airflow.ti_state(run.ti)[0]
-    return {name: (theirs[name], ours[name]) for name in NAMES}
+    return run_both(airflow, tmp, SCENARIOS, prefix="fid")
 
 
 def _state_bodies(run: Run, name: str) -> list[dict[str, Any]]:

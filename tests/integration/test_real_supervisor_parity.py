@@ -17,67 +17,33 @@ supervisor-sim side runs, so the module costs about as long as the slower of the
 
 from __future__ import annotations
 
-import json
-import subprocess
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from supervisor_sim.api import mint_token
-
-from ._airflow import PEER, RealAirflow
-from ._helpers import (
-    RECORDER,
-    REFERENCE,
-    SHIM,
-    is_heartbeat,
-    normalize,
-    normalize_call,
-    run_task,
-    transcript_http,
+from ._airflow import RealAirflow
+from ._helpers import (  # noqa: F401 - CHILDREN, HEARTBEAT_INTERVAL...: names other tests import
+    CHILDREN,
+    HEARTBEAT_INTERVAL,
+    SEND_TIMEOUT,
+    SUCCEED,
+    Run,
+    Scenario,
+    airflow_job,
+    airflow_supervisor,
+    child_env,
+    coordinators,
+    fill_steps,
+    queue_of,
+    run_ids,
+    run_sim,
+    send,
+    take_airflow_result,
+    task_state,
+    xcom,
 )
 
 pytestmark = pytest.mark.real_airflow
-
-HEARTBEAT_INTERVAL = 1  # seconds, both supervisors
-SEND_TIMEOUT = 10  # seconds the recorder waits for a reply; Airflow leaves some unanswered
-
-
-def send(body: dict[str, Any], timeout: float = SEND_TIMEOUT) -> dict[str, Any]:
-    return {"send": body, "timeout": timeout}
-
-
-def xcom(type_: str, key: str, **fields: Any) -> dict[str, Any]:
-    return send({"type": type_, "key": key, "dag_id": "{dag}", "run_id": "{run}",
-                 "task_id": "{task}", **fields})  # fmt: skip
-
-
-SUCCEED = send({"type": "SucceedTask", "state": "success", "end_date": "$now",
-                "task_outlets": [], "outlet_events": [], "rendered_map_index": None})  # fmt: skip
-
-
-def task_state(state: str) -> dict[str, Any]:
-    return send({"type": "TaskState", "state": state, "end_date": "$now",
-                 "rendered_map_index": None})  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """One child behaviour: the recorder following ``steps``, or (no steps) the runtime named
-    by ``child``. ``variants``: supervisor-sim runs to make, by name, with their extra flags."""
-
-    name: str
-    task: str
-    steps: list[dict[str, Any]] | None = None
-    variants: dict[str, tuple[str, ...]] = field(default_factory=lambda: {"sim": ()})
-    child: str = "reference"  # without steps: "reference" or "python" (Airflow's task runner)
-
-    @property
-    def kind(self) -> str:
-        return "recorder" if self.steps is not None else self.child
-
 
 SCENARIOS = [
     Scenario("every-request-answered", "hello", [
@@ -164,75 +130,14 @@ FRAMES_DIFFER_ON_PURPOSE = {
 OUTCOME_DIFFERS_ON_PURPOSE = {("log-line-without-level", "sim"): _NO_LEVEL}
 
 
-def _fill(value: Any, ti: dict[str, Any], var: str) -> Any:
-    if isinstance(value, str):
-        return value.format(dag=ti["dag_id"], run=ti["run_id"], task=ti["task_id"], var=var)
-    if isinstance(value, dict):
-        return {k: _fill(v, ti, var) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_fill(v, ti, var) for v in value]
-    return value
-
-
-def _ids(ti: dict[str, Any], var: str) -> dict[str, str]:
-    return {ti["ti_id"]: "<ti>", ti["run_id"]: "<run>", var: "<var>"}
-
-
-@dataclass
-class Run:
-    """One supervised try of a scenario, as recorded."""
-
-    ti: dict[str, Any]
-    var: str
-    calls: list[dict[str, Any]] = field(default_factory=list)
-    frames: dict[str, Any] | None = None
-    outcome: dict[str, Any] = field(default_factory=dict)
-    state: str | None = None
-
-    def compared_calls(self) -> list[dict[str, Any]]:
-        ids = _ids(self.ti, self.var)
-        return [normalize_call(c, ids) for c in self.calls if not is_heartbeat(c)]
-
-    def heartbeats(self) -> list[Any]:
-        return [c["status"] for c in self.calls if is_heartbeat(c)]
-
-    def compared_frames(self) -> Any:
-        return normalize(self.frames, _ids(self.ti, self.var))
-
-
-def _child_env(scenario: Scenario, ti: dict[str, Any], var: str, out: Path) -> dict[str, str]:
-    if scenario.steps is None:
-        return {}
-    steps = _fill(scenario.steps, ti, var)
-    return {"RECORDER_STEPS": json.dumps(steps), "RECORDER_OUT": str(out)}
-
-
-CHILDREN = {"recorder": RECORDER, "reference": REFERENCE, "python": SHIM}
-
-
-def _queue_of(scenario: Scenario) -> str:
-    return f"{scenario.kind}-queue"
-
-
-def _coordinators(airflow: RealAirflow) -> dict[str, str]:
-    def coordinator(script: Path) -> dict[str, Any]:
-        return {
-            "classpath": "peer_coord.CommandCoordinator",
-            "kwargs": {"command": [airflow.python, str(script)], "schema_version": "2026-06-16"},
-        }
-
-    return {
-        "PYTHONPATH": str(PEER),
-        # Airflow's loop waits up to this long for the child's exit once its channels close;
-        # supervisor-sim runs get the same interval (--heartbeat-interval).
-        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": str(HEARTBEAT_INTERVAL),
-        "AIRFLOW__SDK__COORDINATORS": json.dumps(
-            {kind: coordinator(script) for kind, script in CHILDREN.items()}
-        ),
-        "AIRFLOW__SDK__QUEUE_TO_COORDINATOR": json.dumps(
-            {f"{kind}-queue": kind for kind in CHILDREN}
-        ),
-    }
+# The names these tests had before the harness moved to _helpers.py.
+_fill, _ids, _child_env, _queue_of, _coordinators = (
+    fill_steps,
+    run_ids,
+    child_env,
+    queue_of,
+    coordinators,
+)
 
 
 @pytest.fixture(scope="module")
@@ -245,54 +150,16 @@ def runs(
     jobs = []
     for scenario in SCENARIOS:
         (ti,) = airflow.queue(scenario.task)
-        run = Run(ti, var=f"supsim_{scenario.name}_airflow")
-        airflow_runs[scenario.name] = run
+        run = airflow_runs[scenario.name] = Run(ti, var=f"supsim_{scenario.name}_airflow")
         out = tmp / f"{scenario.name}.airflow.frames.json"
         jobs.append(
-            {
-                "ti": {
-                    "id": ti["ti_id"],
-                    "task_id": ti["task_id"],
-                    "dag_id": ti["dag_id"],
-                    "run_id": ti["run_id"],
-                    "try_number": ti["try_number"],
-                    "dag_version_id": ti["dag_version_id"],
-                    "map_index": ti["map_index"],
-                    "queue": _queue_of(scenario),
-                },
-                "token": mint_token(airflow.secret, ti["ti_id"], scope="workload"),
-                "server": airflow.api_url,
-                "dag_rel_path": "example_dag.py",
-                "env": _child_env(scenario, ti, run.var, out),
-            }
+            airflow_job(airflow, ti, queue_of(scenario), child_env(scenario, ti, run.var, out))
         )
-    (tmp / "jobs.json").write_text(json.dumps(jobs, indent=1))
-    results_path = tmp / "airflow-results.json"
-    with open(tmp / "airflow-supervisor.log", "w") as log:
-        peer = subprocess.Popen(
-            [airflow.python, str(PEER / "run_airflow_sup.py"), "jobs.json", results_path.name],
-            cwd=tmp,
-            env={**airflow.env, **_coordinators(airflow)},
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
+    with airflow_supervisor(airflow, tmp, jobs, results="airflow-results.json") as results:
         sim_runs = _run_sim_side(airflow, tmp)
-        peer.wait(timeout=300)
-    finally:
-        if peer.poll() is None:
-            peer.kill()
-            peer.wait(timeout=30)
-    assert peer.returncode == 0, (tmp / "airflow-supervisor.log").read_text()[-5000:]
-    results = json.loads(results_path.read_text())
     for scenario, result in zip(SCENARIOS, results, strict=True):
-        run = airflow_runs[scenario.name]
-        run.calls = result["calls"]
-        run.outcome = {"rc": result["rc"], "error": result["error"]}
         frames = tmp / f"{scenario.name}.airflow.frames.json"
-        run.frames = json.loads(frames.read_text()) if frames.exists() else None
-        run.state = airflow.ti_state(run.ti)[0]
+        take_airflow_result(airflow, airflow_runs[scenario.name], result, frames)
     return {
         (name, variant): (airflow_runs[name], sim_runs[(name, variant)]) for name, variant in RUNS
     }
@@ -303,28 +170,9 @@ def _run_sim_side(airflow: RealAirflow, tmp: Path) -> dict[tuple[str, str], Run]
     for name, variant in RUNS:
         scenario = BY_NAME[name]
         (ti,) = airflow.queue(scenario.task)
-        run = Run(ti, var=f"supsim_{name}_{variant}")
+        run = sim_runs[(name, variant)] = Run(ti, var=f"supsim_{name}_{variant}")
         out = tmp / f"{name}.{variant}.frames.json"
-        script = CHILDREN[scenario.kind]
-        _, result, _, transcript = run_task(
-            airflow,
-            ti,
-            tmp,
-            "--queue",
-            _queue_of(scenario),
-            "--heartbeat-interval",
-            str(HEARTBEAT_INTERVAL),
-            "--no-redact",  # the transcript must hold the bodies as they crossed the wire
-            *scenario.variants[variant],
-            runtime=[airflow.python, str(script)],
-            env=_child_env(scenario, ti, run.var, out),
-            name=f"{name}.{variant}",
-        )
-        run.calls = transcript_http(transcript)
-        run.outcome = result
-        run.frames = json.loads(out.read_text()) if out.exists() else None
-        run.state = airflow.ti_state(ti)[0]
-        sim_runs[(name, variant)] = run
+        run_sim(airflow, scenario, run, tmp, out, f"{name}.{variant}", *scenario.variants[variant])
     return sim_runs
 
 
