@@ -27,6 +27,7 @@ from ._proxy import proxy
 from ._run_dag import run_dag
 from ._run_task import run_task
 from ._transcripts import diff, replay, show
+from ._worker import worker
 
 __all__ = [
     "AIRFLOW_VERSION",
@@ -91,7 +92,7 @@ def _name_envvars(command: click.Command) -> None:
 
 
 _name_envvars(main)
-for _command in (run_task, run_dag, parse, show, diff, replay, check, init, proxy):
+for _command in (run_task, run_dag, parse, show, diff, replay, check, init, proxy, worker):
     _command.context_settings.setdefault("auto_envvar_prefix", ENVVAR_PREFIX)
     _name_envvars(_command)
     main.add_command(_command)
