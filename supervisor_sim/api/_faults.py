@@ -489,8 +489,11 @@ def _apply(store: Any, ti_id: str | None, kind: str, arg: str) -> str:
         store.tis.update(ti_id, state=state, end_date=now)
         return f"task instance {ti_id} set to {state}"
     if kind == "ti-cleared":
-        new_id = store.tis.retry(ti_id, state=None, end_date=None)
-        return f"task instance {ti_id} cleared: the new try is {new_id}"
+        # Airflow's clear_task_instances: a running TI becomes ``restarting`` (the scheduler
+        # queues it once its worker is gone), any other has its state reset.
+        cleared = "restarting" if store.tis.state(ti_id) == "running" else None
+        new_id = store.tis.retry(ti_id, state=cleared, end_date=None)
+        return f"task instance {ti_id} cleared ({cleared or 'no state'}): the new try is {new_id}"
     if kind == "ti-hostname-changed":
         store.tis.update(ti_id, hostname="elsewhere.example")
         return f"task instance {ti_id} now runs on elsewhere.example"
