@@ -139,18 +139,45 @@ def airflow_error_message(body: Any) -> str:
     return "Server returned error"
 
 
+def _airflow_setting(key: str, default: float) -> float:
+    """``[workers] <key>`` as Airflow's client reads it from the environment
+    (``AIRFLOW__WORKERS__<KEY>``), else Airflow's default; a value that is no number is
+    ignored."""
+    import os
+
+    try:
+        return float(os.environ.get(f"AIRFLOW__WORKERS__{key.upper()}", default))
+    except ValueError:
+        return default
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Airflow's defaults: 5 attempts, waits random in [1, min(2**(n-1), 90)] s, 5 s timeout."""
+    """Airflow's client (task-sdk 1.3.2, tenacity): ``attempts`` tries, and after the Nth a
+    wait random in [wait_min, max(wait_min, min(2**(N-1), wait_max))] s; ``timeout`` s per
+    attempt. Defaults: Airflow's ``[workers] execution_api_retries`` (5),
+    ``execution_api_retry_wait_min`` (1.0), ``..._wait_max`` (90.0) and
+    ``execution_api_timeout`` (5.0), read from ``AIRFLOW__WORKERS__*`` as Airflow's are."""
 
-    attempts: int = 5
-    wait_min: float = 1.0
-    wait_max: float = 90.0
-    timeout: float = 5.0
+    attempts: int = field(
+        default_factory=lambda: max(1, int(_airflow_setting("execution_api_retries", 5)))
+    )
+    wait_min: float = field(
+        default_factory=lambda: _airflow_setting("execution_api_retry_wait_min", 1.0)
+    )
+    wait_max: float = field(
+        default_factory=lambda: _airflow_setting("execution_api_retry_wait_max", 90.0)
+    )
+    timeout: float = field(default_factory=lambda: _airflow_setting("execution_api_timeout", 5.0))
+
+    def wait_bounds(self, attempt: int) -> tuple[float, float]:
+        """The window the wait after ``attempt`` is drawn from (tenacity's
+        ``wait_random_exponential(min, max)``: ``uniform(min, max(min, min(2**(n-1), max)))``)."""
+        high = max(self.wait_min, min(2.0 ** min(attempt - 1, 64), self.wait_max))
+        return self.wait_min, high
 
     def wait(self, attempt: int) -> float:
-        upper = min(2.0 ** (attempt - 1), self.wait_max)
-        return random.uniform(min(self.wait_min, upper), max(self.wait_min, upper))
+        return random.uniform(*self.wait_bounds(attempt))
 
 
 @dataclass(slots=True)
