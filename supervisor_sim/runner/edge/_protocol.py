@@ -13,6 +13,7 @@ import shlex
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -110,7 +111,10 @@ def edge_token(
         "exp": issued + valid_for,
         "iat": issued,
     }
-    return jwt.encode(claims, secret, algorithm="HS512", headers={"kid": uuid.uuid4().hex})
+    with warnings.catch_warnings():
+        # PyJWT warns about secrets under 64 bytes; Airflow signs with whatever it is given.
+        warnings.simplefilter("ignore")
+        return jwt.encode(claims, secret, algorithm="HS512", headers={"kid": uuid.uuid4().hex})
 
 
 def worker_path(hostname: str) -> str:
