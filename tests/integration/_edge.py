@@ -18,6 +18,7 @@ Airflow accepts sqlite with the EdgeExecutor (one scheduler), so no Postgres is 
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -131,8 +132,8 @@ class EdgeAirflow:
         return {
             name: {
                 "state": state,
-                "queues": json.loads(queues) if queues else None,
-                "sysinfo": json.loads(sysinfo) if sysinfo else {},
+                "queues": _decode(queues) if queues else None,
+                "sysinfo": _decode(sysinfo) if sysinfo else {},
                 "jobs_active": jobs,
             }
             for name, state, queues, sysinfo, jobs in rows
@@ -155,6 +156,19 @@ class EdgeAirflow:
         reply.raise_for_status()
         return str(reply.json()["access_token"])
 
+    def edge_ui(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """A call of the edge plugin's UI API (``/edge_worker/ui/...``), as Airflow's UI makes
+        it: ``edge_ui("POST", "worker/w1/maintenance", {"maintenance_comment": "..."})``."""
+        reply = httpx.request(
+            method,
+            f"{self.base_url}edge_worker/ui/{path}",
+            json=body,
+            headers={"Authorization": f"Bearer {self.rest_token()}"},
+            timeout=30,
+        )
+        reply.raise_for_status()
+        return reply.json() if reply.content else None
+
     def task_log(
         self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1
     ) -> list[Any]:
@@ -175,6 +189,14 @@ class EdgeAirflow:
         reply.raise_for_status()
         content = reply.json()["content"]
         return content if isinstance(content, list) else [content]
+
+
+def _decode(text: str) -> Any:
+    """A column edge3 stores as JSON (sysinfo) or as a Python list's repr (queues)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return ast.literal_eval(text)
 
 
 def edge_env(home: Path, port: int, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -361,7 +383,8 @@ def wait_dag_run(
 
 
 #: ``edge_dag``: a few reference-runtime tasks on the ``reference`` queue, with an XCom between
-#: two of them. The Python bodies never run: the worker's runtime for the queue runs
+#: two of them; ``edge_drain``: ``sleep >> hello``, for drains (hello is queued only after
+#: sleep). The Python bodies never run: the worker's runtime for the queue runs
 #: ``EDGE_BUNDLE``'s implementation of each task.
 EDGE_DAG = """
 import datetime
@@ -393,6 +416,24 @@ with DAG(
 
     hello() >> push_xcom() >> pull_xcom()
     sleep()
+
+with DAG(
+    dag_id="edge_drain",
+    schedule=None,
+    start_date=datetime.datetime(2024, 1, 1),
+    catchup=False,
+    default_args={"retries": 0, "queue": "reference"},
+) as drain_dag:
+
+    @task
+    def sleep():
+        pass
+
+    @task
+    def hello():
+        pass
+
+    sleep() >> hello()
 """
 
 #: The reference runtime's bundle for ``edge_dag``: example_dag's implementations of the tasks.
@@ -400,7 +441,10 @@ EDGE_BUNDLE = f"""
 import runpy
 _EXAMPLE = runpy.run_path({str(ROOT / "runtimes" / "reference" / "example_dags.py")!r})["DAGS"]
 _TASKS = ("hello", "push_xcom", "pull_xcom", "sleep")
-DAGS = {{"edge_dag": {{t: _EXAMPLE["example_dag"][t] for t in _TASKS}}}}
+DAGS = {{
+    "edge_dag": {{t: _EXAMPLE["example_dag"][t] for t in _TASKS}},
+    "edge_drain": {{t: _EXAMPLE["example_dag"][t] for t in ("sleep", "hello")}},
+}}
 """
 
 
