@@ -17,6 +17,7 @@ from ._rules import (
     PASS as PASS,
     RULE_IDS as RULE_IDS,
     RULES as RULES,
+    WARN as WARN,
     evaluate as evaluate,
 )
 from ._scenarios import (
@@ -35,6 +36,7 @@ __all__ = [
     "RULES",
     "RULE_IDS",
     "SCENARIOS",
+    "WARN",
     "CheckContext",
     "ScenarioResult",
     "evaluate",

@@ -13,7 +13,7 @@ from typing import Any
 
 import trio
 
-from ._rules import FAIL, NA, PASS, evaluate, trace
+from ._rules import FAIL, NA, PASS, WARN, evaluate, trace
 from ._scenarios import SCENARIOS, CheckContext, ScenarioResult, run_scenarios
 
 __all__ = ["junit_xml", "render_table", "run_check", "skipped_scenarios"]
@@ -43,7 +43,7 @@ def run_check(
             observed = f"{r.result}: {r.summary}" if r.result != NA else r.summary
             r.result, r.skipped = NA, True
             r.summary = f"skipped with --skip (observed {observed})"
-    counts = {v: sum(1 for r in rules if r.result == v) for v in (PASS, FAIL, NA)}
+    counts = {v: sum(1 for r in rules if r.result == v) for v in (PASS, FAIL, NA, WARN)}
     return {
         "runtime": list(ctx.runtime),
         "dag_id": ctx.dag_id,
@@ -53,13 +53,18 @@ def run_check(
         "duration_s": round(time.monotonic() - started, 3),
         "rules": [r.as_dict() for r in rules],
         "scenarios": [_scenario_dict(s) for s in results],
+        **({"faults": list(ctx.fault_specs)} if ctx.fault_specs else {}),
     }
 
 
 def _scenario_dict(s: ScenarioResult) -> dict[str, Any]:
     out: dict[str, Any] = {"name": s.name, "title": s.spec.title, "ran": s.ran}
     if not s.ran:
+        if s.not_run_reason:
+            out["not_run"] = s.not_run_reason
         return out
+    if s.fault_specs:
+        out["faults"] = list(s.fault_specs)
     outcome = s.outcome
     out.update(
         task_id=s.task_id or None,
@@ -76,7 +81,7 @@ def _scenario_dict(s: ScenarioResult) -> dict[str, Any]:
 
 # --- reports ----------------------------------------------------------------------------------
 
-_MARK = {PASS: "pass", FAIL: "FAIL", NA: "n/a"}
+_MARK = {PASS: "pass", FAIL: "FAIL", NA: "n/a", WARN: "warn"}
 
 
 def render_table(report: dict[str, Any], width: int = 100) -> str:
@@ -96,12 +101,15 @@ def render_table(report: dict[str, Any], width: int = 100) -> str:
     c = report["counts"]
     lines += [
         "",
-        f"{len(rules)} rules: {c[PASS]} passed, {c[FAIL]} failed, {c[NA]} not applicable",
+        f"{len(rules)} rules: {c[PASS]} passed, {c[FAIL]} failed, {c[NA]} not applicable"
+        + (f", {c[WARN]} warnings" if c.get(WARN) else ""),
     ]
+    if report.get("faults"):
+        lines.insert(2, f"  with --fault {'; '.join(report['faults'])} in every scenario")
     for r in rules:
-        if r["result"] != FAIL:
+        if r["result"] not in (FAIL, WARN):
             continue
-        lines += ["", f"FAIL {r['rule']} — {r['title']}", f"  {r['summary']}"]
+        lines += ["", f"{_MARK[r['result']]} {r['rule']} — {r['title']}", f"  {r['summary']}"]
         lines += [f"    {e}" for e in r["evidence"]]
     baseline = next((s for s in report["scenarios"] if s["name"] == "baseline"), None)
     if baseline and "removed" in (baseline.get("terminal") or ""):
@@ -155,6 +163,9 @@ def junit_xml(report: dict[str, Any]) -> bytes:
             failure.text = body
         elif r["result"] == NA:
             ET.SubElement(case, "skipped", {"message": r["summary"][:1000]})
+        elif r["result"] == WARN:  # passed, with the warning in its output
+            out = ET.SubElement(case, "system-out")
+            out.text = "WARNING: " + body
         else:
             out = ET.SubElement(case, "system-out")
             out.text = body

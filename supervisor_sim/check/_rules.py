@@ -35,7 +35,9 @@ from ._session import PROBE_XCOM_KEY, timestamp_size, walk_datetimes
 
 __all__ = ["RULES", "RuleResult", "Verdict", "evaluate", "trace"]
 
-PASS, FAIL, NA = "pass", "fail", "n/a"
+#: ``warn``: the runtime got through, but not as a well-behaved one would (it does not fail
+#: the check).
+PASS, FAIL, NA, WARN = "pass", "fail", "n/a", "warn"
 Verdict = str
 
 
@@ -114,6 +116,26 @@ RULES: tuple[Rule, ...] = (
         "comm-close",
         "exits, without hanging, when the supervisor closes the comm connection",
         ("comm-closed",),
+    ),
+    Rule(
+        "api-500",
+        "ends the task, without hanging, when an API call fails with 500 after the retries",
+        ("api-500",),
+    ),
+    Rule(
+        "slow-api",
+        "still completes, as in the baseline, when an API call is slow",
+        ("slow-api",),
+    ),
+    Rule(
+        "token-expiry",
+        "ends the task, without hanging, when the token expires (403 Invalid auth token)",
+        ("token-expiry",),
+    ),
+    Rule(
+        "killed-from-outside",
+        "exits promptly on SIGTERM when the TI is marked failed from outside",
+        ("killed",),
     ),
     Rule(
         "parse",
@@ -336,6 +358,8 @@ def _r(rule: str, result: Verdict, summary: str, evidence: Sequence[str] = (), s
 
 
 def _not_run(rule: str, s: ScenarioResult) -> RuleResult:
+    if s.not_run_reason:
+        return _r(rule, NA, s.not_run_reason, [], [s.name])
     if s.spec.needs_target:
         return _r(
             rule,
@@ -863,6 +887,172 @@ def rule_parse(s: ScenarioResult, dag_id: str) -> RuleResult:
     )
 
 
+# --- the fault scenarios (docs/unhappy-paths.md, "check --fault") -------------------------------
+
+
+def _faults_line(s: ScenarioResult) -> str:
+    return f"[{s.name}] fault plan: {'; '.join(s.fault_specs) or '(none)'}"
+
+
+def _ends_after_error(
+    rule: str, s: ScenarioResult, airflow: str, started: float | None, what: str
+) -> RuleResult:
+    """The verdict of a scenario whose runtime got an error reply at ``started``: a terminal
+    message and an exit pass; an exit without one warns; a hang fails."""
+    hooks = s.session
+    assert hooks is not None
+    head = [_faults_line(s), f"what Airflow does: {airflow}"]
+    error = hooks.first_error
+    if error is not None:
+        head.append(f"[{s.name}] error reply: #{error.id} {error.type} at +{error.at:.3f}s")
+    after = [t for t in s.terminals if started is None or t[0] >= started]
+    if hooks.stalled_after_injection:
+        return _r(
+            rule,
+            FAIL,
+            f"hung after {what}: no frame and no exit for {hooks.plan.exit_bound:g}s, so it "
+            "was killed",
+            [*head, *trace(s)],
+            [s.name],
+        )
+    if s.exit_event is None or s.process("signal"):
+        return _r(
+            rule,
+            FAIL,
+            f"did not exit by itself after {what} (exit {s.exit_code}; the supervisor had to "
+            "kill it)",
+            [*head, *trace(s)],
+            [s.name],
+        )
+    if after:
+        return _r(
+            rule,
+            PASS,
+            f"after {what}: {s.terminal_summary()}, exit {s.exit_code}, no hang",
+            head,
+            [s.name],
+        )
+    return _r(
+        rule,
+        WARN,
+        f"after {what} it exited {s.exit_code} without a terminal message: Airflow records the "
+        "state from the exit code, but the task never reported its failure",
+        [*head, *trace(s)],
+        [s.name],
+    )
+
+
+def rule_api_500(s: ScenarioResult) -> RuleResult:
+    if not s.ran:
+        return _not_run("api-500", s)
+    hooks = s.session
+    if hooks is None or hooks.first_error is None:
+        return _r(
+            "api-500",
+            NA,
+            "no request was answered with an error: the runtime did not make the target "
+            "request in this scenario",
+            [_faults_line(s), *trace(s, 12)],
+            [s.name],
+        )
+    airflow = (
+        "its client retries a 500 (5 attempts, exponential back-off; check uses 2 and short "
+        "waits), then the supervisor answers the request with ErrorResponse API_SERVER_ERROR "
+        "in the error slot; Airflow's runtime raises it in the task, which fails (TaskState "
+        "failed) and the runtime exits"
+    )
+    return _ends_after_error("api-500", s, airflow, hooks.first_error.at, "the 500")
+
+
+def rule_slow_api(s: ScenarioResult, baseline: ScenarioResult) -> RuleResult:
+    if not s.ran:
+        return _not_run("slow-api", s)
+    result = _tolerance("slow-api", s, baseline, f"fault plan: {'; '.join(s.fault_specs)}")
+    result.evidence.insert(
+        1,
+        "what Airflow does: the supervisor waits for the API (up to the client's timeout) "
+        "and answers the request late; Airflow's runtime waits for the reply however long",
+    )
+    return result
+
+
+def rule_token_expiry(s: ScenarioResult) -> RuleResult:
+    if not s.ran:
+        return _not_run("token-expiry", s)
+    hooks = s.session
+    if hooks is None or hooks.token_expired_at is None:
+        return _r(
+            "token-expiry",
+            NA,
+            "the runtime did not make the target request in this scenario, so the token did "
+            "not expire",
+            [_faults_line(s), *trace(s, 12)],
+            [s.name],
+        )
+    airflow = (
+        "every call answers 403 Invalid auth token; the supervisor answers a variable or "
+        "connection request with ErrorResponse PERMISSION_DENIED, other requests with "
+        "API_SERVER_ERROR; heartbeats fail and after max_failed_heartbeats the supervisor "
+        "terminates the runtime; a runtime should fail the task and exit"
+    )
+    return _ends_after_error(
+        "token-expiry", s, airflow, hooks.token_expired_at, "the token expired"
+    )
+
+
+def rule_killed(s: ScenarioResult) -> RuleResult:
+    if not s.ran:
+        return _not_run("killed-from-outside", s)
+    cfg = s.config
+    escalation = cfg.kill_escalation_delay if cfg else 0.0
+    head = [
+        _faults_line(s),
+        'what Airflow does: the next heartbeat is answered 409; the supervisor logs "Server '
+        "indicated the task shouldn't be running anymore\", sends SIGTERM, SIGKILL "
+        f"{escalation:g}s later if the runtime is still there, and the final state is "
+        "server_terminated",
+    ]
+    signals = [(e.t, e.data.get("signal")) for e in s.process("signal")]
+    term = next((t for t, sig in signals if sig == "SIGTERM"), None)
+    kill = next((t for t, sig in signals if sig == "SIGKILL"), None)
+    state = s.outcome.final_state if s.outcome else None
+    exit_event = s.exit_event
+    if term is None:
+        return _r(
+            "killed-from-outside",
+            NA,
+            f"the supervisor sent no SIGTERM: the runtime ended ({s.terminal_summary()}, exit "
+            f"{s.exit_code}) before a heartbeat met the TI marked failed",
+            [*head, *trace(s, 16)],
+            [s.name],
+        )
+    if kill is not None:
+        return _r(
+            "killed-from-outside",
+            FAIL,
+            f"ignored SIGTERM: still running {kill - term:.2f}s later, killed with SIGKILL "
+            f"(final state {state})",
+            [*head, *trace(s)],
+            [s.name],
+        )
+    if exit_event is None:
+        return _r(
+            "killed-from-outside",
+            FAIL,
+            "no exit recorded after SIGTERM",
+            [*head, *trace(s)],
+            [s.name],
+        )
+    return _r(
+        "killed-from-outside",
+        PASS,
+        f"exited ({s.exit_code}) {exit_event.t - term:.2f}s after SIGTERM, before the "
+        f"escalation delay; final state {state}",
+        head,
+        [s.name],
+    )
+
+
 def rule_violations(results: list[ScenarioResult]) -> list[RuleResult]:
     grouped: dict[str, list[tuple[ScenarioResult, Any]]] = {}
     for s in results:
@@ -931,6 +1121,10 @@ def evaluate(
         rule_terminal_and_exit(ran, baseline, overtime),
         rule_json_logs(ran),
         rule_comm_close(get("comm-closed")),
+        rule_api_500(get("api-500")),
+        rule_slow_api(get("slow-api"), baseline),
+        rule_token_expiry(get("token-expiry")),
+        rule_killed(get("killed")),
         rule_parse(get("parse"), dag_id),
     ]
     out.extend(rule_violations(ran))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,8 @@ import trio
 
 from ..api import (
     ExecutionAPIClient,
+    FaultPlan,
+    FaultPlanError,
     Fixtures,
     RetryPolicy,
     StubStore,
@@ -69,6 +71,17 @@ class CheckContext:
     config: SupervisorConfig = field(default_factory=SupervisorConfig)
     exit_bound: float = 10.0
     jobs: int = 4
+    #: A fresh fault plan for one scenario session: the command's ``--fault`` specs and
+    #: ``[[faults]]`` plus the scenario's own specs (its argument); None when there is none.
+    #: The CLI gives ``cli._faults.fault_plan`` over its options (docs/unhappy-paths.md).
+    make_faults: Callable[[tuple[str, ...]], FaultPlan | None] | None = None
+    #: Attaches a plan to a session's stub transport, journal and store (``note`` per fault
+    #: applied): the CLI gives ``cli._faults.attach_fault_plan``. Without it no plan is used.
+    attach_faults: Callable[[FaultPlan | None, Any, Journal, Any], None] | None = None
+    #: The delay of the slow-api scenario's target call (below the API client's timeout).
+    slow_api_delay: float = 3.0
+    #: The command's own ``--fault`` specs (for the report; ``make_faults`` applies them).
+    fault_specs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,13 @@ class ScenarioSpec:
     unknown_task: bool = False
     #: Needs the baseline's target request to mean anything.
     needs_target: bool = False
+    #: Still runs when the only target is the terminal message.
+    terminal_ok: bool = False
+    #: The scenario's own fault specs for the target (None: the scenario needs none); a
+    #: string instead says why the scenario cannot be run for this runtime.
+    faults: Callable[[Target, CheckContext], tuple[str, ...] | str] | None = None
+    #: The scenario's supervisor settings, from the command's.
+    config: Callable[[SupervisorConfig], SupervisorConfig] | None = None
 
 
 @dataclass
@@ -95,6 +115,12 @@ class ScenarioResult:
     task_id: str = ""
     internal_error: str | None = None
     ran: bool = True
+    #: Why the scenario was not run (``ran`` False), when it is not the missing target.
+    not_run_reason: str | None = None
+    #: The fault specs the scenario's session ran with (the command's and its own).
+    fault_specs: tuple[str, ...] = ()
+    #: The supervisor settings the session ran with.
+    config: SupervisorConfig | None = None
 
     @property
     def name(self) -> str:
@@ -140,6 +166,60 @@ def _targeted(action: str, **extra: Any) -> Callable[[Target | None], Plan]:
         return Plan(action=action, target=target, **extra)  # type: ignore[arg-type]
 
     return make
+
+
+def _api_call(target: Target) -> str | None:
+    """The fault target for the target request's API call, or None when its type makes none."""
+    name = target.type_name
+    if not name:
+        return None
+    try:
+        FaultPlan.parse([f"{name}:500"])
+    except FaultPlanError:
+        return None
+    return name
+
+
+def _no_call(target: Target) -> str:
+    return (
+        f"the target request ({target.type_name or 'unknown type'}) makes no Execution API "
+        "call, so no fault can hit it"
+    )
+
+
+def _api_500(target: Target, ctx: CheckContext) -> tuple[str, ...] | str:
+    name = _api_call(target)
+    if name is None:
+        return _no_call(target)
+    # That call and every later one of its route: each retry fails too.
+    return (f"{name}:500@{target.nth}+",)
+
+
+def _slow_api(target: Target, ctx: CheckContext) -> tuple[str, ...] | str:
+    name = _api_call(target)
+    if name is None:
+        return _no_call(target)
+    return (f"{name}:delay={ctx.slow_api_delay:g}s@{target.nth}",)
+
+
+#: Kill-from-outside: the target's call is held this long (under the client's 10 s timeout)
+#: while the TI is marked failed and the next heartbeat meets it.
+KILL_HOLD_S = 9.0
+KILL_HEARTBEAT_S = 0.5
+API_TIMEOUT_S = 10.0
+
+
+def _killed(target: Target, ctx: CheckContext) -> tuple[str, ...] | str:
+    name = _api_call(target)
+    if name is None:
+        return _no_call(target)
+    nth = "" if target.nth == 1 else f"#{target.nth}"
+    return (f"{name}:delay={KILL_HOLD_S:g}s@{target.nth}", f"event=ti-failed@{name}{nth}")
+
+
+def _token(target: Target, ctx: CheckContext) -> tuple[str, ...] | str:
+    # A token valid for a day, which the scenario's hooks expire at the target request.
+    return ("token-expiry=86400s",) if _api_call(target) is not None else _no_call(target)
 
 
 SCENARIOS: tuple[ScenarioSpec, ...] = (
@@ -211,6 +291,41 @@ SCENARIOS: tuple[ScenarioSpec, ...] = (
         ("comm-close",),
         plan=_targeted("close-comm"),
         needs_target=True,
+        terminal_ok=True,
+    ),
+    ScenarioSpec(
+        "api-500",
+        "the target request's API call answers 500 on every attempt, so the supervisor answers "
+        "with an error frame",
+        ("api-500",),
+        plan=lambda target: Plan(watch_first_error=True),
+        faults=_api_500,
+        needs_target=True,
+    ),
+    ScenarioSpec(
+        "slow-api",
+        "the target request's API call is slow (--slow-api-delay), under the client's timeout",
+        ("slow-api",),
+        faults=_slow_api,
+        needs_target=True,
+        terminal_ok=True,
+    ),
+    ScenarioSpec(
+        "token-expiry",
+        "the task's token expires at the target request: every later call answers 403",
+        ("token-expiry",),
+        plan=_targeted("expire-token"),
+        faults=_token,
+        needs_target=True,
+    ),
+    ScenarioSpec(
+        "killed",
+        "marked failed from outside while the target request's call is held: heartbeat 409, "
+        "SIGTERM, SIGKILL after the escalation delay",
+        ("killed-from-outside",),
+        faults=_killed,
+        needs_target=True,
+        config=lambda c: replace(c, heartbeat_interval=KILL_HEARTBEAT_S),
     ),
     ScenarioSpec(
         "parse",
@@ -227,16 +342,22 @@ def target_from(baseline: ScenarioResult | None) -> Target | None:
         return None
     frames = baseline.frames("in")
     bodies = [e.data.get("body") if isinstance(e.data.get("body"), dict) else None for e in frames]
-    for body in bodies:
+
+    def nth(i: int) -> dict[str, Any]:
+        name = (bodies[i] or {}).get("type")
+        same = sum(1 for b in bodies[: i + 1] if b and b.get("type") == name)
+        return {"type_name": name, "nth": same}
+
+    for i, body in enumerate(bodies):
         if body and body.get("key") == PROBE_XCOM_KEY and body.get("type") not in TERMINAL:
-            return Target(probe=True)
+            return Target(probe=True, **nth(i))
     for i, body in enumerate(bodies):
         if body and body.get("type") not in TERMINAL:
-            return Target(probe=False, index=i)
+            return Target(probe=False, index=i, **nth(i))
     for i, body in enumerate(bodies):
         # Nothing but the terminal message: act on it (only comm-closed can say anything then).
         if body:
-            return Target(probe=False, index=i, terminal_ok=True)
+            return Target(probe=False, index=i, terminal_ok=True, **nth(i))
     return None
 
 
@@ -252,8 +373,26 @@ async def run_scenario(
 ) -> ScenarioResult:
     plan = spec.plan(target)
     plan.exit_bound = ctx.exit_bound
-    result = ScenarioResult(spec, plan=plan)
+    config = spec.config(ctx.config) if spec.config else ctx.config
+    result = ScenarioResult(spec, plan=plan, config=config)
+    own: tuple[str, ...] = ()
+    if spec.faults is not None:
+        assert target is not None
+        made = spec.faults(target, ctx)
+        if isinstance(made, str) or ctx.make_faults is None or ctx.attach_faults is None:
+            result.ran = False
+            result.not_run_reason = made if isinstance(made, str) else "no fault plan support"
+            return result
+        own = made
+    faults = ctx.make_faults(own) if ctx.make_faults is not None else None
+    if faults is not None and ctx.attach_faults is None:
+        faults = None
+    if faults is not None:
+        result.fault_specs = tuple(r.spec for r in [*faults.rules, *faults.events])
+        if faults.expiry is not None:
+            result.fault_specs += ("token-expiry",)
     hooks = CheckHooks(plan)
+    hooks.fault_plan = faults
     session: Session
     journal = Journal()
     journal.sinks.append(result.events.append)
@@ -261,7 +400,10 @@ async def run_scenario(
     try:
         store.seed(ctx.fixtures)
         tokens = TokenIssuer()
-        http = stub_http(StubTransport(store, tokens=tokens))
+        transport = StubTransport(store, tokens=tokens)
+        http = stub_http(transport)
+        if faults is not None and ctx.attach_faults is not None:
+            ctx.attach_faults(faults, transport, journal, store)
         async with http:
             if spec.kind == "parse":
                 api = ExecutionAPIClient(
@@ -277,7 +419,7 @@ async def run_scenario(
                     env=ctx.env,
                     cwd=ctx.cwd,
                 )
-                session = ParseSession(pspec, api, config=ctx.config, journal=journal, hooks=hooks)
+                session = ParseSession(pspec, api, config=config, journal=journal, hooks=hooks)
             else:
                 task_id = ctx.task_id
                 if spec.unknown_task:
@@ -289,7 +431,9 @@ async def run_scenario(
                 api = ExecutionAPIClient(
                     http,
                     token=tokens.issue(record.id, scope="workload"),
-                    retry=RetryPolicy(attempts=2, wait_min=0.05, wait_max=0.1, timeout=10.0),
+                    retry=RetryPolicy(
+                        attempts=2, wait_min=0.05, wait_max=0.1, timeout=API_TIMEOUT_S
+                    ),
                     on_exchange=journal_exchanges(journal),
                 )
                 tspec = TaskSpec(
@@ -300,7 +444,7 @@ async def run_scenario(
                     env=ctx.env,
                     cwd=ctx.cwd,
                 )
-                session = TaskSession(tspec, api, config=ctx.config, journal=journal, hooks=hooks)
+                session = TaskSession(tspec, api, config=config, journal=journal, hooks=hooks)
             result.session = hooks
             result.outcome = await session.run()
     except Exception as exc:  # a bug here must not hide the other scenarios' results
@@ -329,7 +473,7 @@ async def run_scenarios(
     async def one(spec: ScenarioSpec) -> None:
         async with limiter:
             if spec.needs_target and (
-                target is None or (target.terminal_ok and spec.name != "comm-closed")
+                target is None or (target.terminal_ok and not spec.terminal_ok)
             ):
                 results[spec.name] = ScenarioResult(spec, ran=False)
             else:

@@ -60,7 +60,7 @@ PROBE_XCOM_KEY = "supervisor_sim_check_probe"
 UNKNOWN_KEY = "x_supervisor_sim_check_unknown"
 UNKNOWN_VALUE = {"added_by": "supervisor-sim check", "nested": [1, "two", None, {"three": 3.0}]}
 
-Action = Literal["wrong-id", "error-body", "error-slot", "close-comm"]
+Action = Literal["wrong-id", "error-body", "error-slot", "close-comm", "expire-token"]
 Shape = Literal["airflow", "short", "long"]
 
 
@@ -73,6 +73,10 @@ class Target:
     index: int | None = None
     #: Also match terminal messages (only when the runtime makes no other request).
     terminal_ok: bool = False
+    #: The target's message type, and which request of that type it is (1-based): what the
+    #: fault scenarios aim their fault plan at.
+    type_name: str | None = None
+    nth: int = 1
 
     def describe(self) -> str:
         if self.probe:
@@ -92,6 +96,9 @@ class Plan:
     target: Target | None = None
     #: After close-comm, the runtime must exit within this many seconds.
     exit_bound: float = 10.0
+    #: The first error reply (error slot or ErrorResponse body) starts the progress watch: the
+    #: runtime must send something or exit within ``exit_bound`` (the fault scenarios).
+    watch_first_error: bool = False
 
 
 @dataclass
@@ -126,6 +133,11 @@ class CheckHooks(SessionHooks):
         #: Neither a frame nor an exit within exit_bound after the injected reply.
         self.stalled_after_injection = False
         self._pending_action: Action | None = None
+        #: The session's fault plan (docs/unhappy-paths.md), when it has one.
+        self.fault_plan: Any = None
+        #: The first error reply sent, when ``watch_first_error``.
+        self.first_error: Probe | None = None
+        self.token_expired_at: float | None = None
 
     # --- what the rules read from the session ----------------------------------------------------
 
@@ -189,6 +201,9 @@ class CheckHooks(SessionHooks):
             )
         if action == "close-comm":
             return None, None
+        if action == "expire-token":
+            self._expire_token()
+            return None  # the workload makes the call, with the expired token
         return None  # wrong-id: the workload answers, the reply goes out with another id
 
     def _is_target(self, body: dict[str, Any], index: int) -> bool:
@@ -205,6 +220,7 @@ class CheckHooks(SessionHooks):
         self, req_id: int, body: dict[str, Any] | None, error: dict[str, Any] | None
     ) -> None:
         session = self.session
+        now = session.journal.now
         action, self._pending_action = self._pending_action, None
         if action == "close-comm":
             await self._close_comm(req_id)
@@ -240,6 +256,11 @@ class CheckHooks(SessionHooks):
         if self._frame_end is not None and self._more_pending():
             self.pipelined.append(req_id)
         self._frame_end = None
+        erred = error is not None or (body is not None and body.get("type") == "ErrorResponse")
+        if self.plan.watch_first_error and erred and self.first_error is None:
+            self.first_error = Probe(id=req_id, type=(error or body or {}).get("error"), at=now())
+            if action is None:
+                session.start_soon(self._watch_progress, self.frames_in)
         if action is not None:
             session.start_soon(self._watch_progress, self.frames_in)
         await session.write(len(payload).to_bytes(4, "big") + payload, req_id)
@@ -278,6 +299,23 @@ class CheckHooks(SessionHooks):
                 "killing the runtime",
             )
             await self.session.kill("stalled after the injected reply")
+
+    def _expire_token(self) -> None:
+        """From now on every call of the session answers 403 ``Invalid auth token``: the fault
+        plan's own token model (``token-expiry=``), started at the target request."""
+        from ..api import FaultPlan
+
+        plan = self.fault_plan
+        if plan is None:  # every fault scenario runs with a plan; nothing to expire without
+            return
+        plan.expiry = FaultPlan.parse(["token-expiry=0s"]).expiry
+        self.token_expired_at = self.session.journal.now()
+        self.session.journal.emit(
+            "note",
+            level="warning",
+            message="check: the task's token expires now, at the target request: every later "
+            "call answers 403 Invalid auth token",
+        )
 
     async def _close_comm(self, req_id: int) -> None:
         session = self.session

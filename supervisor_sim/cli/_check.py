@@ -23,6 +23,7 @@ import click
 from ._common import Command, UsageError, loading, not_started, writable_file
 from ._options import (
     bundle_name_option,
+    fault_option,
     fixtures_option,
     json_option,
     startup_timeout_option,
@@ -97,6 +98,14 @@ __all__ = ["check"]
     "anything after an injected reply.",
 )
 @timeout_option("Kill a scenario's runtime after this many seconds.", default=60.0)
+@fault_option()
+@click.option(
+    "--slow-api-delay",
+    type=click.FloatRange(min=0.0, max=9.0),
+    default=3.0,
+    show_default=True,
+    help="Seconds the slow-api scenario holds its API call (under the client's 10 s timeout).",
+)
 @click.option("--list-rules", is_flag=True, help="List the rules and scenarios, then exit.")
 def check(command: tuple[str, ...], **opts: Any) -> None:
     """Check a --comm/--logs runtime against the protocol: every rule, pass / fail / n/a.
@@ -105,8 +114,10 @@ def check(command: tuple[str, ...], **opts: Any) -> None:
     scenario, acting as Airflow's
     supervisor — exactly, or sending what a correct runtime must tolerate (unknown and missing
     fields, every timestamp size, short frames, errors, a wrong reply id, a closed
-    connection) — and judges each rule from the frames, logs and exit codes. Exit 1 when a rule
-    failed, 3 when the runtime could not start.
+    connection, an API answering 500, a slow API, an expired token, a kill from outside) — and
+    judges each rule from the frames, logs and exit codes. --fault SPEC (and the fixtures'
+    [[faults]]) applies a fault plan to every scenario, as run-task takes it. Exit 1 when a
+    rule failed, 3 when the runtime could not start.
 
     \b
     Example:
@@ -146,6 +157,7 @@ def check_command(command: tuple[str, ...], opts: dict[str, Any]) -> None:
     )
     from ..runner import runtime_argv
     from ..supervision import SupervisorConfig
+    from ._faults import attach_fault_plan, fault_plan
 
     if opts["list_rules"]:
         for r in RULES:
@@ -168,6 +180,16 @@ def check_command(command: tuple[str, ...], opts: dict[str, Any]) -> None:
             fixtures = load_fixtures(opts["fixtures"])
         except FixtureError as exc:
             raise UsageError(str(exc)) from None
+    specs: tuple[str, ...] = tuple(opts["faults"])
+    fixtures_path = opts["fixtures"]
+    # Checked before anything starts: a bad entry is one line naming it, exit 2 (as run-task).
+    user_plan = fault_plan(specs, fixtures_path)
+
+    def make_faults(own: tuple[str, ...]) -> Any:
+        # The scenario's own entries first, so the command's (a seed, say) win; a fresh plan
+        # per session, as run-dag makes one per task instance.
+        return fault_plan((*own, *specs), fixtures_path)
+
     if opts["junit_path"]:
         writable_file(opts["junit_path"], "--junit", "give another path")
     config = replace(
@@ -189,6 +211,13 @@ def check_command(command: tuple[str, ...], opts: dict[str, Any]) -> None:
         config=config,
         exit_bound=opts["exit_bound"],
         jobs=opts["jobs"] or min(4, os.cpu_count() or 1),
+        make_faults=make_faults,
+        attach_faults=attach_fault_plan,
+        slow_api_delay=opts["slow_api_delay"],
+        fault_specs=tuple(r.spec for r in [*user_plan.rules, *user_plan.events])
+        + (("token-expiry",) if user_plan.expiry else ())
+        if user_plan is not None
+        else (),
     )
 
     not_running: list[str | None] = []  # why the baseline's runtime did not start, if it did not
