@@ -415,6 +415,7 @@ class FaultPlan:
         # Every rule counts every call to its target, so "@1" and "@2" on one route are two
         # consecutive calls whichever rule took the first.
         taken: FaultRule | None = None
+        why = ""
         for rule in self.rules:
             if not rule.targets(method, rest):
                 continue
@@ -430,14 +431,17 @@ class FaultPlan:
                 n = rule.per_route[route] = rule.per_route.get(route, 0) + 1
                 draw = random.Random(f"{self.seed}/{rule.spec}/{route}/{n}")
                 hit = draw.random() < rule.probability
+                # Said by the count the draw used: the rule's count over every route depends
+                # on how heartbeats interleave, so a seeded run would not read the same twice.
+                why = f"call {n} to {route}, drawn with seed {self.seed}"
             else:
                 hit = True
+                why = f"call {rule.calls}"
             if hit:
                 taken = rule
-        return None if taken is None else self._action(taken, method, path)
+        return None if taken is None else self._action(taken, method, path, why)
 
-    def _action(self, rule: FaultRule, method: str, path: str) -> FaultAction:
-        why = f"call {rule.calls}"
+    def _action(self, rule: FaultRule, method: str, path: str, why: str) -> FaultAction:
         if rule.action == "status":
             assert rule.status is not None
             body = _json(_body_for(rule.status))
