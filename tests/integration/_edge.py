@@ -414,8 +414,13 @@ with DAG(
     def sleep():
         pass
 
+    @task
+    def secret():
+        pass
+
     hello() >> push_xcom() >> pull_xcom()
     sleep()
+    secret()
 
 with DAG(
     dag_id="edge_drain",
@@ -441,8 +446,17 @@ EDGE_BUNDLE = f"""
 import runpy
 _EXAMPLE = runpy.run_path({str(ROOT / "runtimes" / "reference" / "example_dags.py")!r})["DAGS"]
 _TASKS = ("hello", "push_xcom", "pull_xcom", "sleep")
+
+
+def secret(ctx):
+    # Logs peer_conn's password, in a record and on stdout: the worker must mask both.
+    conn = ctx.get_connection("peer_conn")
+    ctx.log.info("Using connection", conn_id="peer_conn", password=conn.get("password"))
+    print(f"secret: password={{conn.get('password')}}", flush=True)
+
+
 DAGS = {{
-    "edge_dag": {{t: _EXAMPLE["example_dag"][t] for t in _TASKS}},
+    "edge_dag": {{**{{t: _EXAMPLE["example_dag"][t] for t in _TASKS}}, "secret": secret}},
     "edge_drain": {{t: _EXAMPLE["example_dag"][t] for t in ("sleep", "hello")}},
 }}
 """

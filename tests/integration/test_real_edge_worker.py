@@ -3,6 +3,7 @@ with the EdgeExecutor, edge3 5.1.0, sqlite): registration, jobs, XComs, logs, dr
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -27,7 +28,7 @@ from ._edge import (
 
 pytestmark = pytest.mark.real_airflow
 
-FAST = ["--heartbeat-interval", "1", "--poll-interval", "0.2", "--api-retries", "2"]
+FAST = ["--heartbeat-interval", "1", "--poll-interval", "0.5"]
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,8 @@ def _alive_with(marker: str) -> list[int]:
 
 def test_worker_runs_a_dag_to_the_end_and_airflow_records_it(edge, tmp_path: Path):
     """One worker registers, takes every TI of edge_dag, and Airflow's DB has the states, the
-    XCom, the worker's row and TI hostnames, and its log endpoint serves the pushed logs."""
+    XCom, the worker's row and TI hostnames, and its log endpoint serves the pushed logs, with
+    the connection password the runtime logged masked."""
     airflow, bundle = edge
     log = tmp_path / "worker.log"
     runs = tmp_path / "runs"
@@ -103,6 +105,7 @@ def test_worker_runs_a_dag_to_the_end_and_airflow_records_it(edge, tmp_path: Pat
             "push_xcom": ("success", 1),
             "pull_xcom": ("success", 1),
             "sleep": ("success", 1),
+            "secret": ("success", 1),
         }
         assert airflow.xcom("edge_dag", "edge_run_1", "push_xcom") == {"numbers": [1, 2, 3]}
         assert airflow.xcom("edge_dag", "edge_run_1", "pull_xcom") == 6
@@ -111,8 +114,13 @@ def test_worker_runs_a_dag_to_the_end_and_airflow_records_it(edge, tmp_path: Pat
         assert jobs == {t: ("success", "sim-w1") for t in states}
         content = airflow.task_log("edge_dag", "edge_run_1", "pull_xcom")
         events = [e.get("event") for e in content if isinstance(e, dict)]
-        assert "reference runtime: running edge_dag.pull_xcom try 1" in events, content
-        assert len(list(runs.glob("edge_dag.*.jsonl"))) == 4
+        assert "reference runtime: running edge_dag.pull_xcom try 1" in events, (
+            f"{content}\n{tail(log)}"
+        )
+        secret_log = json.dumps(airflow.task_log("edge_dag", "edge_run_1", "secret"))
+        assert "secret: password=***" in secret_log, f"{secret_log}\n{tail(log)}"
+        assert "s3cret" not in secret_log
+        assert len(list(runs.glob("edge_dag.*.jsonl"))) == 5
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -229,7 +237,7 @@ def test_maintenance_and_shutdown_requests_are_honoured(edge, tmp_path: Path):
             log,
             timeout=120,
         )
-        time.sleep(3)  # fifteen fetch intervals: none may take the job
+        time.sleep(3)  # six fetch intervals: none may take the job
         assert airflow.edge_jobs("edge_drain", "maint_1")["sleep"] == ("queued", None)
         airflow.edge_ui("DELETE", "worker/sim-maint/maintenance")
         assert wait_dag_run(airflow, "edge_drain", "maint_1", timeout=120) == "success"

@@ -285,15 +285,22 @@ class EdgeWorker:
         except EdgeAPIError as exc:
             self.say(f"reporting {job.identifier} as {state} failed: {exc}")
 
-    async def _push_text(self, job: p.EdgeJob, text: str) -> None:
+    async def _push_text(self, job: p.EdgeJob, text: str) -> bool:
         try:
             await self.client.push_logs(job, text)
         except EdgeAPIError as exc:
             self.say(f"pushing the log of {job.identifier} failed: {exc}")
+            return False
+        return True
 
     async def _push(self, job: p.EdgeJob, pusher: _LogPusher) -> None:
-        for chunk in pusher.take(self.settings.push_log_chunk_size):
-            await self._push_text(job, chunk)
+        """Push what the task logged since the last push; what a failed push did not deliver
+        goes back to the front of the queue, for the next one."""
+        chunks = pusher.take(self.settings.push_log_chunk_size)
+        for i, chunk in enumerate(chunks):
+            if not await self._push_text(job, chunk):
+                pusher.lines[:0] = chunks[i:]
+                return
 
     async def _push_while(self, job: p.EdgeJob, pusher: _LogPusher) -> None:
         while True:
