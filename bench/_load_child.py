@@ -136,7 +136,9 @@ def mode_scale(client: Client, ti: dict, result: dict) -> None:
     if fifo:
         result["waited_for_go_s"] = wait_for_go(fifo, float(os.environ.get("BENCH_GO_MAX", "600")))
     time.sleep(float(os.environ.get("BENCH_HOLD_S", "3")))
-    lat += round_trips(client, rt)
+    after = round_trips(client, rt)
+    result.update(rt_ms_before=[x * 1e3 for x in lat], rt_ms_after=[x * 1e3 for x in after])
+    lat += after
     lat.sort()
     result.update(
         round_trips=len(lat),

@@ -812,7 +812,8 @@ def _summary_text(report: dict[str, Any]) -> str:
             )  # fmt: skip
     head = ("figure", "goal", "Airflow", "echo", "ours quiet", "ours loaded")
     widths = (30, 9, 10, 9, 11, 12)
-    out = ["Summary (* Airflow: 10 supervisors measured, N x one extrapolated)"]
+    count = af.get("measured_count", "-")
+    out = [f"Summary (from this run; * Airflow: {count} supervisors measured, x N extrapolated)"]
     for row in (head, *rows):
         out.append("".join(f"{c:<{w}}" if i == 0 else f"{c:>{w}}"
                            for i, (c, w) in enumerate(zip(row, widths, strict=True))))  # fmt: skip
@@ -876,14 +877,14 @@ def render(report: dict[str, Any]) -> str:
         lines += [
             "",
             "16 MiB XCom (bench/xcom_big.py: SetXCom then GetXCom, timed by the runtime; medians)",
-            f"{'supervisor':<44}{'cond':>7}{'set ms':>8}{'get ms':>8}{'set+get':>9}",
+            f"{'supervisor':<50}{'cond':>7}{'set ms':>8}{'get ms':>8}{'set+get':>9}",
         ]
         for kind, label in XCOM_KINDS:
             for cond, per in xcom.items():
                 r = per.get(kind)
                 if r:
                     lines.append(
-                        f"{label:<44}{cond:>7}{fmt(r['set_ms_median'], '.1f'):>8}"
+                        f"{label:<50}{cond:>7}{fmt(r['set_ms_median'], '.1f'):>8}"
                         f"{fmt(r['get_ms_median'], '.1f'):>8}{fmt(r['round_trip_ms'], '.1f'):>9}"
                     )
     counts = [k for k in report["config"]["many"] if f"many_{k}" in s]
@@ -894,8 +895,8 @@ def render(report: dict[str, Any]) -> str:
         else [
             "",
             "Many children under one supervisor-sim process (each child: lock-step round trips)",
-            f"{'children':>8}{'wall s':>8}{'total req/s':>12}{'steady req/s':>13}{'peak RSS MB':>12}"
-            f"{'CPU s':>7}{'CPU %':>7}{'Airflow N x RSS MB':>20}",
+            f"{'children':>8}{'wall s':>8}{'total req/s':>12}{'steady req/s':>13}"
+            f"{'peak RSS MB':>12}{'CPU s':>7}{'CPU %':>7}{'Airflow N x RSS MB':>20}",
         ]
     )
     for k in counts:
@@ -940,6 +941,9 @@ def render(report: dict[str, Any]) -> str:
         ("supervisor-sim --help", "help"),
         ("python -c pass", "python"),
     ):
+        if not st:
+            lines.pop()  # the header: no start-up figures in this run
+            break
         lines.append(
             f"  {label:<34}{fmt(st.get(f'{key}_warm_ms'), '.0f'):>8}"
             f"{fmt(st.get(f'{key}_cold_ms'), '.0f'):>8}"

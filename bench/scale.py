@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -90,10 +91,12 @@ def _run_with_barrier(
         for c in cmds
     ]
     ready_s = None
+    global RELEASED_WALL
     try:
         while time.perf_counter() - started < timeout:
             if len(os.listdir(ready)) >= n:
                 ready_s = time.perf_counter() - started
+                RELEASED_WALL = time.time()
                 break
             if all(p.poll() is not None for p in procs):
                 break
@@ -108,16 +111,28 @@ def _run_with_barrier(
     return results, ready_s, time.perf_counter() - started
 
 
-def heartbeat_lateness(transcript: Path, interval: float) -> list[float]:
+#: time.time() when the children were released (all N ready).
+RELEASED_WALL = 0.0
+
+
+def heartbeat_lateness(transcript: Path, interval: float) -> list[tuple[float, float]]:
+    """(due, lateness) of each heartbeat after the first; ``due`` as a wall-clock time."""
     beats = []
+    created = 0.0
     with transcript.open() as f:
         for line in f:
+            if '"record":"header"' in line:
+                stamp = json.loads(line)["created"].replace("Z", "+00:00")
+                created = datetime.fromisoformat(stamp).timestamp()
             if '"cause":"heartbeat"' not in line:
                 continue
             r = json.loads(line)
             if r.get("record") == "http" and r.get("cause") == "heartbeat":
                 beats.append(r)
-    return [(b["t"] - b["duration_s"]) - (a["t"] + interval) for a, b in pairwise(beats)]
+    return [
+        (created + a["t"] + interval, (b["t"] - b["duration_s"]) - (a["t"] + interval))
+        for a, b in pairwise(beats)
+    ]
 
 
 def child_results(out: Path) -> list[dict[str, Any]]:
@@ -149,12 +164,17 @@ def run_sim(n: int, interval: float, hold: float, rt: int, tmp: Path) -> dict[st
     states: dict[str, int] = {}
     for task in dag["tasks"].values():
         states[task["state"]] = states.get(task["state"], 0) + 1
-    late: list[float] = []
+    timed: list[tuple[float, float]] = []
     for task in dag["tasks"].values():
         for t in task.get("transcripts") or []:
-            late += heartbeat_lateness(Path(t), interval)
+            timed += heartbeat_lateness(Path(t), interval)
+    late = [x for _, x in timed]
+    late_start = [x for due, x in timed if due < RELEASED_WALL]
+    late_run = [x for due, x in timed if due >= RELEASED_WALL]
     children = child_results(work / "out")
     waits = [ms for c in children for ms in c.get("rt_ms", [])]
+    waits_before = [ms for c in children for ms in c.get("rt_ms_before", [])]
+    waits_after = [ms for c in children for ms in c.get("rt_ms_after", [])]
     requests = sum(c.get("round_trips", 0) + 1 for c in children)  # + SucceedTask
     child_rss = [c["peak_rss_kb"] / 1024 for c in children]
     return {
@@ -181,6 +201,13 @@ def run_sim(n: int, interval: float, hold: float, rt: int, tmp: Path) -> dict[st
         "wait_p99_ms": pct(waits, 0.99),
         "wait_max_ms": max(waits, default=None),
         "children_reporting": len(children),
+        # While children were still starting (each round trip right after its StartupDetails),
+        # and in the burst after the release (all N at once, after --hold).
+        "hb_start_p99_pct": _pc(pct(late_start, 0.99), interval),
+        "hb_after_release_p99_pct": _pc(pct(late_run, 0.99), interval),
+        "hb_after_release_count": len(late_run),
+        "wait_start_p99_ms": pct(waits_before, 0.99),
+        "wait_burst_p99_ms": pct(waits_after, 0.99),
     }
 
 
@@ -285,6 +312,16 @@ def render(result: dict[str, Any]) -> str:
             f"{_f(r['hb_late_p50_pct'], '.1f'):>8}{_f(r['hb_late_p99_pct'], '.1f'):>8}"
             f"{_f(r['hb_late_max_ms'], '.0f'):>10}{_f(r['wait_p99_ms'], '.1f'):>12}"
             f"{_f(model, ',.0f'):>16}"
+        )
+    lines.append(
+        "  split: heartbeat p99 % while children start / after all are up; request wait p99 ms "
+        "while they start / in the burst after the release"
+    )
+    for n, r in result["sim"].items():
+        lines.append(
+            f"{n:>6}  hb {_f(r.get('hb_start_p99_pct'), '.1f')} / "
+            f"{_f(r.get('hb_after_release_p99_pct'), '.1f')} %   wait "
+            f"{_f(r.get('wait_start_p99_ms'), '.1f')} / {_f(r.get('wait_burst_p99_ms'), '.1f')} ms"
         )
     if af:
         lines.append(
