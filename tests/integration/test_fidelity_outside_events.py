@@ -197,11 +197,10 @@ class Side:
         return self.child["last_tick"] - at
 
 
-#: StartupDetails fields whose values come from the DAG run each side made, not from the
-#: supervisor: the stub's run and Airflow's run differ there (types are still compared).
-_RUN_VALUES = {"run_id", "dag_version_id", "run_after", "logical_date", "conf", "queue",
-               "data_interval_start", "data_interval_end", "start_date", "queued_at",
-               "hostname", "triggering_user_name", "context_carrier"}  # fmt: skip
+#: StartupDetails fields whose values come from how each side made its TI, not from the
+#: supervisor: Airflow's DAG version row and the queue that picks the coordinator, against the
+#: stub's. Ids and run ids are named and datetimes set aside by ``normalize``; types are kept.
+_RUN_VALUES = {"dag_version_id", "queue"}
 
 
 def _comparable(value: Any, key: str = "") -> Any:
