@@ -2,19 +2,23 @@
 
 One command (docs/performance.md)::
 
-    .venv/bin/python bench/run.py [--smoke] [--runs 3] [--out FILE]   (default bench/results.json;
-                                                                      --smoke: a temp file)
-                                  [--only roundtrip,many,startup,transcript,stubapi,replay,
-                                          masking,heartbeat,html,proxy]
+    .venv/bin/python bench/run.py [--quick] [--all] [--runs 3] [--out FILE]
+                                  [--only roundtrip,transcript,scale,logs,xcom,startup,
+                                          many,stubapi,replay,masking,heartbeat,html,proxy]
+                                  [--scale 1,10,100,500,1000]
                                   [--airflow-python PATH | --no-airflow]
 
-Every measurement runs in a process of its own (peak RSS is that process's ``VmHWM``), each is
-repeated ``--runs`` times and the median is reported. A table is printed and the raw runs, the
-medians and the target verdicts are written as JSON. Targets print PASS or MISS; a time never
-makes this program fail (exit 1 only when a benchmark produced no numbers).
+The default set is issue 21's: round trips (with and without a transcript), scale, logs, xcom
+and start-up; ``--all`` adds the older benchmarks; ``--quick`` (alias ``--smoke``) runs all of
+them at tiny sizes and writes to a temporary file. Every comparison is measured under two
+conditions, alternated within the run (``CONDITIONS``: quiet, and loaded = one busy loop pinned
+to the last CPU, started and killed by the harness); each round repeats ``--runs`` times and
+medians are reported (scale: quiet only, once). A table per figure, a compact summary and one
+PASS/FAIL line per target are printed; the raw runs, medians and verdicts are written as JSON.
+A FAIL never makes this program fail (exit 1 only when a benchmark produced no numbers).
 
 Airflow's supervisor runs from the venv of ``tools/airflow_venv.sh`` (built on first use);
-without that script or venv, and without ``--airflow-python``, that benchmark is skipped and
+without that script or venv, and without ``--airflow-python``, those figures are skipped and
 the reason printed.
 """
 
