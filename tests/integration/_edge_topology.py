@@ -115,6 +115,7 @@ DAGS = {
                     "py_hello": py_hello, "py_sum": py_sum},
     "edge_bench": {f"t_{i:03d}": short for i in range(1000)},
     "kill_dag": {f"k_{i:02d}": slow for i in range(KILL_TASKS)},
+    "edge_rss": {f"t_{i:03d}": slow for i in range(1000)},
 }
 MAPPED = {"example_dag": {"square": "extract"}}
 '''
@@ -198,13 +199,14 @@ with DAG("kill_dag", schedule=None, start_date=datetime.datetime(2024, 1, 1), ca
         _k()
 """
 
-#: A flat DAG of N independent short tasks on queue ``ref`` for bench/edge_bench.py.
+#: A flat DAG of N independent tasks on queue ``ref`` for bench/edge_bench.py: ``edge_bench``
+#: (short tasks) or ``edge_rss`` (tasks sleeping EDGE_KILL_SLEEP_S).
 BENCH_DAG = """
 import datetime
 from airflow.sdk import DAG, task
 
 N = int({n})
-with DAG("edge_bench", schedule=None, start_date=datetime.datetime(2024, 1, 1), catchup=False,
+with DAG("{dag_id}", schedule=None, start_date=datetime.datetime(2024, 1, 1), catchup=False,
          max_active_tasks=1000):
     for i in range(N):
         @task(task_id=f"t_{{i:03d}}", queue="ref")
