@@ -5,11 +5,11 @@ through ``airflow.sdk.coordinators.java.JavaCoordinator``, configured as docs/pr
 ``java_executable`` is the real ``java`` (``java-direct``) or a wrapper written by ``proxy
 --write-wrapper -- /usr/bin/java`` (``java-proxy``); its ``jars_root`` holds the JAR of
 tools/airflow_peer/java/JavaPeer.java, a dependency-free ``--comm/--logs`` runtime built here
-offline with javac (Airflow's own Java SDK is not on this machine: it is not on PyPI and Maven
-cannot fetch it offline). The coordinator finds the JAR's Main-Class and schema version in its
-manifest, as it would the Java SDK's. Behind the proxy the try must end as without it (exit
-status, state and XCom in Airflow's DB), and its transcript replay to MATCH with no network, a
-changed runtime to DIVERGED at the first changed frame.
+offline with javac (Airflow's own Java SDK is not on this machine: not in the local Maven
+repository, and no network to fetch it). The coordinator finds the JAR's Main-Class and
+schema version in its manifest, as it would the Java SDK's. Behind the proxy the try must end
+as without it (exit status, state and XCom in Airflow's DB), and its transcript replay to MATCH
+with no network, a changed runtime to DIVERGED at the first changed frame.
 """
 
 from __future__ import annotations
