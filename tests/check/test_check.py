@@ -170,10 +170,13 @@ def test_airflow_task_runner_passes_every_rule_that_applies(
     # lock-step); both are declared, and still observed.
     # A generous --exit-bound: Airflow's runner is a heavy Python process, and on a loaded CI
     # machine its exception handling after the comm connection closes can take seconds.
-    options = ("--skip", "parse", "--skip", "reply-ids", "--exit-bound", "20")
+    # Held in a GetXCom when its TI is failed from outside, it does not end on SIGTERM and
+    # needs the SIGKILL (the killed scenario): declared too, still observed.
+    options = ("--skip", "parse", "--skip", "reply-ids", "--skip", "killed-from-outside",
+               "--exit-bound", "20")  # fmt: skip
     proc = run_check(cmd, *options, env=env, timeout=240)
     report = report_of(proc)
-    assert_all_pass(report, na={"parse", "reply-ids"})
+    assert_all_pass(report, na={"parse", "reply-ids", "killed-from-outside"})
     assert proc.returncode == 0, proc.stderr
     by_rule = {r["rule"]: r for r in report["rules"]}
     assert "observed fail" in by_rule["reply-ids"]["summary"], by_rule["reply-ids"]
