@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,16 +23,6 @@ from . import _edge_topology as topo
 pytestmark = pytest.mark.real_airflow
 
 WORKERS = ["airflow", "supervisor-sim"]
-
-
-def _sim_worker_exists() -> bool:
-    proc = subprocess.run(
-        [sys.executable, "-m", "supervisor_sim", "worker", "--help"],
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    return proc.returncode == 0
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +54,6 @@ def _start(kind: str, inst: topo.EdgeAirflow, host: topo.Host, go_binary: Path) 
     if kind == "airflow":
         inst.start_airflow_worker(host, go_binary)
     else:
-        if not _sim_worker_exists():
-            pytest.skip("worker not built yet")
         inst.start_sim_worker(host, go_binary)
 
 
