@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl
 import httpx
 import trio
 
+from ..protocol import MASK
 from ._reader import Transcript, frame_body
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "diff_values",
     "normalise",
     "run_substitutions",
+    "unmask",
 ]
 
 #: Keys whose values change from run to run and never make two frames differ.
@@ -67,6 +69,25 @@ def normalise(
         if _UUID.match(value):
             return "<uuid>"
     return value
+
+
+def unmask(recorded: Any, actual: Any) -> Any:
+    """``actual`` with every value that a redacted recording masked replaced by the recorded
+    value: a recorded ``***`` stands for any secret, and a string with ``***`` in it for that
+    string with any secrets in those places. What the mask hides cannot be compared, so only
+    the rest of the value decides whether the frame is the same."""
+    if isinstance(recorded, dict) and isinstance(actual, dict):
+        return {k: unmask(recorded[k], v) if k in recorded else v for k, v in actual.items()}
+    if isinstance(recorded, list) and isinstance(actual, list) and len(recorded) == len(actual):
+        return [unmask(r, a) for r, a in zip(recorded, actual, strict=True)]
+    if isinstance(recorded, str) and MASK in recorded and recorded != actual:
+        if recorded == MASK:
+            return recorded
+        if isinstance(actual, str):
+            pattern = ".+?".join(re.escape(part) for part in recorded.split(MASK))
+            if re.fullmatch(pattern, actual, re.DOTALL):
+                return recorded
+    return actual
 
 
 def run_substitutions(header: dict[str, Any]) -> dict[str, str]:
@@ -180,6 +201,8 @@ class FrameMatcher:
         rec = self.recorded[index]
         want = normalise(frame_body(rec))
         got = normalise(actual_body)
+        if want != got and rec.get("raw_redacted"):
+            got = unmask(want, got)
         if want != got:
             diffs = diff_values(want, got, "body")
             lo = max(0, index - 1)
@@ -319,6 +342,9 @@ class ReplayTransport(httpx.AsyncBaseTransport):
         if pace == "fast":
             self.serve = self._serve
         self._exchanges: dict[_Key, deque[dict[str, Any]]] = {}
+        # Recorded bodies that a redacted recording masked, by method, path and query: a
+        # request that matches none exactly may match one of these with its secrets unmasked.
+        self._masked: dict[tuple[str, str, Any], list[tuple[Any, _Key]]] = {}
         self._heartbeat: dict[str, Any] | None = None
         # A transcript of frames alone (``supervisor-sim proxy``: Airflow's HTTP calls were
         # not seen): the start call is answered from the recorded StartupDetails.
@@ -344,7 +370,25 @@ class ReplayTransport(httpx.AsyncBaseTransport):
             queue = self._exchanges.get(key)
             if queue is None:
                 queue = self._exchanges[key] = deque()
+                recorded_json = (rec.get("request") or {}).get("json")
+                if isinstance(key[3], str) and MASK in key[3] and recorded_json is not None:
+                    self._masked.setdefault(key[:3], []).append((normalise(recorded_json), key))
             queue.append(rec)
+
+    def _unmasked(self, key: _Key, body: bytes) -> deque[dict[str, Any]] | None:
+        """The recorded exchanges whose masked body this request's body matches, if any."""
+        candidates = self._masked.get(key[:3])
+        if not candidates:
+            return None
+        try:
+            got = normalise(json.loads(body))
+        except ValueError:
+            return None
+        for recorded, recorded_key in candidates:
+            queue = self._exchanges[recorded_key]
+            if queue and unmask(recorded, got) == recorded:
+                return queue
+        return None
 
     def _answer(self, method: str, path: str, query: str, body: bytes) -> tuple[_Reply, float]:
         """The reply to one request, and how long the recorded API took to give it."""
@@ -354,7 +398,8 @@ class ReplayTransport(httpx.AsyncBaseTransport):
             beats = self._heartbeats
             rec = beats.popleft() if len(beats) > 1 else beats[0] if beats else self._heartbeat
             return _reply(rec), 0.0
-        queue = self._exchanges.get((method, path, _query_key(query), _body_key(body)))
+        key = (method, path, _query_key(query), _body_key(body))
+        queue = self._exchanges.get(key) or (self._unmasked(key, body) if self._masked else None)
         if queue:
             rec = queue.popleft()
             return _reply(rec), rec.get("duration_s") or 0.0

@@ -14,7 +14,8 @@ Steps (run in order after connecting both sockets and reading the first frame):
   {"grandchild": seconds}           spawn `sleep N` in the same process group
   {"close": "comm" | "logs"}
   {"exit": code}
-Datetimes: any string value "$now" is replaced by the current aware UTC datetime.
+Datetimes: any string value "$now" is replaced by the current aware UTC datetime, and "$run_id"
+by the run id of the StartupDetails' TI.
 Uses msgpack only, like a runtime written in another language would.
 """
 
@@ -61,6 +62,8 @@ def read_frame(sock: socket.socket):
 def fill(value):
     if value == "$now":
         return datetime.now(UTC)
+    if value == "$run_id":
+        return ((seen["first"] or [None, {}])[1] or {}).get("ti", {}).get("run_id")
     if isinstance(value, dict):
         return {k: fill(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -339,22 +339,8 @@ def tries(deployment: Deployment) -> dict[tuple[str, str], Try]:
     return out
 
 
-#: A known defect, outside the proxy: Airflow's task runner sends ``MaskSecret`` with the value
-#: of every variable it reads; the proxy records it masked (``***``, as docs/proxy.md says), and
-#: replay's FrameMatcher (supervisor_sim/transcript/_replay.py) compares the runtime's value
-#: now with the ``***`` and reports a divergence. Strict: this fails once replay matches it.
-MASKED_REPLAY_DIVERGES = pytest.mark.xfail(
-    strict=True,
-    reason="replay compares a MaskSecret value with the recorded '***' (transcript/_replay.py)",
-)
-
-
-def _case_params(replaying: bool = False) -> list[Any]:
-    masked = {"python-read_var_conn"} if replaying else set()
-    return [
-        pytest.param(c, id=c.name, marks=[MASKED_REPLAY_DIVERGES] if c.name in masked else [])
-        for c in CASES
-    ]
+def _case_params() -> list[Any]:
+    return [pytest.param(c, id=c.name) for c in CASES]
 
 
 def _skip_without_runtime(case: Case, go_runtime: tuple[str | None, str]) -> None:
@@ -400,7 +386,7 @@ def replay(
     return proc.returncode, json.loads(lines[-1]), proc.stderr
 
 
-@pytest.mark.parametrize("case", _case_params(replaying=True))
+@pytest.mark.parametrize("case", _case_params())
 def test_the_proxy_transcript_replays_to_match_without_airflow(
     tries: dict[tuple[str, str], Try],
     case: Case,

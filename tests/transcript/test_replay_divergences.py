@@ -176,3 +176,60 @@ def test_the_text_report_prints_the_divergence_once(recorded: Path):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.count("divergence at runtime frame #0") == 1, proc.stderr
     assert proc.stderr.count("DIVERGED (1)") == 1, proc.stderr
+
+
+SECRET = "s3cr3t-token-value"
+MASKED = [
+    {"send": {"type": "MaskSecret", "value": SECRET, "name": "api_token"}, "no_wait": True},
+    {"send": {"type": "SetXCom", "key": "auth", "value": f"Bearer {SECRET} for peer",
+              "dag_id": "example_dag", "task_id": "hello", "run_id": "$run_id"}},
+    SUCCEED,
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def recorded_masked(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("masked")
+    _, result, _ = run_task_json("hello", tmp, "--runtime", SCRIPTED, env=_steps(MASKED))
+    assert result["final_state"] == "success", result
+    path = Path(result["transcript"])
+    assert SECRET not in path.read_text(), "the recording holds the secret"
+    return path
+
+
+def test_a_masked_secret_matches_whatever_the_runtime_sends_in_its_place(recorded_masked: Path):
+    """A redacted recording keeps '***' where a secret was: replay does not compare what the
+    mask hides, so the same runtime with another secret in the same places still matches."""
+    other = json.loads(json.dumps(MASKED).replace(SECRET, "another-secret-now"))
+    for steps in (MASKED, other):
+        proc, result = _replay(recorded_masked, steps)
+        assert proc.returncode == 0 and result["matched"], proc.stderr[-2000:]
+
+
+def test_what_the_mask_does_not_hide_is_still_compared(recorded_masked: Path):
+    """Around a masked secret the rest of the string still decides: a changed prefix diverges."""
+    changed = json.loads(json.dumps(MASKED).replace("Bearer ", "Basic "))
+    proc, result = _replay(recorded_masked, changed)
+    d = _one(proc, result, "frame", 1)
+    assert any("body.value" in line for line in d["differences"]), d
+
+
+@pytest.mark.parametrize(
+    ("recorded", "actual", "same"),
+    [
+        ("***", "anything", True),
+        ("user:***@host", "user:pw@host", True),
+        ("user:***@host", "admin:pw@host", False),
+        ({"a": "***", "b": 1}, {"a": "x", "b": 1}, True),
+        ({"a": "***", "b": 1}, {"a": "x", "b": 2}, False),
+        (["***", "k"], ["v", "k"], True),
+        ("***", 42, True),
+        ("a***b***c", "aXbYc", True),
+        ("a***b", "ab", False),
+    ],
+)
+def test_unmask_hides_only_what_the_mask_covered(recorded: Any, actual: Any, same: bool):
+    """A recorded '***' stands for one or more characters of any secret, nothing else."""
+    from supervisor_sim.transcript._replay import unmask
+
+    assert (unmask(recorded, actual) == recorded) is same
