@@ -942,18 +942,21 @@ def _ends_after_error(
     )
 
 
+def _fault_missed(rule: str, s: ScenarioResult, why: str) -> RuleResult:
+    """Not applicable: the scenario's fault never hit (the runtime did not make its request)."""
+    return _r(rule, NA, why, [_faults_line(s), *trace(s, 12)], [s.name])
+
+
 def rule_api_500(s: ScenarioResult) -> RuleResult:
     if not s.ran:
         return _not_run("api-500", s)
     hooks = s.session
     if hooks is None or hooks.first_error is None:
-        return _r(
+        return _fault_missed(
             "api-500",
-            NA,
+            s,
             "no request was answered with an error: the runtime did not make the target "
             "request in this scenario",
-            [_faults_line(s), *trace(s, 12)],
-            [s.name],
         )
     airflow = (
         "its client retries a 500 (5 attempts, exponential back-off; check uses 2 and short "
@@ -981,13 +984,11 @@ def rule_token_expiry(s: ScenarioResult) -> RuleResult:
         return _not_run("token-expiry", s)
     hooks = s.session
     if hooks is None or hooks.token_expired_at is None:
-        return _r(
+        return _fault_missed(
             "token-expiry",
-            NA,
+            s,
             "the runtime did not make the target request in this scenario, so the token did "
             "not expire",
-            [_faults_line(s), *trace(s, 12)],
-            [s.name],
         )
     airflow = (
         "every call answers 403 Invalid auth token; the supervisor answers a variable or "
