@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -373,3 +375,34 @@ def run_both(
         frames = tmp / f"{scenario.name}.airflow.frames.json"
         take_airflow_result(airflow, theirs[scenario.name], result, frames)
     return {s.name: (theirs[s.name], ours[s.name]) for s in scenarios}
+
+
+def replay(
+    path: Path, tmp: Path, *extra: str, env: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any], str]:
+    """``supervisor-sim replay --json`` with no Airflow in the environment and no network
+    (``env``: the task's own variables, as the recorded runtime had them)."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "SUPERVISOR_SIM_"))},
+        **(env or {}),
+    }
+    # A network namespace of its own, only its loopback up: nothing outside is reachable (the
+    # Airflow API server these tries ran against included).
+    no_network = ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"]
+    proc = subprocess.run(
+        [*no_network, sys.executable, "-m", "supervisor_sim", "replay", str(path), "--json",
+         "-q", *extra],
+        cwd=tmp, env=env, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    assert lines, proc.stderr[-3000:]
+    return proc.returncode, json.loads(lines[-1]), proc.stderr
+
+
+def runner_config(airflow: RealAirflow, dags: Path | None = None) -> dict[str, str]:
+    """What Airflow's Python task runner reads to find the DAG file: its home and DAGs folder
+    (configuration only: no API server, no database is reached in a replay)."""
+    return {
+        "AIRFLOW_HOME": airflow.env["AIRFLOW_HOME"],
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags or airflow.env["AIRFLOW__CORE__DAGS_FOLDER"]),
+    }

@@ -38,7 +38,7 @@ from supervisor_sim.api import mint_token
 from supervisor_sim.transcript import read_transcript
 
 from ._airflow import PEER, ROOT, RealAirflow
-from ._helpers import REFERENCE, SHIM, run_task
+from ._helpers import REFERENCE, SHIM, replay, run_task, runner_config as _runner_config
 
 pytestmark = pytest.mark.real_airflow
 
@@ -364,28 +364,6 @@ def test_the_task_ends_exactly_as_without_the_proxy(
     assert t.header["task"]["ti"]["id"] == proxied.ti["ti_id"]
 
 
-def replay(
-    path: Path, tmp: Path, *extra: str, env: dict[str, str] | None = None
-) -> tuple[int, dict[str, Any], str]:
-    """``supervisor-sim replay --json`` with no Airflow in the environment and no network
-    (``env``: the task's own variables, as the recorded runtime had them)."""
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "SUPERVISOR_SIM_"))},
-        **(env or {}),
-    }
-    # A network namespace of its own, only its loopback up: nothing outside is reachable (the
-    # Airflow API server these tries ran against included).
-    no_network = ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"]
-    proc = subprocess.run(
-        [*no_network, sys.executable, "-m", "supervisor_sim", "replay", str(path), "--json",
-         "-q", *extra],
-        cwd=tmp, env=env, capture_output=True, text=True, timeout=180, check=False,
-    )  # fmt: skip
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    assert lines, proc.stderr[-3000:]
-    return proc.returncode, json.loads(lines[-1]), proc.stderr
-
-
 @pytest.mark.parametrize("case", _case_params())
 def test_the_proxy_transcript_replays_to_match_without_airflow(
     tries: dict[tuple[str, str], Try],
@@ -404,15 +382,6 @@ def test_the_proxy_transcript_replays_to_match_without_airflow(
     assert code == 0, stderr
     assert result["matched"] is True, result
     assert result["final_state"] == result["recorded_final_state"]
-
-
-def _runner_config(airflow: RealAirflow, dags: Path | None = None) -> dict[str, str]:
-    """What Airflow's Python task runner reads to find the DAG file: its home and DAGs folder
-    (configuration only: no API server, no database is reached in a replay)."""
-    return {
-        "AIRFLOW_HOME": airflow.env["AIRFLOW_HOME"],
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags or airflow.env["AIRFLOW__CORE__DAGS_FOLDER"]),
-    }
 
 
 def _first_request(path: Path, type_: str) -> int:

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from supervisor_sim.transcript import read_transcript
+
 from ._airflow import RealAirflow
-from ._helpers import SHIM, run_task, transcript_http
+from ._helpers import SHIM, replay, run_task, runner_config, transcript_http
 
 pytestmark = pytest.mark.real_airflow
 
@@ -42,3 +44,20 @@ def test_airflows_python_task_runner_runs_a_dag_task_to_success_under_supervisor
     logs = [r for r in records if r.get("record") == "log" and r.get("source") == "logs"]
     assert logs, "no structured log line arrived on --logs"
     assert any("Read connection host=example.invalid" in json.dumps(r) for r in records)
+
+
+def test_a_redacted_run_of_airflows_task_runner_replays_to_match_without_airflow(
+    airflow: RealAirflow, tmp_path: Path
+):
+    """The run's transcript is redacted (the runner's MaskSecret of the variable it read is
+    '***'), yet replayed with no Airflow and no network it matches frame for frame."""
+    (ti,) = airflow.queue("read_var_conn")
+    code, result, stderr, transcript = run_task(
+        airflow, ti, tmp_path, runtime=[airflow.python, str(SHIM)], timeout=180
+    )
+    assert (code, result["final_state"]) == (0, "success"), stderr
+    masked = [f for f in read_transcript(transcript).frames("in") if f.get("type") == "MaskSecret"]
+    assert masked and all(f.get("raw_redacted") for f in masked), masked
+    code, replayed, stderr = replay(transcript, tmp_path, env=runner_config(airflow))
+    assert code == 0 and replayed["matched"] is True, stderr[-3000:]
+    assert replayed["final_state"] == "success"
