@@ -112,6 +112,7 @@ class FaultRule:
     event_arg: str = ""
     at_s: float | None = None  # events: seconds into the plan
     after: FaultRule | None = None  # events: after the first call this rule's target matched
+    where: str = ""  # a [[faults]] table's file and index, for messages; "" for --fault
     calls: int = field(default=0, init=False)
     per_route: dict[str, int] = field(default_factory=dict, init=False)
     done: bool = field(default=False, init=False)
@@ -281,28 +282,64 @@ def _event(entry: str, value: str) -> FaultRule:
         raise FaultPlanError(f"fault {entry!r}: an event needs @TIME (2s) or @TARGET (a request)")
     if re.fullmatch(r"\d+(?:\.\d+)?(?:ms|s)", when):
         rule.at_s = _duration(when, entry)
+    elif re.fullmatch(r"[-+]?\d[\w.]*", when):
+        raise FaultPlanError(
+            f"fault {entry!r}: {when!r} is not a time (a number of seconds or milliseconds:"
+            " 2s, 500ms)"
+        )
     else:
-        target, _, nth = when.partition("#")
+        target, hash_, nth = when.partition("#")
+        if hash_ and not (nth.isdigit() and int(nth) >= 1):
+            raise FaultPlanError(
+                f"fault {entry!r}: {'#' + nth!r} is not a call number (#2: after the second"
+                " call; calls are counted from 1)"
+            )
         trigger = FaultRule(spec=entry, action="trigger")
         trigger.method, trigger.path = _target(target, entry)
-        trigger.nth = int(nth) if nth.isdigit() else 1
+        trigger.nth = int(nth) if hash_ else 1
         rule.after = trigger
     return rule
 
 
+_TABLE_KINDS = (("seed",), ("token_expiry",), ("event", "at"), ("target", "action", "when"))
+
+
 def _from_table(table: Mapping[str, Any], where: str) -> str:
     """A ``[[faults]]`` table as the spec it mirrors: target/action/when, or event/at, or
-    seed, or token_expiry."""
-    allowed = {"target", "action", "when", "event", "at", "seed", "token_expiry"}
+    seed, or token_expiry; a table that mixes two kinds of entry is refused."""
+    allowed = {key for kind in _TABLE_KINDS for key in kind}
     unknown = sorted(set(table) - allowed)
     if unknown:
         raise FaultPlanError(f"{where}: unknown key {unknown[0]!r} (one of {sorted(allowed)})")
+    kinds = [kind for kind in _TABLE_KINDS if set(kind) & set(table)]
+    if len(kinds) > 1:
+        a, b = (sorted(set(kind) & set(table))[0] for kind in kinds[-2:])
+        raise FaultPlanError(
+            f"{where}: {a!r} and {b!r} belong to two kinds of entry (target/action/when,"
+            " event/at, seed, token_expiry): one [[faults]] table each"
+        )
+    for key, value in table.items():
+        if key == "seed":
+            ok = isinstance(value, int) and not isinstance(value, bool)
+            expected = "an integer"
+        elif key == "when":
+            ok = isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+            expected = "a call number or a string ('3+', 'p=0.5', '*')"
+        else:
+            ok, expected = isinstance(value, str), "a string"
+        if not ok:
+            raise FaultPlanError(f"{where}.{key}: expected {expected}, got {value!r}")
     if "seed" in table:
         return f"seed={table['seed']}"
     if "token_expiry" in table:
         return f"token-expiry={table['token_expiry']}"
     if "event" in table:
-        return f"event={table['event']}@{table.get('at', '')}"
+        if "at" not in table:
+            raise FaultPlanError(
+                f"{where}: an event needs at (a time such as '2s', or a request such as"
+                " 'GetVariable')"
+            )
+        return f"event={table['event']}@{table['at']}"
     if "target" not in table or "action" not in table:
         raise FaultPlanError(f"{where}: a fault needs target and action (or event, seed)")
     when = table.get("when")
@@ -334,18 +371,35 @@ class FaultPlan:
 
     @classmethod
     def parse(
-        cls, specs: Iterable[str] = (), tables: Iterable[Mapping[str, Any]] = ()
+        cls,
+        specs: Iterable[str] = (),
+        tables: Iterable[Mapping[str, Any]] = (),
+        *,
+        source: str = "",
     ) -> FaultPlan:
         """A plan of ``specs`` (each may hold several entries separated by ``;``) and TOML
-        tables (``[[faults]]``); raises ``FaultPlanError`` naming the bad entry."""
-        entries = [e for spec in specs for e in spec.split(";") if e.strip()]
-        entries += [_from_table(t, f"faults[{i}]") for i, t in enumerate(tables)]
+        tables (``[[faults]]`` of the file ``source``); raises ``FaultPlanError`` naming the
+        bad entry (a table by file and index)."""
+        entries: list[tuple[str, str]] = []  # (where a table's entry is, the entry)
+        for spec in specs:
+            if not spec.strip(" ;"):
+                raise FaultPlanError(f"fault {spec!r}: an empty entry")
+            entries += [("", e) for e in spec.split(";") if e.strip()]
+        for i, table in enumerate(tables):
+            where = f"{source}: faults[{i}]" if source else f"faults[{i}]"
+            entries.append((where, _from_table(table, where)))
         rules: list[FaultRule] = []
         seed = 0
         expiry = None
-        for entry in entries:
-            parsed = parse_fault(entry)
+        for where, entry in entries:
+            try:
+                parsed = parse_fault(entry)
+            except FaultPlanError as exc:
+                if not where:
+                    raise
+                raise FaultPlanError(f"{where}: {exc}") from None
             if isinstance(parsed, FaultRule):
+                parsed.where = where
                 rules.append(parsed)
             elif parsed[0] == "seed":
                 seed = parsed[1]
@@ -361,8 +415,10 @@ class FaultPlan:
     def check_real(self) -> None:
         """Refuse what a real API server cannot be made to do from here: outside events."""
         if self.events:
+            event = self.events[0]
+            where = f"{event.where}: " if event.where else ""
             raise FaultPlanError(
-                f"fault {self.events[0].spec!r}: outside events need the stub; against"
+                f"{where}fault {event.spec!r}: outside events need the stub; against"
                 " --api-url, change the task instance on that Airflow instead"
             )
 
@@ -408,14 +464,14 @@ class FaultPlan:
             )
             if expired:
                 spec = "token-expiry"
-                self._record("token-expired", method, path, spec, "the token has expired")
+                self._record("token-expired", method, path, spec, _expiry_when(expiry), _EXPIRY_WHY)
                 return FaultAction(
                     "status", spec, 403, b'{"detail":"Invalid auth token"}', "application/json"
                 )
         # Every rule counts every call to its target, so "@1" and "@2" on one route are two
         # consecutive calls whichever rule took the first.
         taken: FaultRule | None = None
-        why = ""
+        when = ""
         for rule in self.rules:
             if not rule.targets(method, rest):
                 continue
@@ -433,36 +489,48 @@ class FaultPlan:
                 hit = draw.random() < rule.probability
                 # Said by the count the draw used: the rule's count over every route depends
                 # on how heartbeats interleave, so a seeded run would not read the same twice.
-                why = f"call {n} to {route}, drawn with seed {self.seed}"
+                when = f"call {n} to {route}, drawn with seed {self.seed}"
             else:
                 hit = True
-                why = f"call {rule.calls}"
+                when = f"call {rule.calls}"
             if hit:
                 taken = rule
-        return None if taken is None else self._action(taken, method, path, why)
+                if rule.nth is not None:
+                    when = f"call {rule.calls}"
+        return None if taken is None else self._action(taken, method, path, when)
 
-    def _action(self, rule: FaultRule, method: str, path: str, why: str) -> FaultAction:
+    def _action(self, rule: FaultRule, method: str, path: str, when: str) -> FaultAction:
+        why = _request_why(rule, method, path)
         if rule.action == "status":
             assert rule.status is not None
             body = _json(_body_for(rule.status))
-            self._record(f"status {rule.status}", method, path, rule.spec, why)
+            self._record(f"status {rule.status}", method, path, rule.spec, when, why)
             return FaultAction("status", rule.spec, rule.status, body)
         if rule.action == "malformed":
-            self._record("malformed body", method, path, rule.spec, why)
+            self._record("malformed body", method, path, rule.spec, when, why)
             return FaultAction("malformed", rule.spec, 200, b'{"value": ', "application/json")
         if rule.action == "delay":
-            self._record(f"delay {rule.delay_s:g}s", method, path, rule.spec, why)
+            self._record(f"delay {rule.delay_s:g}s", method, path, rule.spec, when, why)
             return FaultAction("delay", rule.spec, delay_s=rule.delay_s)
-        self._record(rule.action, method, path, rule.spec, why)
+        self._record(rule.action, method, path, rule.spec, when, why)
         return FaultAction(rule.action, rule.spec)
 
-    def _record(self, what: str, method: str, path: str, spec: str, why: str) -> None:
+    def _record(self, what: str, method: str, path: str, spec: str, when: str, why: str) -> None:
         if self.on_record is not None:
-            self.on_record({"what": what, "rule": spec, "method": method, "path": path, "why": why})
+            self.on_record(
+                {
+                    "what": what,
+                    "rule": spec,
+                    "method": method,
+                    "path": path,
+                    "when": when,
+                    "why": why,
+                }
+            )
 
     # -- outside events ------------------------------------------------------------------------
 
-    def _apply_event(self, event: FaultRule, why: str) -> None:
+    def _apply_event(self, event: FaultRule, when: str) -> None:
         event.done = True
         store, ti_id = self.store, self.ti_id
         if store is None:
@@ -470,8 +538,143 @@ class FaultPlan:
         detail = _apply(store, ti_id, event.event, event.event_arg)
         if self.on_record is not None:
             self.on_record(
-                {"what": f"event {event.event}", "rule": event.spec, "why": why, "detail": detail}
+                {
+                    "what": f"event {event.event}",
+                    "rule": event.spec,
+                    "when": when,
+                    "why": _event_why(event.event, event.event_arg),
+                    "detail": detail,
+                }
             )
+
+
+# -- why each fault and event exists: what Airflow would do next (transcript notes) ----------
+
+_RETRIES = (
+    "Airflow's client retries it (execution_api_retries attempts, 5 by default, with random "
+    "exponential back-off)"
+)
+_NO_RETRY = "Airflow's client does not retry a 4xx, so the call fails at once"
+_TERMINATES = (
+    "Airflow's supervisor sends SIGTERM, SIGKILL after the escalation delay, and the final state "
+    "is server_terminated"
+)
+_EXPIRY_WHY = (
+    "the task's token has expired, so Airflow's API answers every "
+    "call but health 403 Invalid auth token; its client does not retry a 4xx, requests fail and "
+    "after max_failed_heartbeats failed heartbeats the supervisor terminates the task"
+)
+
+
+def _expiry_when(expiry: _Expiry) -> str:
+    if expiry.after_calls is not None:
+        return f"after {expiry.after_calls} calls"
+    return f"after {expiry.after_s:g}s"
+
+
+def _request_why(rule: FaultRule, method: str, path: str) -> str:
+    """One sentence: what the injected fault stands for and what Airflow does with it."""
+    heartbeat = method == "PUT" and path.endswith("/heartbeat")
+    then = (
+        "a heartbeat that still fails counts towards max_failed_heartbeats (3), after which the "
+        "supervisor terminates the task"
+        if heartbeat
+        else "then the supervisor answers the runtime's request with an ErrorResponse"
+    )
+    if rule.action == "status":
+        status = rule.status
+        assert status is not None
+        if status >= 500:
+            return (
+                f"the API answered {status} as a failing Airflow API server would; "
+                f"{_RETRIES}, {then}"
+            )
+        if heartbeat and status in (404, 409, 410):
+            meaning = {
+                404: "the task instance was deleted",
+                409: "the task instance is no longer running (its state was changed elsewhere)",
+                410: "the task instance was cleared and its try moved to the history",
+            }[status]
+            return (
+                f"the heartbeat was answered {status}, as Airflow's is when {meaning}; "
+                + _TERMINATES
+            )
+        meaning = {
+            403: "as for an expired or revoked token (Invalid auth token)",
+            409: "as Airflow's does when the task instance is no longer running",
+            422: "rejecting the request body as invalid (a pydantic-style detail)",
+        }.get(status, f"({HTTPStatus(status).phrase})")
+        return f"the API answered {status} {meaning}; {_NO_RETRY}"
+    if rule.action == "delay":
+        return (
+            f"the API answered {rule.delay_s:g}s late, as a slow or overloaded API server "
+            "would; Airflow's client waits up to execution_api_timeout per attempt, so a delay "
+            "that long is a timeout, which it retries"
+        )
+    if rule.action == "reset":
+        return (
+            f"the connection was reset by the peer, as when the API server restarts or a "
+            f"proxy drops the connection; {_RETRIES}, {then}"
+        )
+    if rule.action == "timeout":
+        return (
+            f"no answer came within the per-attempt timeout, as from a hung API server; "
+            f"{_RETRIES}, {then}"
+        )
+    assert rule.action == "malformed", rule.action
+    return (
+        "the API answered 200 with a JSON body cut short, as a truncating proxy would; "
+        "Airflow's client cannot decode it and does not retry, so the supervisor answers the "
+        "runtime's request with an ErrorResponse"
+    )
+
+
+def _event_why(kind: str, arg: str) -> str:
+    """One sentence: who makes the outside event in Airflow, and what follows from it."""
+    if kind in ("ti-failed", "ti-success", "ti-up_for_retry"):
+        return (
+            f"someone else (the UI, the CLI, the scheduler) set the task instance to "
+            f"{kind[3:]}, so Airflow's API answers the next heartbeat 409 not_running and "
+            f"{_TERMINATES}"
+        )
+    if kind == "ti-cleared":
+        return (
+            f"someone cleared the running task instance: as Airflow's "
+            "clear_task_instances, it gets a new try id and the state restarting, the old id "
+            f"is moved to the history, so the next heartbeat is answered 410 and {_TERMINATES}"
+        )
+    if kind == "ti-deleted":
+        return (
+            f"someone deleted the task instance, so Airflow's API answers the next "
+            f"heartbeat 404 and {_TERMINATES}"
+        )
+    if kind == "ti-hostname-changed":
+        return (
+            f"the task instance now records another host, as when it was started "
+            "elsewhere, so Airflow's API answers the next heartbeat 409 running_elsewhere and "
+            f"{_TERMINATES}"
+        )
+    if kind == "dagrun-deleted":
+        return (
+            f"someone deleted the DAG run and its task instances, so Airflow's API "
+            f"answers the next heartbeat 404 and {_TERMINATES}"
+        )
+    if kind == "variable-set":
+        key = arg.partition("=")[0]
+        return (
+            f"someone changed variable {key} (the UI, the CLI), so the runtime's next "
+            "read of it gets the new value"
+        )
+    if kind == "variable-deleted":
+        return (
+            f"someone deleted variable {arg}, so the runtime's next read of it is "
+            "answered ErrorResponse VARIABLE_NOT_FOUND"
+        )
+    assert kind == "connection-deleted", kind
+    return (
+        f"someone deleted connection {arg}, so the runtime's next read of it is "
+        "answered ErrorResponse CONNECTION_NOT_FOUND"
+    )
 
 
 def _json(value: Any) -> bytes:

@@ -27,7 +27,7 @@ def fault_plan(
     from ..api import FaultPlan, FaultPlanError
 
     try:
-        plan = FaultPlan.parse(specs, tables)
+        plan = FaultPlan.parse(specs, tables, source=str(fixtures) if fixtures else "")
         if real_api:
             plan.check_real()
     except FaultPlanError as exc:
@@ -56,10 +56,11 @@ def attach_fault_plan(plan: FaultPlan | None, http: Any, journal: Journal, store
 
     def record(fault: dict[str, Any]) -> None:
         where = f" {fault['method']} {fault['path']}" if "method" in fault else ""
+        when = f", {fault['when']}" if fault.get("when") else ""
         journal.emit(
             "note",
             level="warning",
-            message=f"injected {fault['what']}{where} ({fault['rule']}: {fault['why']})",
+            message=f"injected {fault['what']}{where} ({fault['rule']}{when}): {fault['why']}",
             fault=fault,
         )
 
