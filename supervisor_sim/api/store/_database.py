@@ -119,6 +119,17 @@ class Database:
                 raise
             self.conn.execute("COMMIT")
 
+    def generation(self) -> object:
+        """A value that changes whenever the database may have changed: a write by this
+        connection (any statement: ``total_changes``), and for a file a commit by any other
+        connection or process (``PRAGMA data_version``). Read caches compare it on every hit.
+        A ``:memory:`` database has no other connection, so the count alone tells."""
+        conn = self.conn
+        if self.path == ":memory:":
+            return conn.total_changes
+        with self.lock:
+            return conn.total_changes, conn.execute("PRAGMA data_version").fetchone()[0]
+
     def one(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Row | None:
         with self.lock:
             return self.conn.execute(sql, args).fetchone()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from .._fixtures import Fixtures
@@ -38,16 +39,50 @@ def seed(db: sqlite3.Connection, fixtures: Fixtures) -> None:
             )
 
 
+class _ReadCache:
+    """Rows read by key, kept while ``Database.generation()`` says nothing was written since:
+    any write of this process (through any part, or straight SQL on the connection) or, for a
+    file, a commit by any other connection or process sharing it empties the cache before the
+    next read is answered from it. A bounded dict; a miss reads SQLite."""
+
+    __slots__ = ("_db", "_generation", "_rows")
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._generation: object = None
+        self._rows: dict[str, Any] = {}
+
+    def get(self, key: str, read: Callable[[str], Any]) -> Any:
+        generation = self._db.generation()
+        rows = self._rows
+        if generation != self._generation:
+            rows.clear()
+            self._generation = generation
+        elif key in rows:
+            return rows[key]
+        value = read(key)
+        if len(rows) >= 1024:
+            rows.clear()
+        # The generation again: the read itself may not change it, but a write between the two
+        # calls (another thread sharing the store) must not leave this value cached as current.
+        if self._db.generation() == generation:
+            rows[key] = value
+        return value
+
+
 class Variables:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._cache = _ReadCache(db)
 
     def get(self, key: str) -> str | None:
-        row = self._db.one("SELECT value FROM variables WHERE key = ?", (key,))
-        return row["value"] if row else None
+        return self.lookup(key)[1]
 
     def lookup(self, key: str) -> tuple[bool, str | None]:
-        """(exists, value) in one query."""
+        """(exists, value): from the read cache while nothing was written, else one query."""
+        return self._cache.get(key, self._read)
+
+    def _read(self, key: str) -> tuple[bool, str | None]:
         row = self._db.one("SELECT value FROM variables WHERE key = ?", (key,))
         return (True, row["value"]) if row else (False, None)
 
@@ -81,8 +116,14 @@ class Variables:
 class Connections:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._cache = _ReadCache(db)
 
     def get(self, conn_id: str) -> dict[str, Any] | None:
+        """The connection's row as a dict (a copy: the caller may change it), or None."""
+        row = self._cache.get(conn_id, self._read)
+        return dict(row) if row is not None else None
+
+    def _read(self, conn_id: str) -> dict[str, Any] | None:
         row = self._db.one(
             "SELECT conn_id, conn_type, host, schema, login, password, port, extra"
             " FROM connections WHERE conn_id = ?",
