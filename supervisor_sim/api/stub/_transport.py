@@ -76,7 +76,7 @@ class StubRequest:
     the in-process client hands these fields straight to ``StubTransport.serve``.
     """
 
-    __slots__ = ("content", "headers", "method", "path", "query")
+    __slots__ = ("_first", "content", "headers", "method", "path", "query")
 
     def __init__(
         self,
@@ -91,6 +91,7 @@ class StubRequest:
         self.query = query  # encoded
         self.headers = headers  # lower-case names, in the order sent
         self.content = content
+        self._first: dict[str, str] | None = None
 
     @classmethod
     def of(cls, request: httpx.Request) -> StubRequest:
@@ -104,10 +105,12 @@ class StubRequest:
 
     def header(self, name: str) -> str | None:
         """The first value sent for ``name`` (lower case), as Starlette reads a header."""
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
+        first = self._first
+        if first is None:
+            # Built once: a request's headers are read five times. Reversed, so that the
+            # first of repeated names is the one kept.
+            first = self._first = dict(reversed(self.headers))
+        return first.get(name)
 
 
 class StubReply(NamedTuple):
@@ -232,12 +235,13 @@ class StubTransport(httpx.AsyncBaseTransport, httpx.BaseTransport):
 
     def _serve(self, request: StubRequest) -> StubReply:
         claims = self._claims(request)
+        now = self.clock()  # the server's "now", one per request (handlers, token refresh)
         try:
-            response = self._dispatch(request, claims)
+            response = self._dispatch(request, claims, now)
         except HTTPError as exc:
             body = encode_json({"detail": exc.detail}).encode()
             response = Response(exc.status, body, "application/json", exc.headers)
-        return self._finish(request, response, claims)
+        return self._finish(request, response, claims, now)
 
     def _claims(self, request: StubRequest) -> dict[str, Any] | None:
         """The claims of the request's bearer token, or None (no tokens, none sent, invalid)."""
@@ -249,7 +253,9 @@ class StubTransport(httpx.AsyncBaseTransport, httpx.BaseTransport):
         except jwt.InvalidTokenError:
             return None
 
-    def _dispatch(self, request: StubRequest, claims: dict[str, Any] | None) -> Response:
+    def _dispatch(
+        self, request: StubRequest, claims: dict[str, Any] | None, now: datetime
+    ) -> Response:
         version, version_errors = pick_version(request.header("airflow-api-version"))
         if version is None:
             # Cadwyn: a version older than the first one has no routes at all, so even a known
@@ -269,7 +275,7 @@ class StubTransport(httpx.AsyncBaseTransport, httpx.BaseTransport):
         claims = self._authenticate(request, route, params, claims)
         query = httpx.QueryParams(request.query) if request.query else _NO_QUERY
         errors = Errors(version_errors)
-        req = Request(request.method, params, query, body, claims, self.clock(), errors)
+        req = Request(request.method, params, query, body, claims, now, errors)
         return route.handler(self.store, req)
 
     def _authenticate(
@@ -307,6 +313,7 @@ class StubTransport(httpx.AsyncBaseTransport, httpx.BaseTransport):
         request: StubRequest,
         response: Response,
         claims: dict[str, Any] | None,
+        now: datetime | None = None,
     ) -> StubReply:
         pairs: list[tuple[str, str]] = []
         if response.content_type is not None:
@@ -329,7 +336,7 @@ class StubTransport(httpx.AsyncBaseTransport, httpx.BaseTransport):
         correlation = request.header("correlation-id")
         if correlation is not None:
             pairs.append(("correlation-id", correlation))
-        refreshed = None if exchanged else self._sliding_refresh(claims)
+        refreshed = None if exchanged else self._sliding_refresh(claims, now)
         if refreshed is not None:
             pairs.append(("refreshed-api-token", refreshed))
         # The server sends no body on any HEAD response, errors included (only the headers).
@@ -339,11 +346,13 @@ class StubTransport(httpx.AsyncBaseTransport, httpx.BaseTransport):
             pairs.append(("content-length", str(len(content))))
         return StubReply(response.status, pairs, content)
 
-    def _sliding_refresh(self, claims: dict[str, Any] | None) -> str | None:
+    def _sliding_refresh(
+        self, claims: dict[str, Any] | None, now: datetime | None = None
+    ) -> str | None:
         """Airflow's ``JWTReissueMiddleware``: renew a valid execution token close to expiry."""
         if self.tokens is None or claims is None or claims.get("scope") == "workload":
             return None
-        if not self.tokens.needs_refresh(claims, self.clock().timestamp()):
+        if not self.tokens.needs_refresh(claims, (now or self.clock()).timestamp()):
             return None
         return self.tokens.reissue(claims)
 
