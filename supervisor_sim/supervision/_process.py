@@ -19,10 +19,13 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
+import queue
 import signal
 import socket
 import struct
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -39,6 +42,7 @@ __all__ = [
     "StartupError",
     "runtime_env",
     "start_runtime",
+    "start_runtime_in_launcher",
     "tree_owned",
     "tree_owns_connection",
 ]
@@ -223,6 +227,7 @@ def _start_process(launch: Launch, env: Mapping[str, str], cwd: str | None) -> N
             env=dict(env),
             cwd=cwd,
             process_group=0,
+            preexec_fn=_parent_death_signal(),
         )
     except OSError as exc:
         launch.error = f"cannot start runtime {launch.argv[0]!r}: {exc.strerror or exc}"
@@ -235,6 +240,122 @@ def _start_process(launch: Launch, env: Mapping[str, str], cwd: str | None) -> N
             launch._fds[2] = os.pidfd_open(launch.proc.pid)
         except OSError:  # a kernel before 5.3, or a sandbox that refuses it
             pass
+
+
+# --- the runtime dies with its supervisor (Linux) ----------------------------------------------
+#
+# PR_SET_PDEATHSIG(SIGKILL) makes the kernel SIGKILL the runtime when its parent dies, also by
+# SIGKILL, where no handler of ours runs. The "parent" is the *thread* that forked: a runtime
+# forked by a thread that later exits (trio's worker threads end after 10 s idle) would be
+# killed with it. So a runtime is forked either by the main thread (run-task's early start) or
+# by the one launcher thread below, which lives as long as the process; from any other thread
+# the signal is not set (nothing is better than a spurious kill). The setting is not inherited
+# by the runtime's own children: docs/reliability.md says what that leaves uncovered.
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl, or None (not Linux, no libc to load)."""
+    if not _PRCTL and sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            _PRCTL.append(ctypes.CDLL(None, use_errno=True).prctl)
+        except (OSError, AttributeError):  # pragma: no cover - a libc without prctl
+            _PRCTL.append(None)
+    return _PRCTL[0] if _PRCTL else None
+
+
+_PRCTL: list[Callable[..., int] | None] = []
+
+
+def _parent_death_signal(parent: int | None = None) -> Callable[[], None] | None:
+    """The ``preexec_fn`` that sets PR_SET_PDEATHSIG(SIGKILL) in the child, or None where it
+    cannot be set safely (not Linux; not the main thread or the launcher thread).
+
+    It also handles the parent dying before the prctl: the child then already has another
+    parent (``getppid`` is not ``parent``, this process by default), no signal will ever come,
+    and it kills itself."""
+    forker = threading.current_thread()
+    if forker is not threading.main_thread() and forker is not _LAUNCHER.thread:
+        return None
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    parent = os.getpid() if parent is None else parent
+    kill, sigkill, getppid, getpid = os.kill, int(signal.SIGKILL), os.getppid, os.getpid
+
+    def in_child() -> None:
+        prctl(_PR_SET_PDEATHSIG, sigkill, 0, 0, 0)
+        if getppid() != parent:
+            kill(getpid(), sigkill)
+
+    return in_child
+
+
+class _Launcher:
+    """The one long-lived thread that forks the runtimes started under trio.
+
+    Popen runs off the trio thread (a fork of a large process takes milliseconds) but always
+    in this thread, which never exits before the process does, so PR_SET_PDEATHSIG fires when
+    the supervisor dies, never when some worker thread goes idle. Launches are made one after
+    another, in the order asked."""
+
+    def __init__(self) -> None:
+        self.thread: threading.Thread | None = None
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:  # a forked child has no copy of the thread
+        self.thread = None
+        self._jobs = queue.SimpleQueue()
+        self._lock = threading.Lock()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            if self.thread is None:
+                self.thread = threading.Thread(
+                    target=self._serve, name="supervisor-sim-launcher", daemon=True
+                )
+                self.thread.start()
+        self._jobs.put(job)
+
+    def _serve(self) -> None:
+        while True:
+            self._jobs.get()()
+
+
+_LAUNCHER = _Launcher()
+
+
+async def start_runtime_in_launcher(
+    runtime: Sequence[str], env: Mapping[str, str], cwd: str | None, config: SupervisorConfig
+) -> Launch:
+    """``start_runtime`` in the launcher thread, awaited from trio. Not cancellable (as
+    ``trio.to_thread.run_sync``): the launch is always returned, for the caller to adopt or
+    close."""
+    import trio
+
+    token = trio.lowlevel.current_trio_token()
+    done = trio.Event()
+    result: list[Launch | BaseException] = []
+
+    def job() -> None:
+        try:
+            result.append(start_runtime(runtime, env, cwd, config))
+        except BaseException as exc:  # handed to the caller
+            result.append(exc)
+        token.run_sync_soon(done.set)
+
+    _LAUNCHER.submit(job)
+    with trio.CancelScope(shield=True):
+        await done.wait()
+    (outcome,) = result
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
 
 
 class ChildProcess:

@@ -40,7 +40,7 @@ from ._events import Journal, Violation
 from ._hooks import SessionHooks, StartFailed, Workload
 from ._io import receive_some, send_all
 from ._logs import parse_log_line, stream_record
-from ._process import ChildProcess, Launch, StartupError, start_runtime, tree_owned
+from ._process import ChildProcess, Launch, StartupError, start_runtime_in_launcher, tree_owned
 from ._redaction import Redactor
 from ._secrets import learn_from_exchange, learn_from_request
 from ._violations import frame_violation, violation
@@ -275,13 +275,12 @@ class Session:
     async def _run(self, nursery: trio.Nursery, outcome: TaskOutcome) -> None:
         cfg = self.config
         if self._launch is None:
-            # The launch run-task makes before loading trio, here in a worker thread (as trio's
-            # open_process runs Popen) so that a slow fork never stalls the other sessions of
-            # this process. Kept in self._launch until adopted: run() closes it otherwise.
+            # The launch run-task makes before loading trio, here in the launcher thread (off
+            # the trio thread, so that a slow fork never stalls the other sessions of this
+            # process; always the same long-lived thread, for PR_SET_PDEATHSIG: _process.py).
+            # Kept in self._launch until adopted: run() closes it otherwise.
             spec = self.workload.spec
-            self._launch = await trio.to_thread.run_sync(
-                start_runtime, spec.runtime, spec.env, spec.cwd, cfg
-            )
+            self._launch = await start_runtime_in_launcher(spec.runtime, spec.env, spec.cwd, cfg)
         launch = self._launch
         argv = launch.argv
         if launch.error is not None:
