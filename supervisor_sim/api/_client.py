@@ -319,8 +319,13 @@ class ExecutionAPIClient:
         attempt = 0
         while True:
             attempt += 1
+            lean = self._lean
             try:
-                response = await self._send_once(method, path, params, content, attempt, cause)
+                if lean is not None and self.faults is None and not lean.faults:
+                    # The stub, no faults: answered in this call, no coroutine of its own.
+                    response = self._serve_lean(lean, method, path, params, content, attempt, cause)
+                else:
+                    response = await self._send_once(method, path, params, content, attempt, cause)
             except httpx.TransportError:
                 if attempt >= self.retry.attempts:
                     raise
@@ -361,7 +366,9 @@ class ExecutionAPIClient:
                 return injected
         lean = self._lean
         if lean is not None and not lean.faults:
-            return self._serve_lean(lean, method, path, params, content, headers, attempt, cause)
+            return self._serve_lean(
+                lean, method, path, params, content, attempt, cause, headers["correlation-id"]
+            )
         if self._direct is not None:
             url, _ = self._url(path)
             request = httpx.Request(method, url, params=params, content=content, headers=headers)
@@ -482,40 +489,62 @@ class ExecutionAPIClient:
         path: str,
         params: Any,
         content: bytes | None,
-        headers: dict[str, str],
         attempt: int,
         cause: Any,
+        correlation_id: str | None = None,
     ) -> APIResponse:
-        """Call the stub's ``serve`` with exactly the fields httpx would have sent it."""
+        """Call the stub's ``serve`` with exactly the fields httpx would have sent it: the
+        headers of ``_send_once`` (``correlation_id`` when it made one already), in the order and
+        with the additions of ``httpx.Request``."""
         if params:
             parsed = httpx.URL(self._base + path.lstrip("/"), params=params)
             url, decoded, query = str(parsed), parsed.path, parsed.query.decode("ascii")
         else:
             (url, decoded), query = self._url(path), ""
         body = content or b""
-        # The headers httpx.Request adds, where it adds them: Host first, then an empty body's
-        # Content-Length for POST/PUT/PATCH, and a body's Content-Length last.
+        # Host first, then an empty body's Content-Length for POST/PUT/PATCH, then the client's
+        # own headers, and a body's Content-Length last.
         pairs = [("host", self._host)]
         if not body and method in ("POST", "PUT", "PATCH"):
             pairs.append(("content-length", "0"))
-        pairs += headers.items()
+        pairs.append(("airflow-api-version", self.api_version))
+        pairs.append(("correlation-id", correlation_id or _uuid7()))
+        pairs.append(("user-agent", self.user_agent))
+        pairs.append(("accept", "application/json"))
+        if self.token:
+            pairs.append(("authorization", f"Bearer {self.token}"))
+        if content is not None:
+            pairs.append(("content-type", "application/json"))
         if body:
             pairs.append(("content-length", str(len(body))))
         started = time.perf_counter()
-        exchange = Exchange(
-            method=method,
-            url=url,
-            path=decoded,
-            query=query,
-            request_headers=dict(pairs),
-            request_body=body,
-            attempt=attempt,
-            cause=cause,
-        )
         reply = stub.serve(method, decoded, query, pairs, body)
         # The stub's header names are lower case and never repeated.
         headers = ResponseHeaders(reply.headers)
-        return self._received(exchange, started, reply.status, headers, reply.content)
+        status = reply.status
+        response_body = reply.content
+        exchange = Exchange(
+            method,
+            url,
+            decoded,
+            query,
+            dict(pairs),
+            body,
+            status,
+            headers,
+            response_body,
+            None,
+            attempt,
+            time.perf_counter() - started,
+            cause,
+        )
+        # Airflow swaps its bearer token for any refreshed one, on errors too.
+        refreshed = dict.get(headers, "refreshed-api-token")
+        if refreshed:
+            self.token = refreshed
+        if self.on_exchange is not None:
+            self.on_exchange(exchange)
+        return APIResponse(method, decoded, status, headers, response_body)
 
     def _received(
         self,
