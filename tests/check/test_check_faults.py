@@ -168,3 +168,13 @@ def test_bad_fault_plan_is_a_one_line_usage_error_naming_the_entry(
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and "RuntimeWarning" not in ln]
     assert len(lines) == 1 and named in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr and not proc.stdout
+
+
+def test_broken_variant_ignoring_sigterm_fails_only_killed_from_outside() -> None:
+    """runtimes/broken/ignores_sigterm.py (in the docs) fails killed-from-outside alone."""
+    variant = [sys.executable, str(ROOT / "runtimes" / "broken" / "ignores_sigterm.py")]
+    code, report = check(variant, "--jobs", "2")
+    assert code == 1
+    failed = {r["rule"] for r in report["rules"] if r["result"] == "fail"}
+    assert failed == {"killed-from-outside"}, report["rules"]
+    assert "ignored SIGTERM" in rule(report, "killed-from-outside")["summary"]
