@@ -137,6 +137,37 @@ def _masked_headers(headers: dict[Any, Any]) -> dict[Any, Any]:
     return headers
 
 
+#: Headers as JSON text, by every pair but the correlation id (new on every call): the text
+#: before and after that id's value. A lock-step session repeats the same headers each request.
+_HEADERS_JSON: dict[tuple[Any, ...], tuple[str, str]] = {}
+#: Stands for the correlation id while a key's text is made; never sent (a NUL in a header
+#: value is refused by any HTTP stack), and if it were, the text is made the slow way.
+_ID_MARK = "\x00correlation-id\x00"
+_ID_MARK_JSON = _encode_str(_ID_MARK)
+
+
+def _headers_json(headers: dict[Any, Any]) -> str:
+    """``_join(_chunks(headers, 0))``: the JSON text of a header map (str names and values),
+    reusing the text of the same headers seen before, but for their correlation id."""
+    cid = headers.get("correlation-id")
+    if type(cid) is not str or len(headers) > 16:
+        return _join(_chunks(headers, 0))
+    keyed = headers.copy()
+    keyed["correlation-id"] = _ID_MARK
+    key = tuple(keyed.items())
+    hit = _HEADERS_JSON.get(key)
+    if hit is None:
+        text = _join(_chunks(keyed, 0))
+        parts = text.split(_ID_MARK_JSON)
+        if len(parts) != 2:
+            return _join(_chunks(headers, 0))
+        hit = (parts[0], parts[1])
+        if len(_HEADERS_JSON) >= 256:
+            _HEADERS_JSON.clear()
+        _HEADERS_JSON[key] = hit
+    return hit[0] + _encode_str(cid) + hit[1]
+
+
 def _plain_check(redact: Callable[[Any], Any] | None) -> Callable[[Any], bool] | None:
     """What proves a value is its own record: with no redaction, that it needs no tags; with a
     ``SecretsMasker``'s ``redact``, its ``leaves_plain``; with another redactor, nothing."""
@@ -533,7 +564,7 @@ class TranscriptWriter:
                         if k in _secret_header_names:
                             masked[k] = "***"
                     headers = masked
-            parts.append(_join(_chunks(headers, 0)))
+            parts.append(_headers_json(headers))
             raw = d.get(which + "_body")
             if raw:
                 parts.append(self._body_json(raw))

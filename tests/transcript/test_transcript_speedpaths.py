@@ -678,3 +678,26 @@ def test_sigkill_loses_no_record(tmp_path: Path) -> None:
     assert t.truncated is not None  # no footer: the run was cut short...
     assert len(t.records) == 15  # ...but all 15 records are there
     assert [r["record"] for r in t.records[:3]] == ["frame", "http", "frame"]
+
+
+def test_repeated_headers_with_new_correlation_ids_are_written_as_the_reference(
+    tmp_path: Path,
+) -> None:
+    """Header maps seen before (their text reused) still get each call's own correlation id,
+    and headers that hold the writer's placeholder text are written exactly too."""
+    masker = SecretsMasker()
+    base = _round_trip_events()[1]
+    evs = []
+    for i, cid in enumerate(["a", "b", "\x00correlation-id\x00", 'é"\\', "a"]):
+        data = dict(base.data)
+        data["request_headers"] = {**data["request_headers"], "correlation-id": cid}
+        data["response_headers"] = {
+            "content-type": "application/json",
+            "correlation-id": cid,
+            "x-other": "\x00correlation-id\x00" if i == 3 else "x",
+        }
+        evs.append(Event("http", base.t, data, base.seq + i))
+    for redact, redact_bytes in ((masker.redact, _masker_bytes(masker)), (None, None)):
+        got, expected = _write_both(tmp_path, evs, redact, redact_bytes)
+        assert got == expected
+        assert len({json.loads(line)["request"]["headers"]["correlation-id"] for line in got}) == 4
