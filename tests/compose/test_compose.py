@@ -42,6 +42,9 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_DIR = ROOT / "compose"
 COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
+#: The Airflow image with supervisor-sim pip-installed (profile ``proxy``), as compose names it.
+PROXY_DOCKERFILE_NAME = "compose/airflow-proxy.Dockerfile"
+PROXY_DOCKERFILE = ROOT / PROXY_DOCKERFILE_NAME
 DOCKERIGNORE = ROOT / ".dockerignore"
 APT_PACKAGE = "docker-compose"
 #: Variables the compose file interpolates; unset here so that its defaults are what is checked.
@@ -288,8 +291,8 @@ def test_compose_file_is_accepted_by_a_real_compose_parser(compose_cli: list[str
     compose(compose_cli, "config", "-q")
     compose(compose_cli, "--profile", "stub", "config", "-q")
     listed = compose(compose_cli, "--profile", "stub", "config", "--services").stdout.split()
-    # Debian's docker-compose lists the edge profile's services too; the v2 plugin does not.
-    assert set(listed) - EDGE_SERVICES == SERVICES
+    # Debian's docker-compose lists the edge and proxy profiles' services too; v2 does not.
+    assert set(listed) - EDGE_SERVICES - PROXY_SERVICES == SERVICES
 
 
 def test_compose_services_start_in_dependency_order_with_health_conditions(
@@ -345,7 +348,7 @@ def test_compose_stub_profile_runs_supervisor_sim_alone_against_the_embedded_stu
     assert command_of(stub) == ["run-task", "example_dag", "hello"]
     assert [m.source for m in mounts(stub)] == [str(COMPOSE_DIR / "runs")]
     for name, spec in resolved["services"].items():
-        if name not in EDGE_SERVICES:
+        if name not in EDGE_SERVICES | PROXY_SERVICES:
             assert (name == "supervisor-sim-stub") == bool(spec.get("profiles")), name
 
 
@@ -421,6 +424,120 @@ def test_compose_edge_profile_adds_an_edge_executor_scheduler_and_two_supervisor
         assert worker["environment"]["SUPERVISOR_SIM_JWT_SECRET"] == secret
         assert depends_on(worker) == {"airflow-edge-api": "service_healthy"}
     assert len(names) == 2
+
+
+PROXY_SERVICES = {"airflow-proxy-worker"}
+
+
+@pytest.fixture(scope="module")
+def resolved_proxy(compose_cli: list[str]) -> dict[str, Any]:
+    """The compose file as Compose resolves it with the ``proxy`` profile enabled."""
+    if compose_cli[-1] == "compose":
+        out = compose(compose_cli, "--profile", "proxy", "config", "--format", "json").stdout
+        return json.loads(out)
+    return _yaml_to_data(compose(compose_cli, "--profile", "proxy", "config").stdout, compose_cli)
+
+
+def test_compose_proxy_profile_routes_the_default_queue_to_a_wrapper_bundle_behind_the_proxy(
+    resolved_proxy: dict[str, Any],
+):
+    """`--profile proxy` adds one worker, only in that profile, built from the Airflow image with
+    supervisor-sim installed: its Airflow shares the DB, JWT secret and Fernet key, routes the
+    default queue to Airflow's ExecutableCoordinator whose executables_root is the folder the
+    wrapper bundle is written to, and the proxy records into the ./runs mount."""
+    s = resolved_proxy["services"]
+    assert set(s) >= PROXY_SERVICES | SERVICES - {"supervisor-sim-stub"}
+    worker, api = s["airflow-proxy-worker"], s["airflow-api"]
+    assert worker.get("profiles") == ["proxy"]
+    build = worker["build"]
+    assert Path(build["context"]).resolve() == ROOT
+    assert build["dockerfile"] == PROXY_DOCKERFILE_NAME
+    assert build["args"]["AIRFLOW_IMAGE"] == api["image"]
+    assert depends_on(worker) == {
+        "airflow-init": "service_completed_successfully",
+        "airflow-api": "service_healthy",
+    }
+    env, api_env = environment(worker), environment(api)
+    for key in (
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+        "AIRFLOW__API_AUTH__JWT_SECRET",
+        "AIRFLOW__CORE__FERNET_KEY",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+    ):
+        assert env[key] == api_env[key], key
+    coordinators = json.loads(env["AIRFLOW__SDK__COORDINATORS"])
+    routes = json.loads(env["AIRFLOW__SDK__QUEUE_TO_COORDINATOR"])
+    coordinator = coordinators[routes["default"]]
+    assert coordinator["classpath"] == (
+        "airflow.sdk.coordinators.executable.ExecutableCoordinator"
+    )
+    wrapper, runtime = Path(env["SIM_WRAPPER_BUNDLE"]), Path(env["SIM_RUNTIME_BUNDLE"])
+    assert coordinator["kwargs"]["executables_root"] == [str(wrapper.parent)]
+    assert runtime.parent != wrapper.parent  # two bundles for one DAG in one root: no set order
+    runs = [m for m in mounts(worker) if m.source == str(COMPOSE_DIR / "runs")]
+    assert len(runs) == 1 and not runs[0].read_only
+    assert env["SUPERVISOR_SIM_PROXY_DIR"].startswith(runs[0].target + "/")
+    assert command_of(worker) == ["python", "/opt/supervisor-sim/proxy-worker.py"]
+
+
+def dockerfile_stages(path: Path) -> tuple[dict[str, str], list[list[tuple[str, str]]]]:
+    """The ``ARG``s before the first ``FROM`` (name: default) and each stage's instructions."""
+    args: dict[str, str] = {}
+    stages: list[list[tuple[str, str]]] = []
+    for word, rest in dockerfile_instructions(path):
+        if word == "FROM":
+            stages.append([])
+        if not stages:
+            assert word == "ARG", f"{path.name}: {word} before FROM"
+            name, _, default = rest.partition("=")
+            args[name] = default
+            continue
+        stages[-1].append((word, rest))
+    return args, stages
+
+
+def proxy_image_wheel_sources() -> list[tuple[list[str], str]]:
+    """(sources, destination) of the COPYs of compose/airflow-proxy.Dockerfile's wheel stage."""
+    _, stages = dockerfile_stages(PROXY_DOCKERFILE)
+    out = []
+    for word, rest in stages[0]:
+        if word == "COPY":
+            parts = [p for p in shlex.split(rest) if not p.startswith("--")]
+            out.append((parts[:-1], parts[-1]))
+    return out
+
+
+def test_proxy_dockerfile_passes_hadolint(hadolint: Path):
+    """hadolint finds nothing to report in compose/airflow-proxy.Dockerfile."""
+    proc = _run(
+        [str(hadolint), "--no-color", str(PROXY_DOCKERFILE)],
+        timeout=60,
+        what="hadolint compose/airflow-proxy.Dockerfile",
+    )
+    assert proc.stdout.strip() == ""
+
+
+def test_proxy_dockerfile_extends_the_airflow_image_with_a_wheel_of_this_checkout(
+    resolved_proxy: dict[str, Any],
+):
+    """A wheel stage builds supervisor-sim from the files the main Dockerfile installs it from;
+    the final stage is the compose file's Airflow image, pip-installs that wheel with
+    apache-airflow pinned to the image's version, and runs as a non-root numeric user."""
+    args, stages = dockerfile_stages(PROXY_DOCKERFILE)
+    assert len(stages) == 2
+    assert args["AIRFLOW_IMAGE"] == resolved_proxy["services"]["airflow-api"]["image"]
+    wheel, final = stages
+    assert wheel[0][1].startswith("python:3.11-slim")
+    assert any(w == "RUN" and "pip wheel --no-deps" in a for w, a in wheel)
+    main_sources = {src for srcs, _ in supervisor_sim_image().copies for src in srcs}
+    wheel_sources = {src for srcs, _ in proxy_image_wheel_sources() for src in srcs}
+    assert wheel_sources == main_sources - {"supervisor-sim.toml"}, wheel_sources
+    assert final[0] == ("FROM", "${AIRFLOW_IMAGE}")
+    (install,) = [a for w, a in final if w == "RUN" and "pip install" in a]
+    assert '"apache-airflow==${AIRFLOW_VERSION}"' in install and "supervisor_sim-" in install
+    assert any(w == "COPY" and a.startswith("--from=wheel ") for w, a in final)
+    users = [a for w, a in final if w == "USER"]
+    assert users and users[-1].isdigit() and users[-1] != "0", users
 
 
 def test_dockerfile_passes_hadolint(hadolint: Path):
@@ -716,6 +833,9 @@ class Twin:
     * the supervisor-sim image (``build`` with this repository as context): this checkout's venv
       first on PATH; WORKDIR is a per-service copy of what the Dockerfile COPYs; ENTRYPOINT and
       CMD as the Dockerfile says, with Compose's override rules.
+    * the Airflow image with supervisor-sim installed (``build`` of compose/airflow-proxy.Dockerfile):
+      as ``apache/airflow:*``, with the Python of :func:`airflow_sim_venv` (the Airflow venv plus
+      supervisor-sim's wheel, pip-installed as the Dockerfile does) first on PATH.
 
     Hostnames: ``SERVICE:PORT`` (and ``localhost:PORT`` inside SERVICE) for a port the service
     ``expose``s becomes 127.0.0.1 and a free port; a server's ``--port``/``--host`` flags are
@@ -726,6 +846,7 @@ class Twin:
     config: dict[str, Any]
     base: Path
     airflow_bin: Path | None = None
+    airflow_sim_bin: Path | None = None
     sim_bin: Path = field(default_factory=lambda: Path(sys.executable).parent)
     ports: dict[tuple[str, int], int] = field(default_factory=dict)
     daemons: list[subprocess.Popen] = field(default_factory=list)
@@ -749,10 +870,10 @@ class Twin:
             build = spec["build"]
             context = build if isinstance(build, str) else build["context"]
             assert Path(context).resolve() == ROOT, f"{name}: build context {context}"
-            assert (build.get("dockerfile", "Dockerfile") if isinstance(build, dict) else "") in (
-                "Dockerfile",
-                "",
-            )
+            dockerfile = build.get("dockerfile", "Dockerfile") if isinstance(build, dict) else ""
+            if dockerfile == PROXY_DOCKERFILE_NAME:
+                return "airflow-sim"
+            assert dockerfile in ("Dockerfile", ""), f"{name}: dockerfile {dockerfile}"
             return "supervisor-sim"
         image = spec["image"]
         if image.startswith("postgres:"):
@@ -764,7 +885,7 @@ class Twin:
     def root(self, name: str) -> tuple[str, Path]:
         """(container path, host path) of the part of the image's filesystem a service uses."""
         kind = self.kind(name)
-        if kind == "airflow":
+        if kind in ("airflow", "airflow-sim"):
             return "/opt/airflow", self.base / name / "opt-airflow"
         if kind == "supervisor-sim":
             return self.image.workdir, self.base / name / "app"
@@ -840,7 +961,7 @@ class Twin:
                 argv = entrypoint + (command or [])
             else:
                 argv = self.image.entrypoint + (command if command is not None else self.image.cmd)
-        elif kind == "airflow":
+        elif kind in ("airflow", "airflow-sim"):
             assert command, f"{name}: no command"
             argv = command if command[0] in ("bash", "python", "airflow") else ["airflow", *command]
         else:
@@ -861,22 +982,48 @@ class Twin:
         home.mkdir(parents=True, exist_ok=True)
         bindir = {
             "airflow": self.airflow_bin,
+            "airflow-sim": self.airflow_sim_bin,
             "supervisor-sim": self.sim_bin,
             "postgres": postgres_bindir(),
         }[kind]
         assert bindir is not None, f"{name} needs the Airflow venv"
+        path = os.environ.get("PATH", "/usr/bin:/bin")
+        if kind == "airflow-sim":  # the image's `airflow` command, beside its Python
+            assert self.airflow_bin is not None
+            path = f"{self.airflow_bin}{os.pathsep}{path}"
         env = {
-            "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "PATH": f"{bindir}{os.pathsep}{path}",
             "HOME": str(home),
             "LANG": "C.UTF-8",
             "PYTHONDONTWRITEBYTECODE": "1",
             "NO_COLOR": "1",
         }
-        if kind == "airflow":
+        if kind in ("airflow", "airflow-sim"):
             env["AIRFLOW_HOME"] = self.translate(name, "/opt/airflow")
         for key, value in environment(self.services[name]).items():
-            env[key] = self.translate(name, value)
+            env[key] = self.translate_json(name, value)
         return env
+
+    def translate_json(self, name: str, value: str) -> str:
+        """:meth:`translate`, applied to each string of a JSON value (``[sdk] coordinators``
+        names folders), else to the value as a whole."""
+        if value.lstrip()[:1] not in ("{", "["):
+            return self.translate(name, value)
+        try:
+            data = json.loads(value)
+        except ValueError:
+            return self.translate(name, value)
+
+        def walk(node: Any) -> Any:
+            if isinstance(node, str):
+                return self.translate(name, node)
+            if isinstance(node, list):
+                return [walk(v) for v in node]
+            if isinstance(node, dict):
+                return {k: walk(v) for k, v in node.items()}
+            return node
+
+        return json.dumps(walk(data))
 
     def cwd(self, name: str) -> Path:
         return self.root(name)[1]
@@ -1148,3 +1295,198 @@ def test_stub_profile_service_runs_hello_to_success_with_a_transcript(
     (runs,) = [h for t, h in twin.mount_map("supervisor-sim-stub") if t.endswith("/runs")]
     transcripts = list(runs.glob("example_dag.hello.*.jsonl"))
     assert len(transcripts) == 1, list(runs.iterdir())
+
+
+# --- (c) the proxy profile, natively ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def airflow_sim_python(airflow_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What compose/airflow-proxy.Dockerfile builds, natively: supervisor-sim's wheel built from
+    the files its wheel stage COPYs, pip-installed with apache-airflow pinned into the Airflow
+    environment (a venv layered on the cached Airflow venv by a .pth file, so that venv itself
+    is not changed), and `pip check` clean. Its Python."""
+    base = tmp_path_factory.mktemp("airflow_sim_image")
+    probe = _run(
+        [
+            str(airflow_python),
+            "-c",
+            "import json, sys, sysconfig; p = sysconfig.get_paths();"
+            " print(json.dumps([sys._base_executable, p['purelib'], p['platlib']]))",
+        ],
+        timeout=60,
+        what="the Airflow venv's paths",
+    )
+    base_python, *site_dirs = json.loads(probe.stdout)
+    venv = base / "venv"
+    _run([base_python, "-m", "venv", "--without-pip", str(venv)], timeout=120, what="venv")
+    python = venv / "bin" / "python"
+    site = _run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        timeout=60,
+        what="the layered venv's site-packages",
+    ).stdout.strip()
+    Path(site, "airflow-venv.pth").write_text("\n".join(dict.fromkeys(site_dirs)) + "\n")
+    src, wheels = base / "src", base / "wheels"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    for sources, dest in proxy_image_wheel_sources():  # COPY, relative to WORKDIR /src
+        for source in sources:
+            origin, target = ROOT / source, src / dest
+            if origin.is_dir():
+                shutil.copytree(origin, target, dirs_exist_ok=True, ignore=ignore)
+            else:
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(origin, target / origin.name)
+    pip = ["-m", "pip", "--disable-pip-version-check"]
+    _run(
+        [sys.executable, *pip, "wheel", "-q", "--no-deps", "--wheel-dir", str(wheels), str(src)],
+        timeout=300,
+        what="pip wheel (the Dockerfile's wheel stage)",
+    )
+    (wheel,) = wheels.glob("supervisor_sim-*.whl")
+    version = re.fullmatch(r"apache/airflow:(\d+\.\d+\.\d+)", AIRFLOW_IMAGE_DEFAULT)
+    assert version, AIRFLOW_IMAGE_DEFAULT
+    install = [str(airflow_python), *pip, "--python", str(python)]
+    _run(
+        [*install, "install", "-q", f"apache-airflow=={version.group(1)}", str(wheel)],
+        timeout=300,
+        what="pip install the wheel into the Airflow environment",
+    )
+    _run([*install, "check"], timeout=120, what="pip check (the Airflow image + supervisor-sim)")
+    return python
+
+
+#: The image tag the compose file defaults to (its x-airflow-image).
+AIRFLOW_IMAGE_DEFAULT = "apache/airflow:3.3.2"
+
+
+@dataclass
+class ProxyTwinRun:
+    exit_status: int
+    summary: list[dict[str, Any]]
+    proxy_dir: Path
+    runtime_bundle: Path
+    airflow_states: dict[str, str]
+    log: str
+    replays: dict[str, tuple[int, dict[str, Any], str]]
+
+
+def _replay(path: Path, cwd: Path) -> tuple[int, dict[str, Any], str]:
+    """`supervisor-sim replay --json` of a transcript, with no Airflow in the environment."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "SUPERVISOR_SIM_"))
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "supervisor_sim", "replay", str(path), "--json", "-q"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    assert lines, proc.stderr[-3000:]
+    return proc.returncode, json.loads(lines[-1]), proc.stderr
+
+
+@pytest.fixture(scope="module")
+def proxy_run(
+    resolved_proxy: dict[str, Any],
+    airflow_python: Path,
+    airflow_sim_python: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> ProxyTwinRun:
+    """`docker compose --profile proxy up airflow-proxy-worker`, natively: Postgres, airflow-init,
+    the API server, then the worker; torn down, then every transcript replayed (no Airflow
+    running any more)."""
+    base = tmp_path_factory.mktemp("compose_proxy_twin")
+    twin = Twin(
+        resolved_proxy,
+        base,
+        airflow_bin=airflow_python.parent,
+        airflow_sim_bin=airflow_sim_python.parent,
+    )
+    name = "airflow-proxy-worker"
+    try:
+        exits = twin.up([name])
+        env = twin.env(name)
+        proxy_dir = Path(env["SUPERVISOR_SIM_PROXY_DIR"])
+        summary_file = proxy_dir / "summary.json"
+        summary = json.loads(summary_file.read_text()) if summary_file.exists() else []
+        states: dict[str, str] = {}
+        assert twin.postgres is not None
+        for run_id in {r["run_id"] for r in summary}:
+            rows = twin.postgres.query(
+                "SELECT id, state FROM task_instance WHERE run_id = :'run_id';", run_id=run_id
+            )
+            states.update(dict(rows))
+    finally:
+        twin.down()
+    replays = {}
+    for r in summary:
+        for path in r["transcripts"]:
+            replays[path] = _replay(Path(path), base)
+    return ProxyTwinRun(
+        exits[name],
+        summary,
+        proxy_dir,
+        Path(env["SIM_RUNTIME_BUNDLE"]),
+        states,
+        tail(twin.logs[name], 6000),
+        replays,
+    )
+
+
+@pytest.mark.slow
+def test_twin_proxy_profile_runs_every_task_to_success_under_airflows_own_supervisor(
+    proxy_run: ProxyTwinRun,
+):
+    """Every task the worker queued ran under Airflow's supervisor (execute_workload, the
+    ExecutableCoordinator, the wrapper bundle) and ended success in Airflow's task_instance
+    table in Postgres; the worker exited 0."""
+    tasks = [r["task_id"] for r in proxy_run.summary]
+    assert tasks == ["hello", "read_var_conn", "push_xcom", "pull_xcom", "use_secret"], (
+        proxy_run.log
+    )
+    for r in proxy_run.summary:
+        assert proxy_run.airflow_states.get(r["ti_id"]) == "success", (r, proxy_run.log)
+    assert proxy_run.exit_status == 0, proxy_run.log
+
+
+@pytest.mark.slow
+def test_twin_proxy_writes_one_owner_only_redacted_transcript_per_try_into_the_runs_mount(
+    proxy_run: ProxyTwinRun,
+):
+    """Each try left one transcript in the ./runs mount's proxy folder, 0600, recorded by the
+    proxy (api "proxy") around the runtime bundle, not the wrapper, for that TI, ending success
+    with exit 0; the connection's password Airflow handed over is not in it."""
+    from supervisor_sim.transcript import read_transcript
+
+    assert proxy_run.proxy_dir.stat().st_mode & 0o077 == 0
+    written = sorted(proxy_run.proxy_dir.glob("*.jsonl"))
+    assert len(written) == len(proxy_run.summary), (written, proxy_run.log)
+    for r in proxy_run.summary:
+        (path,) = map(Path, r["transcripts"])
+        assert path.parent == proxy_run.proxy_dir
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert b"s3cret" not in path.read_bytes()
+        t = read_transcript(path)
+        assert t.problems == [] and t.footer is not None, t.problems
+        assert t.header["api"] == "proxy"
+        assert t.header["runtime"] == [str(proxy_run.runtime_bundle)]
+        assert t.header["task"]["ti"]["id"] == r["ti_id"]
+        assert (t.footer["final_state"], t.footer["exit_code"]) == ("success", 0)
+        types = [f.get("type") for f in t.frames()]
+        assert types[0] == "StartupDetails" and "SucceedTask" in types, types
+
+
+@pytest.mark.slow
+def test_twin_proxy_transcripts_replay_to_match_with_airflow_gone(proxy_run: ProxyTwinRun):
+    """`supervisor-sim replay` of each recorded try, after the twin's Airflow and Postgres were
+    stopped, matches frame for frame and ends in the recorded state."""
+    assert len(proxy_run.replays) == len(proxy_run.summary)
+    for path, (code, result, stderr) in proxy_run.replays.items():
+        assert code == 0, (path, stderr[-2000:])
+        assert result["matched"] is True, result
+        assert result["final_state"] == result["recorded_final_state"] == "success"
