@@ -8,6 +8,7 @@ pushes its log and keeps a transcript of every try (docs/worker.md).
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from datetime import UTC, datetime
@@ -32,6 +33,17 @@ def _queues(value: str | None) -> list[str] | None:
     return queues
 
 
+def _seconds(opts: dict[str, Any], name: str, configured: float) -> float:
+    """An option's seconds, else the config file's; a finite number or a usage error."""
+    value = opts[name]
+    if value is None:
+        return configured
+    if not math.isfinite(value):
+        flag = "--" + name.replace("_", "-")
+        raise UsageError(f"{flag} {value!r}: give a number of seconds (0 or more)")
+    return float(value)
+
+
 @click.command("worker", cls=Command)
 @click.option(
     "--api-url",
@@ -47,8 +59,9 @@ def _queues(value: str | None) -> list[str] | None:
 @click.option(
     "--queues",
     metavar="Q1,Q2",
-    help="Queues to take jobs from (default: the queues of --runtime-for; every queue when "
-    "only a '*' runtime or the config's [runtime] is given).",
+    help="Queues to take jobs from (default: the config's [worker] queues, else the queues of "
+    "--runtime-for and [worker] runtime_for; every queue when only a '*' runtime or the "
+    "config's [runtime] is given).",
 )
 @click.option(
     "--runtime-for",
@@ -56,7 +69,25 @@ def _queues(value: str | None) -> list[str] | None:
     multiple=True,
     metavar="QUEUE=CMD",
     help="The runtime command for a queue's tasks (shell words; repeatable; QUEUE '*' for any "
-    "queue without its own). Default: the config's [runtime] command for every queue.",
+    "queue without its own). Added to the config's [worker] runtime_for, replacing its "
+    "command for the same queue; without either, the config's [runtime] command serves every "
+    "queue.",
+)
+@click.option(
+    "--drain-timeout",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="How long a drain (SIGTERM, Ctrl+C, a shutdown request) waits for the running tasks "
+    "before it sends them SIGTERM; 0: for ever (default: the config's [worker] drain_timeout, "
+    "else 0, as Airflow's [edge] drain_timeout_sec).",
+)
+@click.option(
+    "--drain-kill-grace",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="After the drain timeout's SIGTERM, how long before the tasks left are killed and "
+    "reported failed (default: [worker] drain_kill_grace, else 30, as Airflow's [edge] "
+    "drain_kill_grace_sec).",
 )
 @click.option(
     "--concurrency",
@@ -146,12 +177,19 @@ def worker(ctx: click.Context, **opts: Any) -> None:
     except RuntimeForError as exc:
         raise UsageError(str(exc)) from None
     base = project.path.parent if project.path else None
-    runtimes = {q: runtime_argv(argv, base) for q, argv in parsed.items()}
+    # The file's [worker] runtime_for, each queue's command replaced by a --runtime-for for it.
+    named = {**project.worker_runtimes, **parsed}
+    runtimes = {q: list(argv) for q, argv in project.worker_runtimes.items()}
+    runtimes.update({q: runtime_argv(argv, base) for q, argv in parsed.items()})
     if "*" not in runtimes and project.runtime:
         runtimes["*"] = list(project.runtime)
     queues = _queues(opts["queues"])
-    if queues is None and parsed and "*" not in parsed:
-        queues = sorted(parsed)
+    if queues is None and project.worker_queues is not None:
+        queues = list(project.worker_queues)
+    if queues is None and named and "*" not in named:
+        queues = sorted(named)
+    drain_timeout = _seconds(opts, "drain_timeout", project.drain_timeout)
+    drain_kill_grace = _seconds(opts, "drain_kill_grace", project.drain_kill_grace)
     missing = [q for q in queues or () if q not in runtimes and "*" not in runtimes]
     if missing or not runtimes:
         name = missing[0] if missing else "QUEUE"
@@ -184,6 +222,8 @@ def worker(ctx: click.Context, **opts: Any) -> None:
         supervisor=config,
         runtime_cwd=project.runtime_cwd,
         api_retries=opts["api_retries"],
+        drain_timeout=drain_timeout,
+        drain_kill_grace=drain_kill_grace,
     )
 
     def say(message: str) -> None:

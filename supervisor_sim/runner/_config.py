@@ -84,6 +84,39 @@ class TranscriptsSection:
     dir: str | None = None
 
 
+@dataclass(repr=False, eq=False)
+class WorkerSection:
+    """`supervisor-sim worker`: the runtime of each queue and how a drain ends (flags override
+    it: a --runtime-for replaces the file's command for its queue)."""
+
+    #: Queue -> runtime command (a string split as a shell would, or an array), as
+    #: --runtime-for QUEUE=CMD; queue "*" serves any queue without its own. Placeholders and
+    #: relative paths as in [runtime] command.
+    runtime_for: dict[str, str | list[str]] = field(default_factory=dict)
+    #: The queues to take jobs from (--queues; default: the queues of runtime_for).
+    queues: list[str] | None = None
+    #: Seconds a drain (SIGTERM, SIGINT, a shutdown request) waits for the running tasks
+    #: before it sends them SIGTERM; 0 waits for ever (Airflow's [edge] drain_timeout_sec;
+    #: --drain-timeout).
+    drain_timeout: float = 0.0
+    #: Seconds after that SIGTERM before the tasks left are killed and the worker quits
+    #: (Airflow's [edge] drain_kill_grace_sec; --drain-kill-grace).
+    drain_kill_grace: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in ("drain_timeout", "drain_kill_grace"):
+            value = getattr(self, name)
+            if not 0 <= value < float("inf"):
+                raise ValueError(f"{name} must be 0 or more seconds, not {value!r}")
+        for queue, command in self.runtime_for.items():
+            if not queue.strip():
+                raise ValueError("runtime_for: a queue name may not be empty")
+            if not (command.strip() if isinstance(command, str) else command):
+                raise ValueError(f"runtime_for.{queue}: an empty command")
+        if self.queues is not None and not [q for q in self.queues if q.strip()]:
+            raise ValueError("queues: give at least one queue name, or leave the key out")
+
+
 def _supervisor_model() -> type:
     # Imported only when [supervisor] has keys: --help and most runs never need it here.
     from ..supervision import SupervisorConfig
@@ -100,6 +133,7 @@ class ConfigFile:
     #: Session settings, Airflow's defaults unless given (flags override them).
     supervisor: Annotated[dict[str, Any], Deferred(_supervisor_model)] = field(default_factory=dict)
     transcripts: TranscriptsSection = field(default_factory=TranscriptsSection)
+    worker: WorkerSection = field(default_factory=WorkerSection)
 
 
 # --- what the commands use --------------------------------------------------------------------
@@ -115,6 +149,11 @@ class ProjectConfig:
     runs_dir: Path | None = None
     #: The [supervisor] settings given in the file, checked against ``SupervisorConfig``.
     supervisor: dict[str, Any] = field(default_factory=dict)
+    #: [worker]: queue -> runtime argv (expanded like ``runtime``), and the rest as given.
+    worker_runtimes: dict[str, list[str]] = field(default_factory=dict)
+    worker_queues: list[str] | None = None
+    drain_timeout: float = 0.0
+    drain_kill_grace: float = 30.0
 
 
 def runtime_argv(command: str | list[str], base: Path | None = None) -> list[str]:
@@ -180,4 +219,14 @@ def load_project_config(path: Path | None, *, required: bool = False) -> Project
         cfg.state = file.stub.state if file.stub.state == ":memory:" else base / file.stub.state
     if file.transcripts.dir is not None:
         cfg.runs_dir = base / file.transcripts.dir
+    worker = file.worker
+    for queue, command in worker.runtime_for.items():
+        try:
+            cfg.worker_runtimes[queue.strip()] = runtime_argv(command, base)
+        except ValueError as exc:  # a command string with broken quoting
+            raise ConfigError(f"{path}: worker.runtime_for.{queue}: {exc}") from None
+    if worker.queues is not None:
+        cfg.worker_queues = [q.strip() for q in worker.queues if q.strip()]
+    cfg.drain_timeout = worker.drain_timeout
+    cfg.drain_kill_grace = worker.drain_kill_grace
     return cfg

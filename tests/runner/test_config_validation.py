@@ -66,11 +66,11 @@ class TestConfigFile:
         )
 
     def test_unknown_section_suggests_the_closest(self, tmp_path: Path):
-        """A misspelt section is an unknown section naming the four and the one meant."""
+        """A misspelt section is an unknown section naming the five and the one meant."""
         msg = config_error(tmp_path, '[transcript]\ndir = "x"\n')
         assert msg == (
             "transcript: unknown section; expected one of runtime, stub, supervisor, "
-            "transcripts; did you mean 'transcripts'?"
+            "transcripts, worker; did you mean 'transcripts'?"
         )
         assert f"supervisor-sim.toml: {msg}" in CONFIGURATION_DOC
 
@@ -135,6 +135,7 @@ UNKNOWN_IN_EVERY_TABLE = [
     (ConfigFile, {"stub": {"zz": 1}}, "stub.zz"),
     (ConfigFile, {"transcripts": {"zz": 1}}, "transcripts.zz"),
     (ConfigFile, {"supervisor": {"zz": 1}}, "supervisor.zz"),
+    (ConfigFile, {"worker": {"zz": 1}}, "worker.zz"),
     (FixturesFile, {"variables": {"v": {"value": 1, "zz": 1}}}, "variables.v.zz"),
     (FixturesFile, {"connections": {"c": {"conn_type": "x", "zz": 1}}}, "connections.c.zz"),
     (

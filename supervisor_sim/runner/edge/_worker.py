@@ -7,6 +7,12 @@ nor maintenance is on (again at once after a job came, else after ``poll_interva
 ``running``, supervise, push the log, report ``success``/``failed``; quit with ``offline``. Each
 job is a ``supervise`` session of the workload against the real Execution API with the
 workload's token, in one nursery: cancelling it kills every runtime's process group.
+
+A drain (SIGTERM/SIGINT, a shutdown request) with a ``drain_timeout`` ends as
+``EdgeWorker._enforce_drain_timeout`` ends it: once the timeout passes, every running task gets
+SIGTERM (forwarded to its runtime by its session, as Airflow's supervisor forwards the SIGTERM
+the worker sends it) and a note in its log; ``drain_kill_grace`` later the tasks left are
+killed (process groups, SIGTERM then SIGKILL), reported ``failed`` and the worker quits.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from typing import Any
 import trio
 
 from ...api import RetryPolicy, real_api_client
-from ...supervision import Event, Journal, SupervisorConfig, TaskOutcome, TaskSpec
+from ...supervision import Event, Journal, SupervisorConfig, TaskOutcome, TaskSession, TaskSpec
 from .. import default_transcript, supervise
 from . import _protocol as p
 from ._client import EdgeAPIError, EdgeClient
@@ -59,6 +65,10 @@ class WorkerSettings:
     runtime_cwd: str | None = None
     api_retries: int = 5
     redact: bool = True
+    #: [edge] drain_timeout_sec: seconds a drain waits before it SIGTERMs the tasks (0: for ever).
+    drain_timeout: float = 0.0
+    #: [edge] drain_kill_grace_sec: seconds after that SIGTERM before the tasks are killed.
+    drain_kill_grace: float = 30.0
 
     def runtime_for(self, queue: str) -> list[str] | None:
         return self.runtimes.get(queue) or self.runtimes.get("*")
@@ -121,8 +131,15 @@ class EdgeWorker:
         self._next_id = 0
         self.stopped = False
         self.results: dict[str, str] = {}
+        #: The running sessions, by job id (to forward a drain timeout's SIGTERM to).
+        self._sessions: dict[int, TaskSession] = {}
+        self._draining = trio.Event()
+        #: Why the running jobs were killed (pushed to their logs), once they were.
+        self._kill_note: str | None = None
 
     def _wake(self) -> None:
+        if self.state.drain and not self._draining.is_set():
+            self._draining.set()
         self._changed.set()
         self._changed = trio.Event()
 
@@ -156,6 +173,7 @@ class EdgeWorker:
             async with trio.open_nursery() as root:
                 root.start_soon(self._signals)
                 root.start_soon(self._heartbeats)
+                root.start_soon(self._drain_timeout)
                 with trio.CancelScope() as self._jobs_scope:
                     async with trio.open_nursery() as jobs:
                         await self._fetch_loop(jobs)
@@ -186,14 +204,71 @@ class EdgeWorker:
                     self.state.drain = True
                     self.say(
                         f"{name}: finishing {len(self.state.jobs)} running task(s), taking no new"
-                        f" ones ({name} again stops at once)"
+                        f" ones ({name} again stops at once; {self._drain_policy()})"
                     )
                     self._wake()
                 else:
                     self.stopped = True
                     self.say(f"{name} again: stopping now, killing the running tasks")
-                    if self._jobs_scope is not None:
-                        self._jobs_scope.cancel()
+                    self._kill_jobs("supervisor-sim worker stopped: task killed")
+
+    def _drain_policy(self) -> str:
+        s = self.settings
+        if s.drain_timeout <= 0:
+            return "no drain timeout: waiting for them however long they take"
+        return (
+            f"drain timeout {s.drain_timeout:g}s, then SIGTERM; kill grace "
+            f"{s.drain_kill_grace:g}s, then killed"
+        )
+
+    def _kill_jobs(self, note: str) -> None:
+        if self._kill_note is None:
+            self._kill_note = note
+        if self._jobs_scope is not None:
+            self._jobs_scope.cancel()
+
+    async def _until_no_jobs(self) -> None:
+        while self.state.jobs:
+            await self._changed.wait()
+
+    async def _drain_timeout(self) -> None:
+        """Once a drain started: ``drain_timeout`` seconds for the running tasks, then SIGTERM
+        for each (and a note in its log), ``drain_kill_grace`` more, then kill what is left."""
+        s = self.settings
+        await self._draining.wait()
+        if s.drain_timeout <= 0:
+            return
+        with trio.move_on_after(s.drain_timeout):
+            await self._until_no_jobs()
+        if not self.state.jobs:
+            return
+        self.say(
+            f"drain timeout of {s.drain_timeout:g}s passed with {len(self.state.jobs)} task(s)"
+            f" running: sending them SIGTERM, killing them after {s.drain_kill_grace:g}s more"
+        )
+        await self._notify_all(
+            f"supervisor-sim worker drain timeout of {s.drain_timeout:g}s expired; sending "
+            f"SIGTERM to the task's runtime. Will kill it after {s.drain_kill_grace:g}s grace.\n"
+        )
+        for session in list(self._sessions.values()):
+            session.forward_signal(signal.SIGTERM)
+        with trio.move_on_after(s.drain_kill_grace):
+            await self._until_no_jobs()
+        if not self.state.jobs:
+            return
+        self.say(
+            f"drain kill grace of {s.drain_kill_grace:g}s passed with {len(self.state.jobs)}"
+            " task(s) running: killing them and quitting"
+        )
+        self._kill_jobs(
+            f"supervisor-sim worker drain kill-grace of {s.drain_kill_grace:g}s expired:"
+            " task killed"
+        )
+
+    async def _notify_all(self, text: str) -> None:
+        async with trio.open_nursery() as nursery:
+            for job in list(self.state.jobs.values()):
+                nursery.start_soon(self._push_text, job, text)
 
     async def _heartbeats(self) -> None:
         s = self.settings
@@ -253,7 +328,7 @@ class EdgeWorker:
         try:
             self.say(f"started {job.identifier} (queue {job.queue})")
             await self._report(job, "running")
-            outcome, problem = await self._supervise(job, pusher)
+            outcome, problem = await self._supervise(job_id, job, pusher)
             if outcome is not None and outcome.exit_code == 0 and problem is None:
                 final = "success"
             await self._push(job, pusher)
@@ -268,12 +343,14 @@ class EdgeWorker:
             self.say(f"ended {job.identifier}: {shown} (job {final})")
         finally:
             self.results[job.identifier] = final
-            if final != "success" and self.stopped:
+            self._sessions.pop(job_id, None)
+            if final != "success" and self._kill_note is not None:
                 with trio.move_on_after(10) as scope:
                     scope.shield = True
                     await self._push(job, pusher)
-                    await self._push_text(job, "supervisor-sim worker stopped: task killed\n")
+                    await self._push_text(job, f"{self._kill_note}\n")
                     await self._report(job, "failed")
+                    self.say(f"ended {job.identifier}: killed (job failed)")
             del self.state.jobs[job_id]
             self._wake()
             if self.settings.transcripts is not None:
@@ -308,7 +385,7 @@ class EdgeWorker:
             await self._push(job, pusher)
 
     async def _supervise(
-        self, job: p.EdgeJob, pusher: _LogPusher
+        self, job_id: int, job: p.EdgeJob, pusher: _LogPusher
     ) -> tuple[TaskOutcome | None, str | None]:
         s = self.settings
         runtime = s.runtime_for(job.queue)
@@ -332,6 +409,12 @@ class EdgeWorker:
         if s.transcripts is not None:
             s.transcripts.mkdir(parents=True, exist_ok=True)
             transcript = default_transcript(s.transcripts, spec.ti)
+
+        def session(api: Any) -> TaskSession:
+            made = TaskSession(spec, api, config=s.supervisor, journal=journal)
+            self._sessions[job_id] = made
+            return made
+
         try:
             http = real_api_client(self.execution_url)
             async with trio.open_nursery() as nursery:
@@ -347,6 +430,7 @@ class EdgeWorker:
                     api_label=self.execution_url,
                     retry=RetryPolicy(),
                     forward_signals=False,
+                    session_factory=session,
                 )
                 nursery.cancel_scope.cancel()
         except Exception as exc:  # one job's failure is that job's, never the worker's
