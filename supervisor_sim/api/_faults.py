@@ -608,8 +608,8 @@ def _request_why(rule: FaultRule, method: str, path: str) -> str:
     if rule.action == "delay":
         return (
             f"the API answered {rule.delay_s:g}s late, as a slow or overloaded API server "
-            "would; Airflow's client waits up to execution_api_timeout per attempt, so a delay "
-            "that long is a timeout, which it retries"
+            "would; Airflow's client waits up to execution_api_timeout (5 s by default) per "
+            "attempt and retries a call slower than that as a timeout"
         )
     if rule.action == "reset":
         return (
