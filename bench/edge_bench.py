@@ -10,15 +10,28 @@ include the scheduler's and the API's share, which is the same for both workers.
     python bench/edge_bench.py            # N = 200
     python bench/edge_bench.py --quick    # N = 20, one worker count (2)
 
+    python bench/edge_bench.py --memory-only   # the memory figures alone
+
+Each worker runs in a network namespace of its own, as in test_real_edge_topology.py, reaching
+the API server over a veth pair (``topology.make_hosts``; where namespaces cannot be made, on
+the host, and ``hosts`` in the output says so).
+
 Prints one JSON object. Wall-clock figures: noisy on a shared machine.
-Memory: VmRSS of the worker process, and of it with all its descendants (supervisors,
-runtimes), at the most tasks running at once of ``edge_rss`` (100 sleeping tasks; 10 with
---quick), sampled from /proc every 0.5 s.
+
+Memory (``memory``): of the worker process alone, from /proc/PID/smaps_rollup (PSS, USS and
+RSS), idle (registered, no task) and with all tasks of ``edge_rss`` running at once (100
+tasks sleeping 120 s; 10 with --quick), and per running task = (busy - idle) / tasks. The
+worker's descendants are summed apart: the runtimes (reference runtime processes, the same for
+both workers) and the rest, Airflow's per-task supervisor processes (forks of its worker;
+supervisor-sim has none: its sessions live in the worker process). RSS counts shared pages once
+per process mapping them (forked supervisors share most of theirs), so only PSS and USS are
+summed into the per-task supervision cost.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -46,9 +59,18 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def measure(
-    inst: topo.EdgeAirflow, kind: str, workers: int, n: int, go_binary: Path
+    inst: topo.EdgeAirflow,
+    kind: str,
+    workers: int,
+    n: int,
+    go_binary: Path,
+    places: list[topo.Host],
 ) -> dict[str, Any]:
-    hosts = [topo.Host(f"bench-{kind}-{i}", None, "127.0.0.1", "127.0.0.1") for i in range(workers)]
+    # A name of its own for each worker of each measurement: Airflow refuses a name that is
+    # still active, and a stopped worker's row may be.
+    hosts = [
+        dataclasses.replace(places[i], name=f"bench-{kind}-{workers}-{i}") for i in range(workers)
+    ]
     try:
         for host in hosts:
             if kind == "airflow":
@@ -71,6 +93,7 @@ def measure(
         return {
             "worker": kind,
             "workers": workers,
+            "hosts": [h.netns or "host" for h in hosts],
             "tasks": n,
             "run_state": state,
             "succeeded": sum(t["state"] == "success" for t in tis),
@@ -84,58 +107,142 @@ def measure(
             del inst.procs[name]
 
 
-def _tree_rss_kib(root: int) -> tuple[int, int]:
-    """(VmRSS of ``root``, VmRSS of ``root`` and all its descendants) in KiB, from /proc."""
-    parent: dict[int, int] = {}
+#: The /proc/PID/smaps_rollup fields read, in KiB: RSS counts every page mapped (shared ones
+#: in full, in each process mapping them), PSS shares each page among its mappers (a sum over
+#: processes is their real footprint), USS = Private_Clean + Private_Dirty (what the process
+#: alone holds: freed if it went).
+def memory_kib(pid: int) -> dict[str, int]:
+    """{"rss", "pss", "uss"} of ``pid`` in KiB, from /proc/PID/smaps_rollup (zeros if gone)."""
+    got = {"rss": 0, "pss": 0, "uss": 0}
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return got
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("Rss", "Pss", "Private_Clean", "Private_Dirty"):
+            kib = int(rest.split()[0])
+            if key == "Rss":
+                got["rss"] = kib
+            elif key == "Pss":
+                got["pss"] = kib
+            else:
+                got["uss"] += kib
+    return got
+
+
+def descendants(root: int) -> list[int]:
+    """Every live descendant of ``root`` (children, theirs, ...), from /proc."""
+    children: dict[int, list[int]] = {}
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
-                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
             except (OSError, IndexError, ValueError):
-                pass
-    tree, frontier = {root}, [root]
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, frontier = [], [root]
     while frontier:
-        kids = [p for p, pp in parent.items() if pp == frontier[-1]]
-        frontier.pop()
-        tree.update(kids)
+        kids = children.get(frontier.pop(), [])
+        out.extend(kids)
         frontier.extend(kids)
-
-    def rss(pid: int) -> int:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        except OSError:
-            pass
-        return 0
-
-    return rss(root), sum(rss(p) for p in tree)
+    return out
 
 
-def measure_rss(inst: topo.EdgeAirflow, kind: str, running: int, go_binary: Path) -> dict[str, Any]:
-    """A worker's memory while ``running`` tasks of edge_rss (each sleeping) run at once."""
-    host = topo.Host(f"rss-{kind}", None, "127.0.0.1", "127.0.0.1")
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def snapshot(root: int, runtime_markers: tuple[str, ...]) -> dict[str, Any]:
+    """The worker process's own memory, and its descendants' summed (PSS, USS, RSS), split in
+    runtimes (a command line naming one of ``runtime_markers``) and the rest (Airflow's
+    per-task supervisor processes; none for supervisor-sim, whose sessions are in the worker)."""
+    groups: dict[str, dict[str, int]] = {
+        g: {"rss": 0, "pss": 0, "uss": 0, "processes": 0} for g in ("runtimes", "supervisors")
+    }
+    for pid in descendants(root):
+        group = "runtimes" if any(m in _cmdline(pid) for m in runtime_markers) else "supervisors"
+        mem = memory_kib(pid)
+        if not mem["rss"]:
+            continue  # gone, or a kernel thread
+        for key, kib in mem.items():
+            groups[group][key] += kib
+        groups[group]["processes"] += 1
+    return {"worker": memory_kib(root), **groups}
+
+
+def _mib(kib: float) -> float:
+    return round(kib / 1024, 2)
+
+
+def measure_memory(
+    inst: topo.EdgeAirflow, kind: str, running: int, go_binary: Path, host: topo.Host
+) -> dict[str, Any]:
+    """A worker's memory idle (registered, no task) and with ``running`` tasks of edge_rss (each
+    sleeping) running at once; per running task = (with - idle) / running, for the worker
+    process alone and with its per-task supervisor processes (Airflow's), runtimes apart."""
     if kind == "airflow":
         proc = inst.start_airflow_worker(host, go_binary, concurrency=running, queues="ref")
     else:
         proc = inst.start_sim_worker(host, go_binary, concurrency=running)
+    markers = (str(topo.REF_RUNTIME), str(go_binary))
     try:
-        run_id = f"rss_{kind}_{uuid.uuid4().hex[:6]}"
+        deadline = time.monotonic() + 120
+        while inst.edge_workers().get(host.name) != "idle":
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"worker {host.name} not idle:\n{inst.log_tail()}")
+            time.sleep(0.3)
+        time.sleep(3)  # a few heartbeats and fetches: the idle loop's steady state
+        idle = []
+        for _ in range(3):
+            idle.append(memory_kib(proc.pid))
+            time.sleep(0.5)
+        idle_worker = {k: statistics.median(m[k] for m in idle) for k in idle[0]}
+        run_id = f"mem_{kind}_{uuid.uuid4().hex[:6]}"
         inst.trigger("edge_rss", run_id)
-        deadline, best = time.monotonic() + 300, (0, 0, 0)
+        deadline, best, now = time.monotonic() + 600, None, 0
         while time.monotonic() < deadline:
             tis = inst.tis("edge_rss", run_id).values()
             now = sum(t["state"] == "running" for t in tis)
-            if now >= best[0]:
-                best = (now, *_tree_rss_kib(proc.pid))
-            if now >= running or inst.run_state("edge_rss", run_id) in ("success", "failed"):
+            snap = snapshot(proc.pid, markers)
+            if now >= running and snap["runtimes"]["processes"] >= running:
+                time.sleep(2)  # every runtime past its start-up
+                best = snapshot(proc.pid, markers)
+                break
+            if inst.run_state("edge_rss", run_id) in ("success", "failed"):
                 break
             time.sleep(0.5)
+        if best is None:
+            raise RuntimeError(f"{kind}: {now} of {running} tasks running at most")
+        busy = best["worker"]
+        sup = best["supervisors"]
+        per_task = {
+            f"worker_{k}_kib": round((busy[k] - idle_worker[k]) / running, 1)
+            for k in ("pss", "uss", "rss")
+        }
+        per_task.update(
+            {
+                f"worker_and_supervisors_{k}_kib": round(
+                    (busy[k] - idle_worker[k] + sup[k]) / running, 1
+                )
+                for k in ("pss", "uss")
+            }
+        )
+        per_task["runtime_pss_kib"] = round(best["runtimes"]["pss"] / running, 1)
         return {
             "worker": kind,
-            "running_tasks": best[0],
-            "worker_rss_mib": round(best[1] / 1024, 1),
-            "worker_and_children_rss_mib": round(best[2] / 1024, 1),
+            "host": host.netns or "host",
+            "running_tasks": running,
+            "worker_idle_mib": {k: _mib(v) for k, v in idle_worker.items()},
+            "worker_busy_mib": {k: _mib(v) for k, v in busy.items()},
+            "supervisor_processes": sup["processes"],
+            "supervisors_mib": {k: _mib(sup[k]) for k in ("pss", "uss", "rss")},
+            "runtime_processes": best["runtimes"]["processes"],
+            "runtimes_mib": {k: _mib(best["runtimes"][k]) for k in ("pss", "uss", "rss")},
+            "per_running_task": per_task,
         }
     finally:
         inst.stop(f"worker-{host.name}", timeout=30)
@@ -146,10 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="20 tasks, 2 workers only")
     parser.add_argument("--tasks", type=int, default=None)
+    parser.add_argument("--memory-only", action="store_true", help="only the memory figures")
     args = parser.parse_args(argv)
     n = args.tasks or (20 if args.quick else 200)
     counts = [2] if args.quick else [1, 2]
     go_binary = topo.build_go_runtime()
+    places, hosts_note = topo.make_hosts(2)
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
         running = 10 if args.quick else 100
         os.environ["EDGE_KILL_SLEEP_S"] = "120"  # the edge_rss tasks outlast the sampling
@@ -163,17 +272,25 @@ def main(argv: list[str] | None = None) -> int:
         inst.task_sleep = "0"
         try:
             results = [
-                measure(inst, kind, workers, n, go_binary)
+                measure(inst, kind, workers, n, go_binary, places)
                 for workers in counts
                 for kind in ("airflow", "supervisor-sim")
+                if not args.memory_only
             ]
-            rss = [
-                measure_rss(inst, kind, running, go_binary)
+            memory = [
+                measure_memory(
+                    inst,
+                    kind,
+                    running,
+                    go_binary,
+                    dataclasses.replace(places[0], name=f"mem-{kind}"),
+                )
                 for kind in ("airflow", "supervisor-sim")
             ]
         finally:
             inst.close()
-    print(json.dumps({"edge_bench": results, "rss": rss}))
+            topo.remove_hosts(places)
+    print(json.dumps({"hosts": hosts_note, "edge_bench": results, "memory": memory}))
     return 0
 
 

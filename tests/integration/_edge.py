@@ -296,9 +296,11 @@ def start_worker(
     log: Path,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
+    config: Path = ROOT / "supervisor-sim.toml",
 ) -> subprocess.Popen[bytes]:
-    """``supervisor-sim worker --api-url <airflow> ARGS`` in its own process group; its stdout
-    and stderr go to ``log``."""
+    """``supervisor-sim --config CONFIG worker --api-url <airflow> ARGS`` in its own process
+    group (CONFIG: the repository's supervisor-sim.toml unless given); its stdout and stderr
+    go to ``log``."""
     with open(log, "wb") as log_file:
         return subprocess.Popen(
             [
@@ -306,7 +308,7 @@ def start_worker(
                 "-m",
                 "supervisor_sim",
                 "--config",
-                str(ROOT / "supervisor-sim.toml"),
+                str(config),
                 "worker",
                 "--api-url",
                 airflow.base_url,

@@ -207,6 +207,178 @@ def test_a_second_sigterm_kills_the_running_task_and_nothing_outlives_the_worker
     assert airflow.edge_workers()["sim-kill"]["state"] == "offline"
 
 
+#: A bundle for edge_drain whose sleep ignores SIGTERM (and says so), for the drain kill grace.
+STUBBORN_BUNDLE = """
+import signal
+import time
+
+
+def sleep(ctx):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ctx.log.info("ignoring SIGTERM")
+    time.sleep(120)
+
+
+def hello(ctx):
+    pass
+
+
+DAGS = {"edge_drain": {"sleep": sleep, "hello": hello}}
+"""
+
+
+def _config(tmp_path: Path, worker_table: str) -> Path:
+    """A supervisor-sim.toml whose [runtime] fails every task (so a task that succeeds ran a
+    [worker] or --runtime-for command) and whose [worker] table is ``worker_table``."""
+    path = tmp_path / "supervisor-sim.toml"
+    path.write_text(f'[runtime]\ncommand = "false"\n\n[worker]\n{worker_table}\n')
+    return path
+
+
+def _ref(bundle: Path) -> str:
+    return f"{{python}} {REFERENCE} --bundle {bundle}"
+
+
+def test_the_config_files_worker_table_gives_queues_and_runtimes_and_flags_override_it(
+    edge, tmp_path: Path
+):
+    """[worker] queues is the registered queue list; a --runtime-for replaces the file's
+    command for its queue (the file's, 'false', would fail the tasks): edge_drain succeeds."""
+    airflow, bundle = edge
+    config = _config(
+        tmp_path,
+        'queues = ["reference"]\n'
+        f'runtime_for = {{ reference = "false", other = {_ref(bundle)!r} }}',
+    )
+    log = tmp_path / "worker.log"
+    proc = start_worker(
+        airflow,
+        [*_runtime_for(bundle), "--hostname", "sim-conf", "--no-transcript", *FAST],
+        log=log,
+        config=config,
+        env={"REFERENCE_SLEEP_S": "0.1"},
+    )
+    try:
+        _wait(
+            lambda: airflow.edge_workers().get("sim-conf", {}).get("state") == "idle",
+            "worker sim-conf idle",
+            log,
+        )
+        assert airflow.edge_workers()["sim-conf"]["queues"] == ["reference"]
+        trigger_dag(airflow, "edge_drain", "conf_1", log=tmp_path / "trigger.log")
+        assert wait_dag_run(airflow, "edge_drain", "conf_1", timeout=120) == "success", tail(log)
+        assert set(airflow.ti_hostnames("edge_drain", "conf_1").values()) == {"sim-conf"}
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        status = stop_worker(proc)
+    assert status == 0, tail(log)
+
+
+def _start_drain(airflow, tmp_path: Path, name: str, run_id: str, marker: Path, **kw):  # type: ignore[no-untyped-def]
+    """A worker ``name`` (``start_worker`` keywords ``kw``), edge_drain's run ``run_id`` with
+    its sleep running in a runtime whose command line names ``marker``, then SIGTERM."""
+    log = tmp_path / "worker.log"
+    proc = start_worker(airflow, log=log, **kw)
+    _wait(
+        lambda: airflow.edge_workers().get(name, {}).get("state") == "idle",
+        f"worker {name} idle",
+        log,
+    )
+    trigger_dag(airflow, "edge_drain", run_id, log=tmp_path / "trigger.log")
+    _wait(lambda: bool(_alive_with(str(marker))), "the runtime started", log, 120)
+    _wait(
+        lambda: airflow.edge_jobs("edge_drain", run_id).get("sleep", ("",))[0] == "running",
+        "sleep running",
+        log,
+    )
+    proc.send_signal(signal.SIGTERM)
+    return proc, log
+
+
+def test_a_drain_timeout_sends_sigterm_to_the_running_task_and_reports_it(edge, tmp_path: Path):
+    """--drain-timeout 1 while sleep runs 120 s: after the timeout the runtime gets SIGTERM (and
+    dies of it, before the kill grace), the note is in the task's log in Airflow, the job and
+    the TI are failed, hello is not taken, and the worker goes offline with exit status 0."""
+    airflow, bundle = edge
+    own = tmp_path / "drain_bundle.py"
+    own.write_text(bundle.read_text())
+    proc, log = _start_drain(
+        airflow,
+        tmp_path,
+        "sim-dto",
+        "dto_1",
+        own,
+        args=[
+            *_runtime_for(own),
+            "--hostname",
+            "sim-dto",
+            "--no-transcript",
+            *FAST,
+            "--drain-timeout",
+            "1",
+        ],
+        env={"REFERENCE_SLEEP_S": "120"},
+    )
+    try:
+        status = proc.wait(timeout=60)
+    finally:
+        stop_worker(proc)
+    text = log.read_text()
+    assert status == 0, text
+    assert "drain timeout of 1s passed with 1 task(s) running: sending them SIGTERM" in text
+    assert "drain kill grace" not in text, text
+    assert not _alive_with(str(own))
+    assert airflow.edge_jobs("edge_drain", "dto_1")["sleep"][0] == "failed", text
+    _wait(
+        lambda: airflow.ti_states("edge_drain", "dto_1")["sleep"][0] == "failed",
+        "sleep failed in Airflow",
+        log,
+    )
+    task_log = json.dumps(airflow.task_log("edge_drain", "dto_1", "sleep"))
+    assert "drain timeout of 1s expired; sending SIGTERM to the task's runtime" in task_log
+    assert airflow.ti_states("edge_drain", "dto_1")["hello"][0] != "success"
+    assert airflow.edge_workers()["sim-dto"]["state"] == "offline"
+
+
+def test_a_task_that_ignores_the_drain_sigterm_is_killed_after_the_grace_from_the_config(
+    edge, tmp_path: Path
+):
+    """[worker] drain_timeout = 1, drain_kill_grace = 2 and a runtime that ignores SIGTERM:
+    the grace passes, the runtime is killed (nothing left), the job is failed with the reason
+    in the task's log, and the worker exits 0 (as Airflow's does after its kill grace)."""
+    airflow, _ = edge
+    stubborn = tmp_path / "stubborn_bundle.py"
+    stubborn.write_text(STUBBORN_BUNDLE)
+    config = _config(
+        tmp_path,
+        f"runtime_for = {{ reference = {_ref(stubborn)!r} }}\n"
+        "drain_timeout = 1\ndrain_kill_grace = 2",
+    )
+    proc, log = _start_drain(
+        airflow,
+        tmp_path,
+        "sim-grace",
+        "grace_1",
+        stubborn,
+        args=["--hostname", "sim-grace", "--no-transcript", *FAST],
+        config=config,
+    )
+    try:
+        status = proc.wait(timeout=60)
+    finally:
+        stop_worker(proc)
+    text = log.read_text()
+    assert status == 0, text
+    assert "drain kill grace of 2s passed with 1 task(s) running: killing them" in text
+    assert not _alive_with(str(stubborn)), text
+    assert airflow.edge_jobs("edge_drain", "grace_1")["sleep"][0] == "failed", text
+    task_log = json.dumps(airflow.task_log("edge_drain", "grace_1", "sleep"))
+    assert "ignoring SIGTERM" in task_log
+    assert "drain kill-grace of 2s expired: task killed" in task_log, task_log
+    assert airflow.edge_workers()["sim-grace"]["state"] == "offline"
+
+
 def test_maintenance_and_shutdown_requests_are_honoured(edge, tmp_path: Path):
     """In maintenance (requested through the edge UI API) the worker takes no job; once it
     ends the run completes on it; a shutdown request then takes it offline with exit 0."""
