@@ -30,6 +30,7 @@ __all__ = [
     "real_api_options",
     "run_id_option",
     "runtime_option",
+    "seconds_option",
     "startup_timeout_option",
     "state_option",
     "timeout_option",
@@ -95,6 +96,20 @@ def timeout_option(
         metavar="SECONDS",
         default=default,
         show_default=default is not None,
+        help=help,
+    )
+
+
+def seconds_option(
+    *names: str, help: str, default: float | None = None, min: float = 0
+) -> Callable[[F], F]:
+    """An option of ``SECONDS`` (at least ``min``), its default shown when it has one."""
+    return click.option(
+        *names,
+        type=click.FloatRange(min=min),
+        default=default,
+        show_default=default is not None,
+        metavar="SECONDS",
         help=help,
     )
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from ._common import Command, UsageError
-from ._options import no_transcript_option
+from ._options import no_transcript_option, seconds_option
 
 __all__ = ["DEFAULT_PROXY_DIR", "proxy", "proxy_command"]
 
@@ -61,12 +61,9 @@ DEFAULT_PROXY_DIR = Path("~/.supervisor-sim/proxy")
     metavar="HOST:PORT",
     help="Airflow's --logs address (appended after RUNTIME_CMD, like --comm).",
 )
-@click.option(
+@seconds_option(
     "--cleanup-timeout",
-    type=click.FloatRange(min=0),
     default=60.0,
-    show_default=True,
-    metavar="SECONDS",
     help="How long the runtime's channels may stay open after it exited (Airflow's "
     "[workers] socket_cleanup_timeout).",
 )

@@ -19,7 +19,7 @@ import click
 
 from ..runner import DEFAULT_RUNS
 from ._common import EXIT_UNREACHABLE, Command, UsageError, project_config, supervisor_config
-from ._options import jwt_secret_option
+from ._options import jwt_secret_option, no_transcript_option, seconds_option
 
 __all__ = ["worker"]
 
@@ -73,18 +73,14 @@ def _seconds(opts: dict[str, Any], name: str, configured: float) -> float:
     "command for the same queue; without either, the config's [runtime] command serves every "
     "queue.",
 )
-@click.option(
+@seconds_option(
     "--drain-timeout",
-    type=click.FloatRange(min=0),
-    metavar="SECONDS",
     help="How long a drain (SIGTERM, Ctrl+C, a shutdown request) waits for the running tasks "
     "before it sends them SIGTERM; 0: for ever (default: the config's [worker] drain_timeout, "
     "else 0, as Airflow's [edge] drain_timeout_sec).",
 )
-@click.option(
+@seconds_option(
     "--drain-kill-grace",
-    type=click.FloatRange(min=0),
-    metavar="SECONDS",
     help="After the drain timeout's SIGTERM, how long before the tasks left are killed and "
     "reported failed (default: [worker] drain_kill_grace, else 30, as Airflow's [edge] "
     "drain_kill_grace_sec).",
@@ -101,20 +97,16 @@ def _seconds(opts: dict[str, Any], name: str, configured: float) -> float:
     metavar="NAME",
     help="The worker's name on the API server (default: $HOSTNAME or this host's FQDN).",
 )
-@click.option(
+@seconds_option(
     "--heartbeat-interval",
-    type=click.FloatRange(min=0.05),
+    min=0.05,
     default=30.0,
-    show_default=True,
-    metavar="SECONDS",
     help="Seconds between heartbeats ([edge] heartbeat_interval).",
 )
-@click.option(
+@seconds_option(
     "--poll-interval",
-    type=click.FloatRange(min=0.05),
+    min=0.05,
     default=5.0,
-    show_default=True,
-    metavar="SECONDS",
     help="Seconds between job fetches when none came, and between log pushes "
     "([edge] job_poll_interval).",
 )
@@ -137,7 +129,7 @@ def _seconds(opts: dict[str, Any], name: str, configured: float) -> float:
     metavar="N",
     help="Keep the newest N transcripts in --runs-dir, deleting older ones.",
 )
-@click.option("--no-transcript", is_flag=True, help="Record no transcripts.")
+@no_transcript_option("Record no transcripts.")
 @click.option(
     "--api-retries",
     type=click.IntRange(min=1),
@@ -155,8 +147,10 @@ def worker(ctx: click.Context, **opts: Any) -> None:
           --runtime-for go=./bin/go-bundle --concurrency 16
 
     SIGTERM or Ctrl+C: finish the running tasks, take no new ones, go offline; a second one
-    kills the running tasks at once. Maintenance and shutdown requests from Airflow's UI are
-    honoured as by Airflow's own worker.
+    kills the running tasks at once. With --drain-timeout, tasks still running after it get
+    SIGTERM, and are killed --drain-kill-grace later. Maintenance and shutdown requests from
+    Airflow's UI are honoured as by Airflow's own worker. The config's [worker] table gives
+    runtime_for, queues, drain_timeout and drain_kill_grace (docs/worker.md).
     """
     from ..runner import ConfigError, runtime_argv
 

@@ -388,18 +388,24 @@ def wait_dag_run(
 #: two of them; ``edge_drain``: ``sleep >> hello``, for drains (hello is queued only after
 #: sleep). The Python bodies never run: the worker's runtime for the queue runs
 #: ``EDGE_BUNDLE``'s implementation of each task.
-EDGE_DAG = """
-import datetime
-from airflow.sdk import DAG, task
-
+#: The head of each of EDGE_DAG's DAGs: every task on the reference queue, no retries.
+_DAG_HEAD = """
 with DAG(
-    dag_id="edge_dag",
+    dag_id="{dag_id}",
     schedule=None,
     start_date=datetime.datetime(2024, 1, 1),
     catchup=False,
-    default_args={"retries": 0, "queue": "reference"},
-) as dag:
+    default_args={{"retries": 0, "queue": "reference"}},
+) as {name}:
+"""
 
+EDGE_DAG = (
+    """
+import datetime
+from airflow.sdk import DAG, task
+"""
+    + _DAG_HEAD.format(dag_id="edge_dag", name="dag")
+    + """
     @task
     def hello():
         pass
@@ -423,15 +429,9 @@ with DAG(
     hello() >> push_xcom() >> pull_xcom()
     sleep()
     secret()
-
-with DAG(
-    dag_id="edge_drain",
-    schedule=None,
-    start_date=datetime.datetime(2024, 1, 1),
-    catchup=False,
-    default_args={"retries": 0, "queue": "reference"},
-) as drain_dag:
-
+"""
+    + _DAG_HEAD.format(dag_id="edge_drain", name="drain_dag")
+    + """
     @task
     def sleep():
         pass
@@ -442,6 +442,7 @@ with DAG(
 
     sleep() >> hello()
 """
+)
 
 #: The reference runtime's bundle for ``edge_dag``: example_dag's implementations of the tasks.
 EDGE_BUNDLE = f"""
