@@ -55,7 +55,9 @@ def _comparable(path: Path) -> tuple[list[str], Counter[str]]:
     for line in path.read_text().splitlines():
         record: dict[str, Any] = json.loads(line)
         # sha256: the footer's digest of the file's bytes, times included.
-        for key in ("t", "seq", "duration_s", "created", "command", "pid", "sha256"):
+        # cause: the seq of the frame that made an HTTP call, which counts the log records
+        # before it, so it moves with how logs and frames interleave (as seq does).
+        for key in ("t", "seq", "cause", "duration_s", "created", "command", "pid", "sha256"):
             record.pop(key, None)
         for key in ("comm_port", "logs_port"):
             record.pop(key, None)
