@@ -468,9 +468,7 @@ def test_compose_proxy_profile_routes_the_default_queue_to_a_wrapper_bundle_behi
     coordinators = json.loads(env["AIRFLOW__SDK__COORDINATORS"])
     routes = json.loads(env["AIRFLOW__SDK__QUEUE_TO_COORDINATOR"])
     coordinator = coordinators[routes["default"]]
-    assert coordinator["classpath"] == (
-        "airflow.sdk.coordinators.executable.ExecutableCoordinator"
-    )
+    assert coordinator["classpath"] == "airflow.sdk.coordinators.executable.ExecutableCoordinator"
     wrapper, runtime = Path(env["SIM_WRAPPER_BUNDLE"]), Path(env["SIM_RUNTIME_BUNDLE"])
     assert coordinator["kwargs"]["executables_root"] == [str(wrapper.parent)]
     assert runtime.parent != wrapper.parent  # two bundles for one DAG in one root: no set order
@@ -833,9 +831,10 @@ class Twin:
     * the supervisor-sim image (``build`` with this repository as context): this checkout's venv
       first on PATH; WORKDIR is a per-service copy of what the Dockerfile COPYs; ENTRYPOINT and
       CMD as the Dockerfile says, with Compose's override rules.
-    * the Airflow image with supervisor-sim installed (``build`` of compose/airflow-proxy.Dockerfile):
-      as ``apache/airflow:*``, with the Python of :func:`airflow_sim_venv` (the Airflow venv plus
-      supervisor-sim's wheel, pip-installed as the Dockerfile does) first on PATH.
+    * the Airflow image with supervisor-sim installed (``build`` of the proxy Dockerfile): as
+      ``apache/airflow:*``, with the Python of :func:`airflow_sim_python` (the Airflow venv plus
+      supervisor-sim's wheel, pip-installed as compose/airflow-proxy.Dockerfile does) first on
+      PATH.
 
     Hostnames: ``SERVICE:PORT`` (and ``localhost:PORT`` inside SERVICE) for a port the service
     ``expose``s becomes 127.0.0.1 and a free port; a server's ``--port``/``--host`` flags are
@@ -1373,9 +1372,7 @@ class ProxyTwinRun:
 
 def _replay(path: Path, cwd: Path) -> tuple[int, dict[str, Any], str]:
     """`supervisor-sim replay --json` of a transcript, with no Airflow in the environment."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "SUPERVISOR_SIM_"))
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "SUPERVISOR_SIM_"))}
     proc = subprocess.run(
         [sys.executable, "-m", "supervisor_sim", "replay", str(path), "--json", "-q"],
         cwd=cwd,
