@@ -17,8 +17,17 @@ Measured per N: wall time of the run-dag command; the supervisor process's own p
 exit by ``bench/_measured_cli.py``; CPU per request (that CPU / the runtime's requests, so spawns,
 ownership checks, heartbeats and transcripts are included); each child's peak RSS; the time from
 launch until all N were ready; heartbeat lateness (from the transcripts: for consecutive
-heartbeats, start of the later one - (answer of the earlier one + interval)) p50/p99/max as ms
+heartbeats, start of the later one - (start of the earlier one + interval): by Airflow's rule a
+heartbeat is due ``min_heartbeat_interval`` after the last *attempt* started) p50/p99/max as ms
 and as % of the interval; request wait (each round trip as the child timed it) p50/p99/max.
+
+Split by phase, by when each heartbeat was due: **start** (before all N were ready: children
+still being launched and starting), **steady** (all N up, each waiting out ``--hold``: only
+heartbeats), **burst** (after the hold: all N make their round trips, succeed and exit at
+once). Per phase, the supervisor's main thread's share of the wall time spent running on a CPU
+and spent runnable but waiting for one (``/proc/PID/task/PID/schedstat``, sampled every
+0.2 s), and the machine's mean count of runnable tasks (``/proc/loadavg``): what tells a
+supervisor busy with its own work from one starved of CPU by its children.
 
 Airflow's cost for the same count: Airflow runs one supervisor process per task, so
 ``--airflow-count`` (10) ``bench/airflow_sup.py`` processes (each ``supervise_task`` with the same
@@ -36,11 +45,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -78,18 +88,20 @@ def _barrier_env(work: Path, n: int, hold: float, rt: int) -> tuple[dict[str, st
 
 def _run_with_barrier(
     cmd: list[str] | list[list[str]], env: dict[str, str], ready: Path, fifo: Path, n: int,
-    cwd: Path, timeout: float,
+    cwd: Path, timeout: float, sample: bool = False,
 ) -> tuple[list[subprocess.CompletedProcess[str]], float | None, float]:  # fmt: skip
     """Start the command(s), release the children once N are ready; (procs, ready_s, wall_s)."""
     go = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # a writer exists until every child is ready
-    cmds = cmd if cmd and isinstance(cmd[0], list) else [cmd]
+    cmds = cast(list[list[str]], cmd if cmd and isinstance(cmd[0], list) else [cmd])
     started = time.perf_counter()
     procs = [
         subprocess.Popen(
             c, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )  # type: ignore[call-overload]
+        )
         for c in cmds
     ]
+    global SAMPLER
+    SAMPLER = _SchedSampler(procs[0].pid) if sample else None
     ready_s = None
     global RELEASED_WALL
     try:
@@ -108,6 +120,8 @@ def _run_with_barrier(
         remaining = max(1.0, timeout - (time.perf_counter() - started))
         stdout, stderr = p.communicate(timeout=remaining)
         results.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
+    if SAMPLER is not None:
+        SAMPLER.stop()
     return results, ready_s, time.perf_counter() - started
 
 
@@ -115,8 +129,55 @@ def _run_with_barrier(
 RELEASED_WALL = 0.0
 
 
+class _SchedSampler:
+    """Every 0.2 s: (time.time(), s running, s waiting for a CPU, runnable tasks) of one
+    process's main thread, from its schedstat (ns on CPU, ns runnable on a run queue)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.samples: list[tuple[float, float, float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        path = f"/proc/{self.pid}/task/{self.pid}/schedstat"
+        while not self._stop.wait(0.2):
+            try:
+                with open(path) as f:
+                    run_ns, wait_ns, _ = (int(x) for x in f.read().split())
+                with open("/proc/loadavg") as f:
+                    runnable = int(f.read().split()[3].split("/")[0])
+            except (OSError, ValueError):
+                return
+            self.samples.append((time.time(), run_ns / 1e9, wait_ns / 1e9, runnable))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def shares(self, start: float, end: float) -> dict[str, float | None]:
+        """Between two wall-clock times: the shares of the wall time running and waiting for
+        a CPU, and the mean runnable count."""
+        inside = [x for x in self.samples if start <= x[0] <= end]
+        if len(inside) < 2:
+            return {"run": None, "wait": None, "runnable": None}
+        (t0, r0, w0, _), (t1, r1, w1, _) = inside[0], inside[-1]
+        return {
+            "run": (r1 - r0) / (t1 - t0),
+            "wait": (w1 - w0) / (t1 - t0),
+            "runnable": statistics.mean(x[3] for x in inside),
+        }
+
+
+#: The sampler of the latest ``_run_with_barrier`` with ``sample=True``.
+SAMPLER: _SchedSampler | None = None
+
+
 def heartbeat_lateness(transcript: Path, interval: float) -> list[tuple[float, float]]:
-    """(due, lateness) of each heartbeat after the first; ``due`` as a wall-clock time."""
+    """(due, lateness) of each heartbeat after the first; ``due`` as a wall-clock time:
+    the start of the one before + ``interval`` (Airflow's rule: the interval is counted from
+    the last attempt)."""
     beats = []
     created = 0.0
     with transcript.open() as f:
@@ -129,10 +190,8 @@ def heartbeat_lateness(transcript: Path, interval: float) -> list[tuple[float, f
             r = json.loads(line)
             if r.get("record") == "http" and r.get("cause") == "heartbeat":
                 beats.append(r)
-    return [
-        (created + a["t"] + interval, (b["t"] - b["duration_s"]) - (a["t"] + interval))
-        for a, b in pairwise(beats)
-    ]
+    starts = [b["t"] - b["duration_s"] for b in beats]
+    return [(created + a + interval, b - (a + interval)) for a, b in pairwise(starts)]
 
 
 def child_results(out: Path) -> list[dict[str, Any]]:
@@ -155,7 +214,8 @@ def run_sim(n: int, interval: float, hold: float, rt: int, tmp: Path) -> dict[st
     cmd = [PY, str(HERE / "_measured_cli.py"), "--config", str(config), "run-dag", "scale_dag"]
     cmd += ["--parallelism", str(n), "--state", ":memory:", "--fixtures", str(fixtures)]
     cmd += ["--runs-dir", str(work / "runs"), "--json", "-q"]
-    (proc,), ready_s, wall = _run_with_barrier(cmd, env, ready, fifo, n, work, 900 + n)
+    (proc,), ready_s, wall = _run_with_barrier(cmd, env, ready, fifo, n, work, 900 + n, sample=True)
+    ended_wall = time.time()
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if not lines:
         raise SystemExit(f"run-dag (N={n}) exited {proc.returncode}:\n{proc.stderr[-3000:]}")
@@ -171,6 +231,25 @@ def run_sim(n: int, interval: float, hold: float, rt: int, tmp: Path) -> dict[st
     late = [x for _, x in timed]
     late_start = [x for due, x in timed if due < RELEASED_WALL]
     late_run = [x for due, x in timed if due >= RELEASED_WALL]
+    burst_wall = RELEASED_WALL + hold
+    bounds = {
+        "start": (0.0, RELEASED_WALL),
+        "steady": (RELEASED_WALL, burst_wall),
+        "burst": (burst_wall, ended_wall),
+    }
+    phases: dict[str, dict[str, Any]] = {}
+    for phase, (lo, hi) in bounds.items():
+        lates = [x for due, x in timed if lo <= due < hi]
+        sched = SAMPLER.shares(lo, hi) if SAMPLER is not None else {}
+        phases[phase] = {
+            "heartbeats": len(lates),
+            "hb_late_p50_pct": _pc(pct(lates, 0.5), interval),
+            "hb_late_p99_pct": _pc(pct(lates, 0.99), interval),
+            "hb_late_max_ms": _ms(max(lates, default=None)),
+            "main_thread_running": sched.get("run"),
+            "main_thread_waiting_for_cpu": sched.get("wait"),
+            "runnable_tasks": sched.get("runnable"),
+        }
     children = child_results(work / "out")
     waits = [ms for c in children for ms in c.get("rt_ms", [])]
     waits_before = [ms for c in children for ms in c.get("rt_ms_before", [])]
@@ -208,6 +287,8 @@ def run_sim(n: int, interval: float, hold: float, rt: int, tmp: Path) -> dict[st
         "hb_after_release_count": len(late_run),
         "wait_start_p99_ms": pct(waits_before, 0.99),
         "wait_burst_p99_ms": pct(waits_after, 0.99),
+        # start / steady / burst: see the module's docstring.
+        "phases": phases,
     }
 
 
@@ -323,6 +404,22 @@ def render(result: dict[str, Any]) -> str:
             f"{_f(r.get('hb_after_release_p99_pct'), '.1f')} %   wait "
             f"{_f(r.get('wait_start_p99_ms'), '.1f')} / {_f(r.get('wait_burst_p99_ms'), '.1f')} ms"
         )
+    lines.append(
+        "  by phase (heartbeats due while children start / all up, holding / in the burst):"
+        " hb p99 %, and the supervisor's main thread running / waiting for a CPU, share of"
+        " the wall time, mean runnable tasks on the machine"
+    )
+    for n, r in result["sim"].items():
+        parts = []
+        for phase in ("start", "steady", "burst"):
+            p = r.get("phases", {}).get(phase, {})
+            parts.append(
+                f"{phase} {_f(p.get('hb_late_p99_pct'), '.1f')} % "
+                f"(run {_f(p.get('main_thread_running'), '.2f')}, wait "
+                f"{_f(p.get('main_thread_waiting_for_cpu'), '.2f')}, "
+                f"{_f(p.get('runnable_tasks'), '.0f')} runnable)"
+            )
+        lines.append(f"{n:>6}  " + "; ".join(parts))
     if af:
         lines.append(
             f"* Airflow: {af['measured_count']} supervise_task processes measured at once "

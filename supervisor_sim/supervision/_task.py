@@ -282,6 +282,10 @@ class TaskWorkload(Workload):
                 with trio.move_on_after(min(cfg.heartbeat_interval, 0.05)):
                     await child.exited.wait()
                 continue
+            # As Airflow: the next attempt is due min_heartbeat_interval after this one
+            # *started* (not after its answer), so a slow answer or a busy loop does not push
+            # every later heartbeat back.
+            attempt = trio.current_time()
             try:
                 await self.api.request(
                     "PUT",
@@ -316,7 +320,7 @@ class TaskWorkload(Workload):
                 )
                 await self.session.kill("too many failed heartbeats")
                 return
-            with trio.move_on_after(cfg.heartbeat_interval):
+            with trio.move_on_at(attempt + cfg.heartbeat_interval):
                 await child.exited.wait()
 
     def _start_overtime(self) -> None:
