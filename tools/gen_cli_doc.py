@@ -53,6 +53,9 @@ The same in every command:
 | 3 | the runtime could not start: it did not run or never connected, or `/run` was refused (`run-task`, `run-dag`, `parse`, `check`, `replay`) |
 | 4 | supervisor-sim could not do its job: the Execution API at `--api-url` does not answer (`run-task`, `run-dag`; said once while the calls are retried), a transcript that could not be written in full (a disk that filled mid-run: the run went on and its state is reported, `run-task`, `run-dag`), or an internal error (a bug: the line says so) |
 | 130 | interrupted by SIGINT, SIGTERM or SIGHUP (the terminal closed): the signal was forwarded to the runtime (SIGHUP as SIGTERM), its outcome reported, then exit |
+| 141 | the reader of standard output went away (`show T` piped to `head`, or `less` quit early): nothing more is printed, as for any command killed by SIGPIPE |
+
+Standard output that cannot be written (`show T > /dev/full`) is status 2, said in one line.
 """
 
 

@@ -15,6 +15,7 @@ neither trio nor httpx nor the layers (the supervision layer only when a body as
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import os
 import sys
@@ -69,6 +70,8 @@ EXIT_NOT_STARTED = 3
 #: supervisor-sim could not do its job: the Execution API does not answer (or a bug).
 EXIT_UNREACHABLE = EXIT_INTERNAL = 4
 EXIT_INTERRUPTED = 130
+#: Standard output's reader went away (128 + SIGPIPE, as a shell reports a command it killed).
+EXIT_BROKEN_PIPE = 141
 
 
 class UsageError(click.ClickException):
@@ -97,6 +100,17 @@ def _one_line(ctx: click.Context | None = None) -> Iterator[None]:
         raise
     except Exception as exc:
         leaf = leaf_exception(exc)
+        if isinstance(leaf, OSError) and leaf.filename is None and _stdout_broken(leaf):
+            # Nothing more goes there (the interpreter's last flush included).
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            if isinstance(leaf, BrokenPipeError):
+                # The reader went away (`| head`): say nothing, as a command SIGPIPE killed.
+                sys.exit(EXIT_BROKEN_PIPE)
+            raise UsageError(
+                f"the output cannot be written: {leaf.strerror} (is the disk behind standard "
+                "output full?)"
+            ) from None
         message = _user_error(leaf)
         if message is not None:
             raise UsageError(message) from None
@@ -108,6 +122,12 @@ def _one_line(ctx: click.Context | None = None) -> Iterator[None]:
             err=True,
         )
         sys.exit(EXIT_INTERNAL)
+
+
+def _stdout_broken(exc: OSError) -> bool:
+    """Whether ``exc`` is a failed write of the output: a closed pipe, or a full device. (Files
+    supervisor-sim opens itself name themselves in the error, ``filename``; the output does not.)"""
+    return isinstance(exc, BrokenPipeError) or exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def leaf_exception(exc: BaseException) -> BaseException:

@@ -132,7 +132,9 @@ def parse_command(ctx: click.Context, file: str | None, opts: dict[str, Any]) ->
         from ..supervision import Journal, ParseSession, ParseSpec
         from ._console import ConsoleSink
 
-    runtime = runtime_argv(opts["runtime_cmd"]) if opts["runtime_cmd"] else project.runtime
+    runtime = (
+        runtime_argv(opts["runtime_cmd"]) if opts["runtime_cmd"] is not None else project.runtime
+    )
     if not runtime:
         raise UsageError("no runtime command: pass --runtime CMD or set [runtime] command")
     if file is None:

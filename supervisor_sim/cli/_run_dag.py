@@ -120,7 +120,9 @@ def run_dag(ctx: click.Context, dag_id: str, **opts: Any) -> NoReturn:
     """
     project = project_config(ctx)
     opts["log_format"] = log_format(opts["log_format"])
-    runtime = runtime_argv(opts["runtime_cmd"]) if opts["runtime_cmd"] else project.runtime
+    runtime = (
+        runtime_argv(opts["runtime_cmd"]) if opts["runtime_cmd"] is not None else project.runtime
+    )
     if not runtime:
         raise UsageError("no runtime command: pass --runtime CMD or set [runtime] command")
     config = supervisor_config(project, {"task_timeout": opts["timeout"]})

@@ -266,7 +266,9 @@ def _checked(
     no fixtures with --api-url."""
     project = project_config(ctx)
     opts["log_format"] = log_format(opts["log_format"])
-    runtime = runtime_argv(opts["runtime_cmd"]) if opts["runtime_cmd"] else project.runtime
+    runtime = (
+        runtime_argv(opts["runtime_cmd"]) if opts["runtime_cmd"] is not None else project.runtime
+    )
     if not runtime:
         raise UsageError(
             "no runtime command: pass --runtime CMD, set [runtime] command in "

@@ -189,7 +189,9 @@ def replay_command(
         raise UsageError(f"{transcript}: the header has no task instance to replay")
     if not t.frames():
         raise UsageError(f"{transcript}: nothing to replay: the transcript holds no frames")
-    runtime = runtime_argv(runtime_cmd) if runtime_cmd else list(t.header.get("runtime", []))
+    runtime = (
+        runtime_argv(runtime_cmd) if runtime_cmd is not None else list(t.header.get("runtime", []))
+    )
     if runtime and runtime[-1].startswith("--logs="):
         runtime = runtime[:-2]
     if not runtime:

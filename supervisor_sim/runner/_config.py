@@ -160,7 +160,21 @@ def runtime_argv(command: str | list[str], base: Path | None = None) -> list[str
     """Split a runtime command and expand ``{python}`` and ``{reference_runtime}``; a relative
     script path stays relative to ``base`` when it exists there (so configs work from any
     working directory)."""
-    argv = shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
+    if isinstance(command, str):
+        try:
+            argv = shlex.split(command)
+        except ValueError as exc:  # an unbalanced quote
+            raise ConfigError(
+                f"the runtime command {command!r} cannot be split into arguments ({exc}); "
+                "quote it as a POSIX shell would"
+            ) from None
+    else:
+        argv = [str(a) for a in command]
+    if not argv:
+        raise ConfigError(
+            f"the runtime command {command!r} is empty; give a program to run (or leave the "
+            "option out to use [runtime] command in supervisor-sim.toml)"
+        )
     out = []
     for arg in argv:
         arg = arg.replace("{python}", sys.executable)
@@ -210,7 +224,10 @@ def load_project_config(path: Path | None, *, required: bool = False) -> Project
     base = path.resolve().parent
     cfg = ProjectConfig(path=path, supervisor=file.supervisor)
     if file.runtime.command is not None:
-        cfg.runtime = runtime_argv(file.runtime.command, base)
+        try:
+            cfg.runtime = runtime_argv(file.runtime.command, base)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: runtime.command: {exc}") from None
     if file.runtime.cwd is not None:
         cfg.runtime_cwd = str((base / file.runtime.cwd).resolve())
     if file.stub.fixtures is not None:
@@ -223,7 +240,7 @@ def load_project_config(path: Path | None, *, required: bool = False) -> Project
     for queue, command in worker.runtime_for.items():
         try:
             cfg.worker_runtimes[queue.strip()] = runtime_argv(command, base)
-        except ValueError as exc:  # a command string with broken quoting
+        except ConfigError as exc:  # a command string with broken quoting, or empty
             raise ConfigError(f"{path}: worker.runtime_for.{queue}: {exc}") from None
     if worker.queues is not None:
         cfg.worker_queues = [q.strip() for q in worker.queues if q.strip()]

@@ -27,6 +27,15 @@ _COLOURS = {
 }
 
 
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\x1b``, ``\\r``, ``\\x07`` shown as such): a
+    transcript is someone else's recording, and its log lines must not clear the screen, move
+    the cursor, set the window title or write the clipboard of whoever reads it."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _c(text: str, kind: str, colour: bool) -> str:
     code = _COLOURS.get(kind)
     return f"\x1b[{code}m{text}\x1b[0m" if colour and code else text
@@ -125,6 +134,7 @@ def render_timeline(
         out.append(f"  TRUNCATED {transcript.truncated}")
     for problem in transcript.problems:
         out.append(f"  problem   {problem}")
+    out = [_printable(line) for line in out]
     out.append("")
     kinds = {"frames": {"frame"}, "http": {"http"}, "logs": {"log"}}.get(only or "")
     for record in transcript.records:
@@ -136,12 +146,18 @@ def render_timeline(
         style, text = _line(record)
         if pattern and not pattern.search(text):
             continue
-        out.append(_c(text, style, colour))
+        out.append(_c(_printable(text), style, colour))
     footer = transcript.footer
     if footer is not None and not (only or wanted_types or grep):
         out.append("")
+        counts = footer.get("counts")
+        tally = (
+            ", ".join(f"{n} {k}" for k, n in counts.items())
+            if isinstance(counts, dict)
+            else str(counts or "")
+        )
         out.append(
-            f"final state {footer.get('final_state')}, exit code "
-            f"{footer.get('exit_code')}, {footer.get('counts', {})}"
+            f"final state {footer.get('final_state')}, exit code {footer.get('exit_code')}"
+            + (f"; records: {tally}" if tally else "")
         )
     return out

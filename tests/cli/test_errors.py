@@ -292,6 +292,51 @@ class TestTranscripts:
         assert sim("diff", str(recorded), str(other), cwd=tmp_path).returncode == 1
         assert error_line(sim("diff", str(recorded), str(tmp_path / "none.jsonl"), cwd=tmp_path))
 
+    def test_141_when_the_reader_of_the_output_goes_away(self, tmp_path: Path, recorded: Path):
+        """`show T | head`: the command stops quietly with 141 (as SIGPIPE would), no error."""
+        # Far more output than a pipe holds, so the writer meets the closed end.
+        big = tmp_path / "big.jsonl"
+        lines = recorded.read_text().splitlines()
+        big.write_text("\n".join([lines[0], *lines[1:-1] * 300, lines[-1]]) + "\n")
+        argv = [sys.executable, "-m", "supervisor_sim", "show", str(big)]
+        proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stdout.readline()
+        proc.stdout.close()  # the reader goes away after one line
+        _, err = proc.communicate(timeout=60)
+        assert (proc.returncode, err.decode()) == (141, "")
+
+    def test_2_when_the_output_cannot_be_written(self, tmp_path: Path, recorded: Path):
+        """A full disk behind standard output (/dev/full) is one line, status 2."""
+        for args in (["show", str(recorded)], ["diff", str(recorded), str(recorded), "--json"]):
+            with open("/dev/full", "w") as full:
+                argv = [sys.executable, "-m", "supervisor_sim", *args]
+                proc = subprocess.run(
+                    argv, cwd=tmp_path, stdout=full, stderr=subprocess.PIPE, text=True, timeout=60
+                )
+            assert "the output cannot be written: No space left" in error_line(proc), args
+
+
+class TestRuntimeCommand:
+    @pytest.mark.parametrize("command", ["'x", "", "   "])
+    @pytest.mark.parametrize("verb", ["run-task", "run-dag", "parse"])
+    def test_2_for_a_runtime_command_that_cannot_be_split_or_is_empty(
+        self, tmp_path: Path, command: str, verb: str
+    ):
+        """An unbalanced quote or an empty --runtime is one line naming the command, status 2:
+        never a fall back to the config's runtime."""
+        args = {"run-task": ["example_dag", "hello"], "run-dag": ["example_dag"], "parse": []}
+        proc = sim(verb, *args[verb], "--runtime", command, cwd=tmp_path)
+        line = error_line(proc)
+        assert f"the runtime command {command!r}" in line, line
+
+    def test_2_for_a_config_runtime_command_with_broken_quoting(self, tmp_path: Path):
+        """[runtime] command with an unbalanced quote names the file and the key."""
+        config = tmp_path / "supervisor-sim.toml"
+        config.write_text("[runtime]\ncommand = \"python 'x\"\n")
+        proc = sim("run-task", "example_dag", "hello", cwd=tmp_path, config=False)
+        line = error_line(proc)
+        assert "runtime.command" in line and "No closing quotation" in line, line
+
 
 def test_fuzz_driver_without_atheris_says_how_to_install_it():
     """fuzz/run.py --atheris on a machine without atheris: one line, exit 2."""

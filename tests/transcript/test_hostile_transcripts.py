@@ -8,15 +8,20 @@ line. Each must exit 2 with ``PATH: line N: ...`` on stderr and never a tracebac
 from __future__ import annotations
 
 import json
+import re
+import shlex
+import sys
 from pathlib import Path
 
 import pytest
-from _cli import cli, run_task_json
+from _cli import ROOT, cli, run_task_json
 
 from supervisor_sim.transcript import MAX_DEPTH, TranscriptError, read_transcript
 
 LOG = '{"record":"log","seq":90,"t":0.5,"source":"logs","line":{"event":"x"}}'
 FRAME = '{"record":"frame","seq":90,"t":0.5,"dir":"in","id":7,"type":"GetVariable","body":null}'
+
+SCRIPTED = shlex.join([sys.executable, str(ROOT / "tests" / "children" / "scripted.py")])
 
 
 def _deep(levels: int) -> str:
@@ -282,3 +287,27 @@ def test_a_file_that_is_no_transcript_is_exit_2(tmp_path: Path, content: bytes, 
         proc = cli(*args, cwd=tmp_path)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
         assert f"{path}: {message}" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_show_never_writes_a_recorded_control_character_to_the_terminal(tmp_path: Path):
+    """A runtime's log line holding escape sequences (clear screen, window title, carriage
+    return) is shown with them escaped, with and without colour: no raw ESC, BEL or CR."""
+    event = "\x1b[2J\x1b[31mRED\x1b]0;pwned-title\x07 \r overwrite"
+    steps = [
+        {"log": json.dumps({"event": event, "level": "info"})},
+        {"send": {"type": "SucceedTask", "state": "success", "end_date": "$now",
+                  "task_outlets": [], "outlet_events": []}},
+    ]  # fmt: skip
+    _, result, _ = run_task_json(
+        "hello", tmp_path, "--runtime", SCRIPTED, env={"SCRIPTED_STEPS": json.dumps(steps)}
+    )
+    path = Path(result["transcript"])
+    for extra in ((), ("--color",)):
+        proc = cli("show", str(path), "--grep", "RED", *extra, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        shown = [ln for ln in proc.stdout.splitlines() if "RED" in ln]
+        assert shown, proc.stdout[-2000:]
+        text = "\n".join(shown)
+        assert "\\x1b[2J" in text and "\\x07" in text and "\\r" in text, text
+        bare = re.sub(r"\x1b\[[0-9;]*m", "", text)  # show's own colours
+        assert not any(c in bare for c in "\x1b\x07\r"), repr(text)
