@@ -9,6 +9,7 @@ naive_datetimes.py          datetimes sent as ISO strings without a zone
 no_terminal.py              exits 0 without a terminal message
 ignores_reply_ids.py        takes any reply as the answer to its request
 log_without_level.py        log lines have no ``level`` key
+ignores_sigterm.py          ignores SIGTERM (killed only by the SIGKILL escalation)
 =========================== =====================================================
 
 It runs one DAG, ``example_dag``, whose tasks log a line and succeed. Usage:

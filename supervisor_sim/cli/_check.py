@@ -216,6 +216,8 @@ def check_command(command: tuple[str, ...], opts: dict[str, Any]) -> None:
         slow_api_delay=opts["slow_api_delay"],
         fault_specs=tuple(r.spec for r in [*user_plan.rules, *user_plan.events])
         + (("token-expiry",) if user_plan.expiry else ())
+        # The seed decides every probability: a report must say which one it ran with.
+        + (f"seed={user_plan.seed}",)
         if user_plan is not None
         else (),
     )

@@ -122,7 +122,11 @@ def test_fault_option_and_fixture_faults_apply_to_every_scenario_as_notes(
         "PATCH /task-instances/*/run:delay=10ms",
     )
     assert code == 0, [r for r in report["rules"] if r["result"] == "fail"]
-    assert report["faults"] == ["PATCH /task-instances/*/run:delay=10ms", "DeleteXCom:delay=10ms"]
+    assert report["faults"] == [
+        "PATCH /task-instances/*/run:delay=10ms",
+        "DeleteXCom:delay=10ms",
+        "seed=0",
+    ]
     task_scenarios = [s for s in report["scenarios"] if s["ran"] and s["name"] != "parse"]
     assert len(task_scenarios) >= 10
     deleting: list[str] = []

@@ -88,3 +88,17 @@ def test_readme_run_command_works_literally():
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "final state   success" in proc.stderr
+
+
+def test_the_rule_counts_the_docs_quote_are_the_checks():
+    """Every "N protocol rules" / "All N rules" in the README and docs is the number of rules
+    check runs."""
+    from supervisor_sim.check._rules import RULES
+
+    quoted = [
+        (page.name, int(n))
+        for page in DOCS
+        for n in re.findall(r"\b(\d+) (?:protocol )?rules\b", page.read_text())
+    ]
+    assert quoted, "no page quotes the number of rules"
+    assert all(n == len(RULES) for _, n in quoted), (quoted, len(RULES))

@@ -111,7 +111,7 @@ def test_worker_runs_a_dag_to_the_end_and_airflow_records_it(edge, tmp_path: Pat
         assert airflow.xcom("edge_dag", "edge_run_1", "pull_xcom") == 6
         assert set(airflow.ti_hostnames("edge_dag", "edge_run_1").values()) == {"sim-w1"}
         jobs = airflow.edge_jobs("edge_dag", "edge_run_1")
-        assert jobs == {t: ("success", "sim-w1") for t in states}
+        assert jobs == {t: ("success", "sim-w1") for t in states}, tail(log)
         content = airflow.task_log("edge_dag", "edge_run_1", "pull_xcom")
         events = [e.get("event") for e in content if isinstance(e, dict)]
         assert "reference runtime: running edge_dag.pull_xcom try 1" in events, (
