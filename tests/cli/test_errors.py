@@ -332,7 +332,7 @@ class TestRuntimeCommand:
     def test_2_for_a_config_runtime_command_with_broken_quoting(self, tmp_path: Path):
         """[runtime] command with an unbalanced quote names the file and the key."""
         config = tmp_path / "supervisor-sim.toml"
-        config.write_text("[runtime]\ncommand = \"python 'x\"\n")
+        config.write_text('[runtime]\ncommand = "python \'x"\n')
         proc = sim("run-task", "example_dag", "hello", cwd=tmp_path, config=False)
         line = error_line(proc)
         assert "runtime.command" in line and "No closing quotation" in line, line

@@ -332,6 +332,7 @@ class EdgeWorker:
             if outcome is not None and outcome.exit_code == 0 and problem is None:
                 final = "success"
             await self._push(job, pusher)
+            detail = None
             if final == "failed":
                 detail = problem or (
                     f"the task ended {outcome.final_state if outcome else 'unstarted'}"
@@ -340,6 +341,9 @@ class EdgeWorker:
                 await self._push_text(job, f"Error executing job:\n{detail}\n")
             await self._report(job, final)
             shown = outcome.final_state if outcome is not None else "not started"
+            if final == "failed":
+                # Why, on the worker's own output too: the task log may never be read.
+                shown = f"{shown}, exit code {outcome.exit_code if outcome else None}: {detail}"
             self.say(f"ended {job.identifier}: {shown} (job {final})")
         finally:
             self.results[job.identifier] = final
