@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import enum
 import itertools
+import json
 import math
 import re
 import uuid
@@ -385,6 +386,8 @@ def from_jsonable(value: Any) -> Any:
         return value
     if len(value) == 1:
         ((tag, inner),) = value.items()
+        if tag in _TAGS:
+            _check_tag(tag, inner)
         if tag == "$ts":
             return parse_datetime(inner)
         if tag == "$bytes":
@@ -398,6 +401,51 @@ def from_jsonable(value: Any) -> Any:
         if tag == "$map":
             return {_hashable(from_jsonable(k)): from_jsonable(v) for k, v in inner}
     return {k: from_jsonable(v) for k, v in value.items()}
+
+
+#: What each tag holds, as a reader of a hand-edited transcript needs to hear it.
+_TAG_SHAPES = {
+    "$ts": (str, "an RFC 3339 string"),
+    "$bytes": (str, "base64 text"),
+    "$float": (str, "a float's text (nan, inf, -inf)"),
+    "$ext": (list, "[code, base64 text]"),
+    "$tuple": (list, "a list"),
+    "$map": (list, "a list of [key, value] pairs"),
+}
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def _check_tag(tag: str, inner: Any) -> None:
+    """A tag's value has the shape ``to_jsonable`` gives it, or a ``ValueError`` that says so
+    (not whatever a wrong type makes the decoding raise: ``'int' object has no attribute``)."""
+    kind, shape = _TAG_SHAPES[tag]
+    ok = isinstance(inner, kind)
+    if ok and tag == "$ext":
+        ok = (
+            len(inner) == 2
+            and isinstance(inner[0], int)
+            and not isinstance(inner[0], bool)
+            and isinstance(inner[1], str)
+        )
+    elif ok and tag == "$map":
+        ok = all(isinstance(pair, list) and len(pair) == 2 for pair in inner)
+    if not ok:
+        shown = _json_kind(inner)
+        if isinstance(inner, kind):  # the right type, the wrong shape: show it
+            text = json.dumps(inner, default=repr)
+            shown = text if len(text) <= 60 else text[:57] + "..."
+        raise ValueError(f'"{tag}" must hold {shape}, not {shown}')
 
 
 def _hashable(key: Any) -> Any:

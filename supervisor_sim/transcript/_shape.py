@@ -214,6 +214,8 @@ def problem(record: Any, raw: bytes) -> str | None:
 
 def _reason(exc: Exception) -> str:
     text = str(exc)
+    if type(exc) is ValueError and text:  # the codec's own words on a tag (its name is noise)
+        return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

@@ -80,7 +80,13 @@ BAD_LINES = [
         "body-bad-tag",
         FRAME.replace('"body":null', '"body":{"when":{"$ts":5}}').encode(),
         'frame record: "body" holds a malformed tagged value'
-        " (AttributeError: 'int' object has no attribute 'strip')",
+        ' ("$ts" must hold an RFC 3339 string, not a number)',
+    ),
+    (
+        "body-bad-ext",
+        FRAME.replace('"body":null', '"body":{"x":{"$ext":[1,2]}}').encode(),
+        'frame record: "body" holds a malformed tagged value'
+        ' ("$ext" must hold [code, base64 text], not [1, 2])',
     ),
     (
         "http-path-list",
