@@ -409,12 +409,13 @@ _TAG_SHAPES = {
     "$bytes": (str, "base64 text"),
     "$float": (str, "a float's text (nan, inf, -inf)"),
     "$ext": (list, "[code, base64 text]"),
-    "$tuple": (list, "a list"),
-    "$map": (list, "a list of [key, value] pairs"),
+    "$tuple": (list, "an array"),
+    "$map": (list, "an array of [key, value] pairs"),
 }
 
 
-def _json_kind(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type, as a message names it."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -423,7 +424,9 @@ def _json_kind(value: Any) -> str:
         return "a number"
     if isinstance(value, str):
         return "a string"
-    return "a list" if isinstance(value, list) else "an object"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
 
 
 def _check_tag(tag: str, inner: Any) -> None:
@@ -441,7 +444,7 @@ def _check_tag(tag: str, inner: Any) -> None:
     elif ok and tag == "$map":
         ok = all(isinstance(pair, list) and len(pair) == 2 for pair in inner)
     if not ok:
-        shown = _json_kind(inner)
+        shown = json_type(inner)
         if isinstance(inner, kind):  # the right type, the wrong shape: show it
             text = json.dumps(inner, default=repr)
             shown = text if len(text) <= 60 else text[:57] + "..."

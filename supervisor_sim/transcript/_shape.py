@@ -13,28 +13,13 @@ import binascii
 import math
 from typing import Any
 
-from ..protocol import from_jsonable
+from ..protocol import from_jsonable, json_type
 
 __all__ = ["MAX_DEPTH", "depth_problem", "header_problem", "json_type", "problem"]
 
 #: Deepest nesting of one record line (the record itself is level 1). Far above any real message;
 #: below what the recursive readers (normalising, diffing, tag decoding) can walk.
 MAX_DEPTH = 256
-
-
-def json_type(value: Any) -> str:
-    """The JSON name of a decoded value's type, as a message names it."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
 
 
 _NULL: type = type(None)
