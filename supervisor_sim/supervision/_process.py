@@ -218,16 +218,17 @@ def _start_process(launch: Launch, env: Mapping[str, str], cwd: str | None) -> N
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     launch._fds = [out_r, err_r, None]
+    argv, hook = _with_parent_death_signal(launch.argv, env, cwd)
     try:
         launch.proc = subprocess.Popen(
-            launch.argv,
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=out_w,
             stderr=err_w,
             env=dict(env),
             cwd=cwd,
             process_group=0,
-            preexec_fn=_parent_death_signal(),
+            preexec_fn=hook,
         )
     except OSError as exc:
         launch.error = f"cannot start runtime {launch.argv[0]!r}: {exc.strerror or exc}"
@@ -251,6 +252,16 @@ def _start_process(launch: Launch, env: Mapping[str, str], cwd: str | None) -> N
 # by the one launcher thread below, which lives as long as the process; from any other thread
 # the signal is not set (nothing is better than a spurious kill). The setting is not inherited
 # by the runtime's own children: docs/reliability.md says what that leaves uncovered.
+
+#
+# Two ways to set it. A ``preexec_fn`` makes CPython fork instead of vfork: a fork of a large
+# supervisor costs milliseconds of its CPU per launch (3-6 ms at 150 MB, measured in
+# docs/performance.md), which at 1,000 children starves the trio thread. So where util-linux's
+# ``setpriv`` can set it, the runtime is started as ``setpriv --pdeathsig KILL -- RUNTIME...``
+# with no preexec_fn (vfork; setpriv then execs the runtime, same pid, same argv as the runtime
+# sees it). setpriv cannot check getppid() after its prctl, so a supervisor SIGKILLed in the
+# microseconds between the vfork and setpriv's prctl leaves that one runtime orphaned (it loses
+# its --comm peer); the preexec_fn path closes that window, at the fork's price.
 
 _PR_SET_PDEATHSIG = 1
 
@@ -292,6 +303,72 @@ def _parent_death_signal(parent: int | None = None) -> Callable[[], None] | None
             kill(getpid(), sigkill)
 
     return in_child
+
+
+def _with_parent_death_signal(
+    argv: list[str], env: Mapping[str, str], cwd: str | None
+) -> tuple[list[str], Callable[[], None] | None]:
+    """The argv to start and the preexec_fn to start it with, so that the runtime gets
+    PR_SET_PDEATHSIG: through setpriv where it can (no preexec_fn, so vfork), else the hook."""
+    hook = _parent_death_signal()
+    if hook is None:
+        return argv, None
+    setpriv = _setpriv()
+    if setpriv is None or not _plainly_executable(argv[0], env, cwd):
+        return argv, hook
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv], None
+
+
+def _plainly_executable(program: str, env: Mapping[str, str], cwd: str | None) -> bool:
+    """Would exec'ing ``program`` start it directly: found, a regular file, executable, an ELF
+    or a ``#!`` script? Anything else goes through Popen itself, whose OSError (no such file,
+    permission denied, exec format error) the session reports as it always has; through setpriv
+    it would be setpriv's exit 127 instead (and glibc's execvp would run a ``#!``-less file with
+    /bin/sh, where Popen refuses it)."""
+    if os.sep in program:
+        path = program if cwd is None else os.path.join(cwd, program)
+    else:
+        import shutil
+
+        found = shutil.which(program, path=env.get("PATH", os.defpath))
+        if found is None:
+            return False
+        path = found
+    try:
+        with open(path, "rb") as f:
+            if not os.path.isfile(path) or not os.access(path, os.X_OK):
+                return False
+            head = f.read(4)
+    except OSError:
+        return False
+    return head.startswith(b"#!") or head == b"\x7fELF"
+
+
+def _setpriv() -> str | None:
+    """The path of a setpriv that knows --pdeathsig (util-linux 2.33 and newer), or None; looked
+    up once per process."""
+    if not _SETPRIV:
+        import shutil
+
+        found = shutil.which("setpriv")
+        if found is not None:
+            try:
+                probe = subprocess.run(
+                    [found, "--pdeathsig", "KILL", "--", found, "--version"],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    timeout=10,
+                )
+                if probe.returncode != 0:
+                    found = None
+            except (OSError, subprocess.SubprocessError):
+                found = None
+        _SETPRIV.append(found)
+    return _SETPRIV[0]
+
+
+_SETPRIV: list[str | None] = []
 
 
 class _Launcher:

@@ -251,3 +251,71 @@ def test_a_child_whose_parent_died_before_the_prctl_kills_itself(tmp_path: Path)
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split() == ["-", str(-signal.SIGKILL)]
+
+
+_LAUNCH_AND_WAIT = textwrap.dedent(
+    """
+    import sys, time
+    from supervisor_sim.supervision import SupervisorConfig, _process
+    if sys.argv[1] == "preexec":
+        _process._SETPRIV[:] = [None]  # as on a machine without util-linux's setpriv
+    launch = _process.start_runtime(
+        [sys.executable, "-c", "import time; time.sleep(120)"], {}, None, SupervisorConfig()
+    )
+    print(launch.pid, flush=True)
+    time.sleep(120)
+    """
+)
+
+
+@pytest.mark.parametrize("way", ["setpriv", "preexec"])
+def test_a_runtime_started_either_way_dies_with_its_sigkilled_supervisor(way: str):
+    """Through setpriv (vfork, no preexec_fn) and through the preexec hook (where setpriv is
+    missing) alike, SIGKILLing the process that started the runtime kills the runtime."""
+    if way == "setpriv" and _process._setpriv() is None:
+        pytest.skip("no setpriv with --pdeathsig on this machine")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _LAUNCH_AND_WAIT, way], stdout=subprocess.PIPE, text=True
+    )
+    pid = 0
+    try:
+        assert proc.stdout is not None
+        pid = int(proc.stdout.readline())
+        # The runtime, not setpriv, is what runs under that pid once setpriv has exec'd it.
+        _wait_for(lambda: "time.sleep(120)" in " ".join(psutil.Process(pid).cmdline()), "exec")
+        assert _running(pid)
+    finally:
+        _kill_and_reap(proc)
+    try:
+        _wait_for(lambda: not _running(pid), f"runtime {pid} to die with its supervisor")
+    finally:
+        if pid and _running(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_setpriv_wraps_only_programs_exec_would_start_directly(tmp_path: Path):
+    """A missing program, a non-executable file and a script without ``#!`` keep the preexec
+    hook (so Popen's own error, or refusal, is what the session reports); an interpreter found
+    on PATH and a ``#!`` script go through setpriv."""
+    setpriv = _process._setpriv()
+    if setpriv is None:
+        pytest.skip("no setpriv with --pdeathsig on this machine")
+    env = {"PATH": os.path.dirname(sys.executable) + os.pathsep + os.defpath}
+    shebang = tmp_path / "ok.sh"
+    shebang.write_text("#!/bin/sh\nexit 0\n")
+    shebang.chmod(0o755)
+    bare = tmp_path / "bare.sh"
+    bare.write_text("exit 0\n")
+    bare.chmod(0o755)
+    plain = tmp_path / "plain.sh"
+    plain.write_text("#!/bin/sh\n")
+    for argv in (
+        [os.path.basename(sys.executable), "-V"],
+        [str(shebang)],
+        ["./ok.sh"],  # relative to the runtime's cwd
+    ):
+        wrapped, hook = _process._with_parent_death_signal(argv, env, str(tmp_path))
+        assert (wrapped, hook) == ([setpriv, "--pdeathsig", "KILL", "--", *argv], None), argv
+    for argv in ([str(tmp_path / "missing")], ["no-such-program-here"], [str(bare)], [str(plain)]):
+        wrapped, hook = _process._with_parent_death_signal(argv, env, str(tmp_path))
+        assert wrapped == argv and hook is not None, argv
