@@ -326,14 +326,24 @@ class ExecutionAPIClient:
                     response = self._serve_lean(lean, method, path, params, content, attempt, cause)
                 else:
                     response = await self._send_once(method, path, params, content, attempt, cause)
-            except httpx.TransportError:
+            except httpx.TransportError as exc:
                 if attempt >= self.retry.attempts:
+                    if self.faults is not None:  # the plan says what came of a faulted call
+                        self.faults.settled(
+                            method, path, attempt, self.retry.attempts, cause=cause,
+                            error=f"{type(exc).__name__}: {exc}",
+                        )  # fmt: skip
                     raise
                 await trio.sleep(self.retry.wait(attempt))
                 continue
             if response.status_code >= 500 and attempt < self.retry.attempts:
                 await trio.sleep(self.retry.wait(attempt))
                 continue
+            if self.faults is not None:
+                self.faults.settled(
+                    method, path, attempt, self.retry.attempts,
+                    status=response.status_code, cause=cause,
+                )  # fmt: skip
             if response.status_code >= 400:
                 ctype = response.headers.get("content-type", "")
                 if ctype == "application/json":
@@ -431,7 +441,7 @@ class ExecutionAPIClient:
         answer as the server would; None to send the call."""
         assert self.faults is not None
         url = httpx.URL(self._base + path.lstrip("/"), params=params or None)
-        action = self.faults.before(method, url.path)
+        action = self.faults.before(method, url.path, attempt, self.retry.attempts)
         if action is None:
             return None
         if action.kind == "delay":

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import unquote
 
 __all__ = ["EVENTS", "FaultAction", "FaultPlan", "FaultPlanError", "FaultRule", "parse_fault"]
 
@@ -368,6 +369,10 @@ class FaultPlan:
         self.on_record: Callable[[dict[str, Any]], None] | None = None
         self._started: float | None = None
         self._calls = 0
+        #: Calls a retryable fault hit whose outcome the client has not reported yet:
+        #: (method, path after /execution/, unquoted) -> (full path, the rules that hit it).
+        self._open: dict[tuple[str, str], tuple[str, list[str]]] = {}
+        self._attempt: tuple[int, int | None] = (1, None)  # of the call being taken
 
     @classmethod
     def parse(
@@ -434,10 +439,18 @@ class FaultPlan:
 
     # -- one request ---------------------------------------------------------------------------
 
-    def before(self, method: str, path: str) -> FaultAction | None:
+    def before(
+        self, method: str, path: str, attempt: int = 1, attempts: int | None = None
+    ) -> FaultAction | None:
         """Apply the events now due, then the action for this request (``path``: the full
-        path, ``/execution/...``), if any rule takes it."""
+        path, ``/execution/...``), if any rule takes it. ``attempt`` is the client's attempt
+        of this call (1 for its first) and ``attempts`` how many it makes at most, when the
+        client says: the note then names them."""
         rest = path[len(_PREFIX) :] if path.startswith(_PREFIX) else path.lstrip("/")
+        self._attempt = (attempt, attempts)
+        if attempt == 1:
+            # A new call: one still open here ended without an outcome (it was cancelled).
+            self._open.pop((method, unquote(rest)), None)
         if self.ti_id is None:
             m = re.match(r"task-instances/([0-9a-f-]{36})/", rest)
             if m:
@@ -497,10 +510,55 @@ class FaultPlan:
                 taken = rule
                 if rule.nth is not None:
                     when = f"call {rule.calls}"
-        return None if taken is None else self._action(taken, method, path, when)
+        if taken is None:
+            return None
+        if _retried(taken):
+            # The client will retry this: what came of the call is said once it is known.
+            _, hits = self._open.setdefault((method, unquote(rest)), (path, []))
+            if taken.spec not in hits:
+                hits.append(taken.spec)
+        return self._action(taken, method, path, when, attempts)
 
-    def _action(self, rule: FaultRule, method: str, path: str, when: str) -> FaultAction:
-        why = _request_why(rule, method, path)
+    def settled(
+        self,
+        method: str,
+        path: str,
+        attempt: int,
+        attempts: int,
+        *,
+        status: int | None = None,
+        error: str | None = None,
+        cause: Any = None,
+    ) -> None:
+        """The client's last word on one call: its final ``attempt`` (of at most ``attempts``)
+        was answered ``status`` or failed with ``error``. When a retryable fault hit the call,
+        its outcome is recorded (``what`` "outcome"): retried and answered, or given up, and
+        what the supervisor does then. ``cause`` is what made the call (a frame's sequence
+        number for a runtime's request, or a duty such as "heartbeat")."""
+        rest = path[len(_PREFIX) :] if path.startswith(_PREFIX) else path.lstrip("/")
+        opened = self._open.pop((method, unquote(rest)), None)
+        if opened is None or self.on_record is None:
+            return
+        full, specs = opened
+        ok = error is None and status is not None and status < 400
+        if ok and attempt == 1:
+            return  # a delay the first attempt outlived: nothing was retried
+        self.on_record(
+            {
+                "what": "outcome",
+                "rule": "; ".join(specs),
+                "method": method,
+                "path": full,
+                "when": f"attempt {attempt} of {attempts}",
+                "why": _outcome_why(method, full, attempt, attempts, status, error, cause),
+                "outcome": "answered" if ok else "failed",
+            }
+        )
+
+    def _action(
+        self, rule: FaultRule, method: str, path: str, when: str, attempts: int | None = None
+    ) -> FaultAction:
+        why = _request_why(rule, method, path, attempts)
         if rule.action == "status":
             assert rule.status is not None
             body = _json(_body_for(rule.status))
@@ -517,16 +575,18 @@ class FaultPlan:
 
     def _record(self, what: str, method: str, path: str, spec: str, when: str, why: str) -> None:
         if self.on_record is not None:
-            self.on_record(
-                {
-                    "what": what,
-                    "rule": spec,
-                    "method": method,
-                    "path": path,
-                    "when": when,
-                    "why": why,
-                }
-            )
+            record: dict[str, Any] = {
+                "what": what,
+                "rule": spec,
+                "method": method,
+                "path": path,
+                "when": when,
+                "why": why,
+            }
+            attempt, attempts = self._attempt
+            if attempts is not None:  # the client said which attempt of how many this is
+                record["attempt"], record["attempts"] = attempt, attempts
+            self.on_record(record)
 
     # -- outside events ------------------------------------------------------------------------
 
@@ -550,10 +610,6 @@ class FaultPlan:
 
 # -- why each fault and event exists: what Airflow would do next (transcript notes) ----------
 
-_RETRIES = (
-    "Airflow's client retries it (execution_api_retries attempts, 5 by default, with random "
-    "exponential back-off)"
-)
 _NO_RETRY = "Airflow's client does not retry a 4xx, so the call fails at once"
 _TERMINATES = (
     "Airflow's supervisor sends SIGTERM, SIGKILL after the escalation delay, and the final state "
@@ -572,22 +628,61 @@ def _expiry_when(expiry: _Expiry) -> str:
     return f"after {expiry.after_s:g}s"
 
 
-def _request_why(rule: FaultRule, method: str, path: str) -> str:
-    """One sentence: what the injected fault stands for and what Airflow does with it."""
-    heartbeat = method == "PUT" and path.endswith("/heartbeat")
-    then = (
-        "a heartbeat that still fails counts towards max_failed_heartbeats (3), after which the "
-        "supervisor terminates the task"
-        if heartbeat
-        else "then the supervisor answers the runtime's request with an ErrorResponse"
+def _retried(rule: FaultRule) -> bool:
+    """Whether the client may retry the call this rule hit (a 5xx, a reset, a timeout, or a
+    delay it may take for one), so that its outcome is said once the client knows it."""
+    if rule.action == "status":
+        return rule.status is not None and rule.status >= 500
+    return rule.action in ("reset", "timeout", "delay")
+
+
+def _is_heartbeat(method: str, path: str) -> bool:
+    return method == "PUT" and path.endswith("/heartbeat")
+
+
+def _if_every_attempt_fails(method: str, path: str) -> str:
+    """What follows when the client gives up on a call to ``path``."""
+    if _is_heartbeat(method, path):
+        return (
+            "the heartbeat counts as failed, and after max_failed_heartbeats (3) failed "
+            "heartbeats the supervisor terminates the task"
+        )
+    if method == "PATCH" and path.endswith("/run"):
+        return "the task cannot start"
+    if method == "PATCH" and path.endswith("/state"):
+        return "the state call fails (a terminal message's is re-sent once the process exits)"
+    return "the supervisor answers the runtime's request with an ErrorResponse"
+
+
+def _retries(what: str, method: str, path: str, attempts: int | None) -> str:
+    """Airflow's retry of a failed attempt, and what happens only if every attempt fails."""
+    then = _if_every_attempt_fails(method, path)
+    if attempts == 1:
+        return (
+            f"Airflow's client retries {what}, but this session's client makes a single "
+            f"attempt, so {then}"
+        )
+    n = (
+        f"up to {attempts} attempts in all in this session"
+        if attempts is not None
+        else "up to execution_api_retries attempts in all, 5 by default"
     )
+    return (
+        f"Airflow's client retries {what} ({n}, with random exponential back-off); "
+        f"only if every attempt fails, {then}"
+    )
+
+
+def _request_why(rule: FaultRule, method: str, path: str, attempts: int | None = None) -> str:
+    """One sentence: what the injected fault stands for and what Airflow does with it —
+    only what is true whatever the retries bring (their outcome is a record of its own)."""
+    heartbeat = _is_heartbeat(method, path)
     if rule.action == "status":
         status = rule.status
         assert status is not None
         if status >= 500:
-            return (
-                f"the API answered {status} as a failing Airflow API server would; "
-                f"{_RETRIES}, {then}"
+            return f"the API answered {status} as a failing Airflow API server would; " + _retries(
+                f"a {status}", method, path, attempts
             )
         if heartbeat and status in (404, 409, 410):
             meaning = {
@@ -613,19 +708,63 @@ def _request_why(rule: FaultRule, method: str, path: str) -> str:
         )
     if rule.action == "reset":
         return (
-            f"the connection was reset by the peer, as when the API server restarts or a "
-            f"proxy drops the connection; {_RETRIES}, {then}"
+            "the connection was reset by the peer, as when the API server restarts or a "
+            "proxy drops the connection; " + _retries("a reset", method, path, attempts)
         )
     if rule.action == "timeout":
         return (
-            f"no answer came within the per-attempt timeout, as from a hung API server; "
-            f"{_RETRIES}, {then}"
+            "no answer came within the per-attempt timeout, as from a hung API server; "
+            + _retries("a timeout", method, path, attempts)
         )
     assert rule.action == "malformed", rule.action
     return (
         "the API answered 200 with a JSON body cut short, as a truncating proxy would; "
         "Airflow's client cannot decode it and does not retry, so the supervisor answers the "
         "runtime's request with an ErrorResponse"
+    )
+
+
+def _outcome_why(
+    method: str,
+    path: str,
+    attempt: int,
+    attempts: int,
+    status: int | None,
+    error: str | None,
+    cause: Any,
+) -> str:
+    """One sentence: what came of a call a retryable fault hit, and what follows from it."""
+    heartbeat = _is_heartbeat(method, path)
+    request = isinstance(cause, int) and not isinstance(cause, bool)  # a frame's seq number
+    if error is None and status is not None and status < 400:
+        then = (
+            "the heartbeat counts as sent"
+            if heartbeat
+            else "the runtime gets the normal reply"
+            if request
+            else "the supervisor goes on"
+        )
+        return f"retried: attempt {attempt} was answered {status}, so {then}"
+    if error is not None or (status is not None and status >= 500):
+        last = f"answered {status}" if error is None else f"failed: {error}"
+        head = (
+            f"every attempt failed, so the client gave up after {attempt} attempts (the last "
+            f"{last})"
+            if attempt > 1
+            else f"the only attempt {last}, so the call failed"
+        )
+        if heartbeat:
+            then = "this heartbeat counts towards max_failed_heartbeats (3)"
+        elif request:
+            then = "the supervisor answers the runtime's request with an ErrorResponse"
+            if method == "PATCH" and path.endswith("/state"):
+                then += " and re-sends the state call once the process exits"
+        else:
+            then = f"the supervisor's own call ({cause or 'no cause recorded'}) failed"
+        return f"{head}; {then}"
+    return (
+        f"attempt {attempt} was answered {status}, which the client does not retry, so the "
+        "call failed; what follows depends on that status"
     )
 
 

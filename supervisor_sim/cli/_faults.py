@@ -57,6 +57,15 @@ def attach_fault_plan(plan: FaultPlan | None, http: Any, journal: Journal, store
     def record(fault: dict[str, Any]) -> None:
         where = f" {fault['method']} {fault['path']}" if "method" in fault else ""
         when = f", {fault['when']}" if fault.get("when") else ""
+        if fault["what"] == "outcome":
+            # What came of a call an injected fault hit, once the client's retries are over.
+            journal.emit(
+                "note",
+                level="info" if fault.get("outcome") == "answered" else "warning",
+                message=f"outcome of{where} ({fault['rule']}{when}): {fault['why']}",
+                fault_outcome=fault,  # not a fault applied: what came of one
+            )
+            return
         journal.emit(
             "note",
             level="warning",
