@@ -535,7 +535,7 @@ def _header_html(transcript: Transcript, kinds: str, stats: dict[str, Any]) -> s
 
     def fact(label: str, value: str, *, raw: bool = False, ident: str = "") -> str:
         id_attr = f' id="{ident}"' if ident else ""
-        return f"<dt>{_e(label)}</dt><dd{id_attr}>{value if raw else _e(value)}</dd>"
+        return f"<dt>{_e(label)}</dt> <dd{id_attr}>{value if raw else _e(value)}</dd>"
 
     counts = (
         f'<span class="count" title="frames the runtime sent">{frames_in:,} in</span> / '
@@ -585,12 +585,12 @@ def _header_html(transcript: Transcript, kinds: str, stats: dict[str, Any]) -> s
         '<header class="page-header">'
         '<div class="title-row">'
         f'<h1><span class="muted">task</span> {_e(task.get("dag_id"))}.'
-        f"<strong>{_e(task.get('task_id'))}</strong></h1>"
+        f"<strong>{_e(task.get('task_id'))}</strong></h1> "
         f'<span class="state state-{state_cls}" id="final-state" title="final state">'
-        f"{_e(state)}</span>"
+        f"{_e(state)}</span> "
         f'<span class="path" title="transcript file">{_e(transcript.path)}</span>'
         "</div>"
-        f'<dl class="facts">{"".join(facts)}</dl>'
+        f'<dl class="facts">{" ".join(facts)}</dl>'
         f"{''.join(banners)}"
         "</header>"
     )
@@ -604,10 +604,10 @@ def _lanes_html(header: dict[str, Any]) -> str:
         '<div class="lanes" id="lanes">'
         '<div class="t">t (s)</div>'
         '<div class="d">'
-        f'<div class="lane lane-rt" title="{_e(shlex.join(argv))}"><b>Runtime</b>'
+        f'<div class="lane lane-rt" title="{_e(shlex.join(argv))}"><b>Runtime</b> '
         f'<small id="runtime-label">{_e(runtime_label(argv))}</small></div>'
-        '<div class="lane lane-sup"><b>supervisor-sim</b><small>supervisor</small></div>'
-        f'<div class="lane lane-api" title="{_e(api)}"><b>Execution API</b>'
+        '<div class="lane lane-sup"><b>supervisor-sim</b> <small>supervisor</small></div>'
+        f'<div class="lane lane-api" title="{_e(api)}"><b>Execution API</b> '
         f"<small>{_e(api_hint)}</small></div>"
         "</div>"
         '<div class="m">Logs <small>(logs · stdout · stderr)</small></div>'

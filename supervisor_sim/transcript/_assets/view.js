@@ -304,13 +304,14 @@
     a.setAttribute("tabindex", "0");
     a.setAttribute("role", "button");
     var label = add(a, "div", "label");
+    // The parts shown are separated by a space, except one marked "join", which continues the
+    // part before it (a query after its path); an empty part is left out with its separator.
     spec.label.forEach(function (part) {
-      if (part && part[1] !== "" && part[1] !== null && part[1] !== undefined) {
-        label.appendChild(el("span", part[0], part[1]));
-        if (part[2] !== "tight") label.appendChild(document.createTextNode(" "));
-      }
+      if (!part || part[1] === "" || part[1] === null || part[1] === undefined) return;
+      if (label.firstChild && part[2] !== "join") label.appendChild(document.createTextNode(" "));
+      label.appendChild(el("span", part[0], part[1]));
     });
-    a.title = label.textContent.trim();
+    a.title = label.textContent;
     add(a, "div", "line");
     if (spec.i === selected) a.classList.add("selected");
     return a;
@@ -318,7 +319,8 @@
 
   function drawGap(i, prevT) {
     var g = row("r-gap", null, i);
-    g.d.textContent = "⋯ " + ((TMS[i] - prevT) / 1000).toFixed(2) + " s later ⋯";
+    // Between the runtime's and the supervisor's lifelines, clear of the activation bar.
+    add(g.d, "span", "gap-label", "⋯ " + ((TMS[i] - prevT) / 1000).toFixed(2) + " s later ⋯");
     var c = EX.charAt(i).toLowerCase();
     if (c === "m" || c === "e") {
       g.row.classList.add("in-ex", EX.charAt(i) === c ? "ex-b" : "ex-a");
@@ -385,8 +387,10 @@
         p = row("r-arrow r-http" + hb, t, i);
         p.d.appendChild(arrow({kind: "http-request", span: "span-sa", dir: "ltr",
           type: httpType(r), seq: r.seq, i: i, cls: typeof r.cause === "number" ? "nested" : "",
-          label: [["tag", tag], ["ty", r.method], ["path", shortPath(r.path), "tight"],
-            ["q", clip(shortPath(q), 60)], ["id", r.attempt > 1 ? "attempt " + r.attempt : ""]]}));
+          // A retry's attempt leads, as a tag, so that a path cut short never hides it.
+          label: [["tag", tag], ["tag attempt", r.attempt > 1 ? "attempt " + r.attempt : ""],
+            ["ty", r.method], ["path", shortPath(r.path)],
+            ["q", clip(shortPath(q), 60), "join"]]}));
       } else {
         var sc = statusClass(r.status);
         var stext = typeof r.status === "number"
@@ -406,22 +410,28 @@
       p = row("r-log", t, i);
       var lg = add(p.m, "div", "log lvl-" + level + " src-" + r.source);
       lg.setAttribute("data-i", String(i));
-      add(lg, "span", "src", r.source);
-      add(lg, "span", "lvl", level.toUpperCase());
-      if (line.logger) add(lg, "span", "lg-name", line.logger);
-      add(lg, "span", "ev", clip(short(line.event === undefined ? "" : line.event), 400));
+      // The parts are separated by spaces (text, not margins), so that the tooltip and a copy
+      // of the line read "logs INFO task.runner Hello", not "logsINFOtask.runnerHello".
+      var logPart = function (cls, text) {
+        if (lg.firstChild) lg.appendChild(document.createTextNode(" "));
+        add(lg, "span", cls, text);
+      };
+      logPart("src", r.source);
+      logPart("lvl", level.toUpperCase());
+      if (line.logger) logPart("lg-name", line.logger);
+      logPart("ev", clip(short(line.event === undefined ? "" : line.event), 400));
       var kv = [];
       var skip = {level: 1, event: 1, timestamp: 1, logger: 1, ti_id: 1, dag_id: 1, task_id: 1,
         run_id: 1, try_number: 1, map_index: 1};
       var tb = TRACEBACKS[i];
       if (tb) {
         skip.error_detail = 1;  // shown as its exception line here, as a traceback in details
-        if (tb[0]) add(lg, "span", "exc", clip(tb[0], 300));
+        if (tb[0]) logPart("exc", clip(tb[0], 300));
       }
       Object.keys(line).forEach(function (k) {
         if (!skip[k]) kv.push(k + "=" + clip(short(line[k]), 200));
       });
-      if (kv.length) add(lg, "span", "kv", clip(kv.join(" "), 400));
+      if (kv.length) logPart("kv", clip(kv.join(" "), 400));
       lg.title = clip(lg.textContent, 2000);
       if (i === selected) lg.classList.add("selected");
       exClasses(p, i);
@@ -430,17 +440,20 @@
       v.setAttribute("data-i", String(i));
       v.setAttribute("data-violation", String(r.rule));
       add(v, "div", "vt", fmtT(t));
+      v.appendChild(document.createTextNode(" "));  // between blocks: shows as nothing
       var head = add(v, "div", "vhead");
-      head.appendChild(document.createTextNode("⚠ VIOLATION"));
+      head.appendChild(document.createTextNode("⚠ VIOLATION "));
       add(head, "span", "vrule", r.rule);
+      head.appendChild(document.createTextNode(" "));
       add(head, "span", "vmsg", r.message);
+      v.appendChild(document.createTextNode(" "));
       var af = add(v, "div", "vairflow");
       add(af, "b", "", "Airflow: ");
       af.appendChild(document.createTextNode(short(r.airflow === undefined ? "" : r.airflow)));
       if (r.frame_id !== undefined && r.frame_id !== null) {
         af.appendChild(document.createTextNode("  (frame #" + r.frame_id + ")"));
       }
-      v.title = v.textContent;
+      v.title = head.textContent + "\n" + af.textContent;
       if (i === selected) v.classList.add("selected");
       return v;
     } else if (kind === "process") {
@@ -489,6 +502,7 @@
       var o = add(p.m, "div", "log");
       o.setAttribute("data-i", String(i));
       add(o, "span", "src", String(kind));
+      o.appendChild(document.createTextNode(" "));
       add(o, "span", "ev", clip(JSON.stringify(r), 300));
       o.title = o.textContent;
     }
@@ -543,6 +557,24 @@
   function layout() {
     spacerH = Math.min(totalH, MAX_H);
     rowsEl.style.height = Math.round(spacerH + PAD) + "px";
+    placeLanes();
+  }
+  // A lane's box is centred on its lifeline, but kept inside the diagram's column: a wide one
+  // (a long runtime command, an API URL) is moved in rather than drawn over the time column or
+  // the log margin's title. (Their widths are capped in view.css so that the three cannot
+  // overlap one another either.)
+  var laneCol = lanes.querySelector(".d");
+  function placeLanes() {
+    var width = laneCol.clientWidth;
+    Array.prototype.forEach.call(laneCol.querySelectorAll(".lane"), function (lane) {
+      lane.style.left = "";
+      lane.style.transform = "";
+      var w = lane.offsetWidth, x = lane.offsetLeft - w / 2;  // offsetLeft: the lifeline
+      if (x < 0 || x + w > width) {
+        lane.style.left = Math.max(Math.min(x, width - w), 0) + "px";
+        lane.style.transform = "none";
+      }
+    });
   }
   var scheduled = false;
   diagram.addEventListener("scroll", function () {
@@ -720,7 +752,11 @@
       kvTable(box, [["seq", r.seq], ["t", fmtT(r.t) + " s"]]);
       if (TRACEBACKS[i]) {
         add(box, "h3", "", "Traceback");
-        add(box, "pre", "traceback", TRACEBACKS[i][1]);
+        var tbPre = add(box, "pre", "traceback");
+        TRACEBACKS[i][1].split("\n").forEach(function (text, n) {
+          if (n) tbPre.appendChild(document.createTextNode("\n"));
+          add(tbPre, "span", "tl", text);
+        });
       }
       add(box, "h3", "", "Record");
       box.appendChild(jsonPre(r));
