@@ -4,7 +4,7 @@ One command (docs/performance.md)::
 
     .venv/bin/python bench/run.py [--quick] [--all] [--runs 3] [--out FILE]
                                   [--only roundtrip,transcript,scale,logs,xcom,startup,
-                                          many,stubapi,replay,masking,heartbeat,html,proxy]
+                                          many,stubapi,replay,masking,heartbeat,html,proxy,spawn]
                                   [--scale 1,10,100,500,1000]
                                   [--airflow-python PATH | --no-airflow]
 
@@ -353,6 +353,13 @@ def bench_masking(smoke: bool) -> dict[str, Any]:
     return run_json(cmd, timeout=600)
 
 
+def bench_spawn(smoke: bool) -> dict[str, Any]:
+    """bench/spawn_cost.py: the supervisor's CPU per runtime start, setpriv against preexec."""
+    cmd = [PY, str(HERE / "spawn_cost.py")]
+    cmd += ["--launches", "10", "--ballast-mb", "20", "--rounds", "1"] if smoke else []
+    return run_json(cmd, timeout=600)
+
+
 def bench_heartbeat(smoke: bool, tmp: Path) -> dict[str, Any]:
     """bench/heartbeat_under_load.py: heartbeat lateness while MaskSecret requests arrive."""
     cmd = [PY, str(HERE / "heartbeat_under_load.py"), "--json", "--tmp", str(tmp)]
@@ -379,7 +386,7 @@ def bench_stubapi(n: int) -> dict[str, Any]:
     return run_json([PY, str(HERE / "sim_bench.py"), "stubapi", "--n", str(n)], timeout=600)
 
 
-EXTRA = "many,stubapi,replay,masking,heartbeat,html,proxy"
+EXTRA = "many,stubapi,replay,masking,heartbeat,html,proxy,spawn"
 
 
 def bench_scale(counts: list[int], smoke: bool, args: argparse.Namespace) -> dict[str, Any]:
@@ -628,6 +635,10 @@ def main() -> int:
             result = attempt("masking", bench_masking, smoke)
             if result:
                 summary["masking"] = {k: v for k, v in result.items() if k != "impl"}
+        if "spawn" in selected:
+            result = attempt("spawn", bench_spawn, smoke)
+            if result:
+                summary["spawn"] = {k: result[k] for k in ("launches", "ballast_mb", "ways")}
         if "heartbeat" in selected:
             result = attempt("heartbeat", bench_heartbeat, smoke, tmp)
             if result:
@@ -1001,6 +1012,19 @@ def render(report: dict[str, Any]) -> str:
             f"  {masking['adds']:,} secrets added one by one: {alone} ms;"
             f" with a line redacted after each: {interleaved} ms"
         )
+    spawn = s.get("spawn")
+    if spawn:
+        lines += [
+            "",
+            f"Starting a runtime (bench/spawn_cost.py; {spawn['launches']} launches from a"
+            f" {spawn['ballast_mb']} MB process)",
+            f"{'way':>10}{'CPU ms':>9}{'wall ms':>10}",
+        ]
+        for way, r in spawn["ways"].items():
+            lines.append(
+                f"{way:>10}{fmt(r['cpu_ms_per_launch'], '.2f'):>9}"
+                f"{fmt(r['wall_ms_per_launch'], '.1f'):>10}"
+            )
     heartbeat = s.get("heartbeat")
     if heartbeat:
         lines += [

@@ -185,6 +185,15 @@ def test_proxy_benchmark_measures(smoke: dict[str, Any]) -> None:
     assert _positive(figures["record"]["transcript_bytes_per_req"]), figures["record"]
 
 
+def test_spawn_cost_benchmark_measures(smoke: dict[str, Any]) -> None:
+    """The supervisor's CPU and wall time per runtime start are measured for every way this
+    machine can start one (setpriv where it is installed, the preexec hook always)."""
+    ways = smoke["summary"]["spawn"]["ways"]
+    assert "preexec" in ways
+    for figures in ways.values():
+        assert _positive(figures["cpu_ms_per_launch"]) and _positive(figures["wall_ms_per_launch"])
+
+
 def test_every_target_gets_a_verdict(smoke: dict[str, Any]) -> None:
     verdicts = {t["target"]: t["verdict"] for t in smoke["targets"]}
     assert set(verdicts) == {
