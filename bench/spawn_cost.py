@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from supervisor_sim.supervision import SupervisorConfig, _process  # noqa: E402
+from supervisor_sim.supervision import SupervisorConfig, _process
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(30)"]
 
