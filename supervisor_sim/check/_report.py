@@ -76,6 +76,8 @@ def _scenario_dict(s: ScenarioResult) -> dict[str, Any]:
         violations=[v.as_dict() for v in outcome.violations] if outcome else [],
         trace=trace(s, limit=200),
     )
+    if s.silence is not None:  # killed while the supervisor waited for the runtime
+        out["hung"] = s.silence.describe()
     return out
 
 

@@ -275,11 +275,11 @@ def _completed(s: ScenarioResult, baseline: ScenarioResult) -> tuple[bool, str]:
     got = [(t, st) for _, t, st in s.terminals]
     if got != want:
         return False, (
-            f"{s.terminal_summary()} and exit {s.exit_code}; the baseline sent "
+            f"{s.terminal_summary()} and exit {s.exit_code}{_silent(s)}; the baseline sent "
             f"{baseline.terminal_summary()} and exited {baseline.exit_code}"
         )
     if s.exit_code != 0:
-        return False, f"{s.terminal_summary()} but exit {s.exit_code}"
+        return False, f"{s.terminal_summary()} but exit {s.exit_code}{_silent(s)}"
     return True, f"{s.terminal_summary()}, exit 0, as in the baseline"
 
 
@@ -287,6 +287,13 @@ def _baseline_ok(baseline: ScenarioResult) -> bool:
     return bool(baseline.outcome and baseline.outcome.started and baseline.terminals) and (
         baseline.exit_code == 0
     )
+
+
+def _silent(s: ScenarioResult) -> str:
+    """ "; the runtime sent no frame within 60s of StartupDetails (killed at --timeout)" when
+    the scenario ended with the supervisor waiting for its runtime, else ""."""
+    silence = s.silence
+    return f"; {silence.describe()}" if silence is not None else ""
 
 
 def _after(s: ScenarioResult, seq: int | None) -> list[Event]:
@@ -405,13 +412,11 @@ def _tolerance(rule: str, s: ScenarioResult, baseline: ScenarioResult, what: str
     if not s.ran:
         return _not_run(rule, s)
     if not _baseline_ok(baseline):
-        return _r(
-            rule,
-            NA,
-            "cannot compare: the baseline run itself did not complete (see terminal-and-exit)",
-            [],
-            [s.name],
-        )
+        why = "the baseline run itself did not complete"
+        if baseline.silence is not None:
+            why = f"the baseline hung ({baseline.silence.describe()})"
+        here = f"; here too {s.silence.describe()}" if s.silence is not None else ""
+        return _r(rule, NA, f"cannot compare: {why}{here} (see terminal-and-exit)", [], [s.name])
     ok, why = _completed(s, baseline)
     ev = [f"[{s.name}] {what}"] if what else []
     if ok:
@@ -664,7 +669,8 @@ def rule_unknown_task(s: ScenarioResult) -> RuleResult:
     return _r(
         "unknown-task",
         FAIL,
-        f"{s.terminal_summary()}, exit {s.exit_code}; expected TaskState removed and exit 0",
+        f"{s.terminal_summary()}, exit {s.exit_code}{_silent(s)}; expected TaskState removed "
+        "and exit 0",
         [head, *trace(s)],
         [s.name],
     )
@@ -692,7 +698,7 @@ def rule_clears_xcom_keys(baseline: ScenarioResult) -> RuleResult:
         "clears-xcom-keys",
         FAIL,
         f"no DeleteXCom for the key {PROBE_XCOM_KEY!r} listed in "
-        "ti_context.xcom_keys_to_clear before the terminal message",
+        f"ti_context.xcom_keys_to_clear before the terminal message{_silent(baseline)}",
         trace(baseline),
         ["baseline"],
     )
@@ -715,6 +721,7 @@ def rule_terminal_and_exit(
         )
         if len(sent) != len(baseline.terminals):
             problem += f"; {len(sent) - len(baseline.terminals)} more were invalid"
+        problem += _silent(baseline)
     elif baseline.exit_code != 0:
         problem = f"the baseline exited {baseline.exit_code} after {baseline.terminal_summary()}"
     else:
@@ -847,8 +854,8 @@ def rule_parse(s: ScenarioResult, dag_id: str) -> RuleResult:
         return _r(
             "parse",
             FAIL,
-            f"no DagFileParsingResult (exit {s.exit_code}); declare a runtime without DAG "
-            "parsing with --skip parse",
+            f"no DagFileParsingResult (exit {s.exit_code}){_silent(s)}; declare a runtime "
+            "without DAG parsing with --skip parse",
             trace(s),
             [s.name],
         )

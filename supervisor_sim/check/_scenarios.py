@@ -47,6 +47,7 @@ from ._session import (
     CheckHooks,
     Plan,
     Rewrite,
+    Silence,
     Target,
     with_every_timestamp_size,
 )
@@ -82,6 +83,9 @@ class CheckContext:
     slow_api_delay: float = 3.0
     #: The command's own ``--fault`` specs (for the report; ``make_faults`` applies them).
     fault_specs: tuple[str, ...] = ()
+    #: Told when a scenario's runtime has been silent a few seconds while the supervisor
+    #: waits for it: (scenario, seconds so far, the last frame out, what ends the wait).
+    on_waiting: Callable[[str, float, str, str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,13 @@ class ScenarioResult:
     fault_specs: tuple[str, ...] = ()
     #: The supervisor settings the session ran with.
     config: SupervisorConfig | None = None
+    #: The seconds of silence after which the runtime was killed, when the baseline hung.
+    silence_bound: float | None = None
+
+    @property
+    def silence(self) -> Silence | None:
+        """The silence the session ended in, when it was killed waiting for the runtime."""
+        return self.session.silence if self.session is not None else None
 
     @property
     def name(self) -> str:
@@ -369,12 +380,18 @@ def _parse_file(ctx: CheckContext) -> str:
 
 
 async def run_scenario(
-    spec: ScenarioSpec, ctx: CheckContext, target: Target | None
+    spec: ScenarioSpec,
+    ctx: CheckContext,
+    target: Target | None,
+    silence_bound: float | None = None,
 ) -> ScenarioResult:
+    """One scenario's session; ``silence_bound``: kill its runtime after that many seconds
+    without a frame while the supervisor waits for it (after a baseline that hung)."""
     plan = spec.plan(target)
     plan.exit_bound = ctx.exit_bound
+    plan.silence_bound = silence_bound
     config = spec.config(ctx.config) if spec.config else ctx.config
-    result = ScenarioResult(spec, plan=plan, config=config)
+    result = ScenarioResult(spec, plan=plan, config=config, silence_bound=silence_bound)
     own: tuple[str, ...] = ()
     if spec.faults is not None:
         assert target is not None
@@ -393,6 +410,19 @@ async def run_scenario(
             result.fault_specs += ("token-expiry",)
     hooks = CheckHooks(plan)
     hooks.fault_plan = faults
+    on_waiting = ctx.on_waiting
+    if on_waiting is not None:
+        if silence_bound is not None:
+            ends = f"it is killed after {silence_bound:g}s of silence, as the baseline hung"
+        elif config.task_timeout is not None:
+            ends = f"it times out after {config.task_timeout:g}s — --timeout to change"
+        else:
+            ends = "no --timeout is set"
+
+        def waiting(seconds: float, after: str) -> None:
+            on_waiting(spec.name, seconds, after, ends)
+
+        hooks.on_silence = waiting
     session: Session
     journal = Journal()
     journal.sinks.append(result.events.append)
@@ -447,6 +477,18 @@ async def run_scenario(
                 session = TaskSession(tspec, api, config=config, journal=journal, hooks=hooks)
             result.session = hooks
             result.outcome = await session.run()
+            timeout = next(
+                (
+                    e
+                    for e in result.events
+                    if e.kind == "process"
+                    and e.data.get("event") == "signal"
+                    and e.data.get("reason") == "--timeout reached"
+                ),
+                None,
+            )
+            if timeout is not None:
+                hooks.timed_out(timeout.t)
     except Exception as exc:  # a bug here must not hide the other scenarios' results
         result.internal_error = f"{type(exc).__name__}: {exc}"
     finally:
@@ -468,6 +510,12 @@ async def run_scenarios(
     if on_done:
         on_done(baseline)
     target = target_from(baseline)
+    # A baseline that hung (killed at --timeout while the supervisor waited for it) would hang
+    # the same way in every scenario: there, a runtime silent for --exit-bound is killed.
+    timeout = ctx.config.task_timeout
+    hung = baseline.silence is not None
+    shorter = timeout is None or ctx.exit_bound < timeout
+    silence_bound = ctx.exit_bound if hung and shorter else None
     limiter = trio.CapacityLimiter(max(1, ctx.jobs))
 
     async def one(spec: ScenarioSpec) -> None:
@@ -477,7 +525,7 @@ async def run_scenarios(
             ):
                 results[spec.name] = ScenarioResult(spec, ran=False)
             else:
-                results[spec.name] = await run_scenario(spec, ctx, target)
+                results[spec.name] = await run_scenario(spec, ctx, target, silence_bound)
         if on_done:
             on_done(results[spec.name])
 

@@ -43,8 +43,10 @@ from ..supervision import ParseWorkload, Reply, SessionHooks, error_response
 __all__ = [
     "PROBE_XCOM_KEY",
     "UNKNOWN_KEY",
+    "WAIT_HINT_AFTER",
     "CheckHooks",
     "Plan",
+    "Silence",
     "Target",
     "add_unknown_fields",
     "drop_optional_fields",
@@ -99,6 +101,35 @@ class Plan:
     #: The first error reply (error slot or ErrorResponse body) starts the progress watch: the
     #: runtime must send something or exit within ``exit_bound`` (the fault scenarios).
     watch_first_error: bool = False
+    #: Kill the runtime once it has sent nothing this many seconds while the supervisor waits
+    #: for it (every request answered, no terminal message yet); None: only --timeout ends
+    #: the wait. Set for every scenario after a baseline that hung (docs/runtime-authors.md).
+    silence_bound: float | None = None
+
+
+#: Seconds of silence from the runtime before the check says it is waiting, and for what.
+WAIT_HINT_AFTER = 5.0
+
+
+@dataclass(frozen=True)
+class Silence:
+    """The runtime was silent while the supervisor waited for it, when the session ended it:
+    since ``since`` (journal seconds), after ``after`` (the last frame out), ``killed_by`` the
+    task timeout ("--timeout") or the silence bound ("silence")."""
+
+    since: float
+    after: str
+    seconds: float
+    killed_by: str
+
+    def describe(self) -> str:
+        """'no frame within 60s of StartupDetails (killed at --timeout)'."""
+        how = (
+            "killed at --timeout"
+            if self.killed_by == "--timeout"
+            else "killed after --exit-bound, as the baseline hung"
+        )
+        return f"the runtime sent no frame within {self.seconds:.3g}s of {self.after} ({how})"
 
 
 @dataclass
@@ -138,6 +169,15 @@ class CheckHooks(SessionHooks):
         #: The first error reply sent, when ``watch_first_error``.
         self.first_error: Probe | None = None
         self.token_expired_at: float | None = None
+        #: Called once per session when the runtime has been silent ``WAIT_HINT_AFTER``
+        #: seconds while the supervisor waits for it, with the seconds so far.
+        self.on_silence: Callable[[float, str], None] | None = None
+        #: Journal time of the last frame in or out, and what the last frame out was, while
+        #: the supervisor waits for the runtime (every request answered); None otherwise.
+        self.waiting_since: float | None = None
+        self._waiting_after = ""
+        #: The silence the session ended in, when it was killed waiting for the runtime.
+        self.silence: Silence | None = None
 
     # --- what the rules read from the session ----------------------------------------------------
 
@@ -154,6 +194,7 @@ class CheckHooks(SessionHooks):
     # --- the hooks -------------------------------------------------------------------------------
 
     def first_frame(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.session.start_soon(self._watch_silence)
         if body.get("type") != "StartupDetails":
             return body  # a parse request goes out as the parse workload made it
         if self.plan.probe_xcom_key:
@@ -168,6 +209,7 @@ class CheckHooks(SessionHooks):
     def on_frame(self, payload: bytes, offset: int) -> None:
         self.frames_in += 1
         self._frame_end = offset + 4 + len(payload)
+        self.waiting_since = None  # the supervisor's turn, until its reply is out
 
     def on_log_line(self, line: Line, source: str) -> None:
         if source == "logs":
@@ -264,6 +306,13 @@ class CheckHooks(SessionHooks):
         if action is not None:
             session.start_soon(self._watch_progress, self.frames_in)
         await session.write(len(payload).to_bytes(4, "big") + payload, req_id)
+        # The runtime's turn now (a request it sent meanwhile is read next and ends it).
+        self.waiting_since = now()
+        self._waiting_after = (
+            str((body or {}).get("type") or "the first frame")
+            if self.frames_in == 0
+            else f"the reply to request {req_id}"
+        )
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -280,6 +329,48 @@ class CheckHooks(SessionHooks):
                 return bool(peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
         except OSError:  # nothing pending (BlockingIOError), or the socket is gone
             return False
+
+    async def _watch_silence(self) -> None:
+        """While the supervisor waits for the runtime (every request answered, no terminal
+        message yet): after ``WAIT_HINT_AFTER`` seconds of silence say so once
+        (``on_silence``); after ``plan.silence_bound`` seconds kill the runtime. When the
+        session's own --timeout kills a silent runtime, remember the silence for the rules."""
+        session = self.session
+        child = session.child
+        assert child is not None
+        now = session.journal.now
+        hinted = False
+        bound = self.plan.silence_bound
+        while child.alive:
+            with trio.move_on_after(0.1):
+                await child.exited.wait()
+            since = self.waiting_since
+            if since is None or self.terminals or self.closed_at is not None:
+                continue
+            silent = now() - since
+            if not hinted and silent >= WAIT_HINT_AFTER and self.on_silence is not None:
+                hinted = True
+                self.on_silence(silent, self._waiting_after)
+            if bound is not None and silent >= bound:
+                self.silence = Silence(since, self._waiting_after, bound, "silence")
+                session.journal.emit(
+                    "note",
+                    level="error",
+                    message=f"check: no frame {bound:g}s after {self._waiting_after} (the "
+                    "baseline's runtime hung the same way); killing the runtime",
+                )
+                await session.kill("no frame from the runtime")
+                return
+
+    def timed_out(self, killed_at: float) -> None:
+        """The session's --timeout killed the runtime at ``killed_at`` (journal seconds): if
+        the supervisor was waiting for it then, that silence is what the rules report."""
+        since = self.waiting_since
+        if self.silence is not None or since is None or self.terminals:
+            return
+        # A runtime that sent a frame a moment before the timeout was busy, not silent.
+        if self.closed_at is None and killed_at - since >= 1.0:
+            self.silence = Silence(since, self._waiting_after, killed_at - since, "--timeout")
 
     async def _watch_progress(self, frames_before: int) -> None:
         """After an injected reply the runtime must send something or exit within the bound;

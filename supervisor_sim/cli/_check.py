@@ -95,9 +95,14 @@ __all__ = ["check"]
     default=10.0,
     show_default=True,
     help="Seconds a runtime may take to exit after the comm connection closes, or to send "
-    "anything after an injected reply.",
+    "anything after an injected reply; after a baseline that hung (no frame until --timeout), "
+    "also how long every later scenario waits for a frame.",
 )
-@timeout_option("Kill a scenario's runtime after this many seconds.", default=60.0)
+@timeout_option(
+    "Kill a scenario's runtime after this many seconds (a silent runtime is said to be waited "
+    "for after 5 s).",
+    default=60.0,
+)
 @fault_option()
 @click.option(
     "--slow-api-delay",
@@ -221,6 +226,17 @@ def check_command(command: tuple[str, ...], opts: dict[str, Any]) -> None:
         if user_plan is not None
         else (),
     )
+
+    def waiting(name: str, seconds: float, after: str, ends: str) -> None:
+        # On stderr whatever it is (a terminal, a CI log): a silent runtime makes a silent
+        # check otherwise, for as long as --timeout.
+        click.echo(
+            f"  waiting for the runtime (scenario {name}, {seconds:.0f}s so far with no frame "
+            f"since {after}; {ends})",
+            err=True,
+        )
+
+    ctx = replace(ctx, on_waiting=waiting)
 
     not_running: list[str | None] = []  # why the baseline's runtime did not start, if it did not
 
