@@ -283,15 +283,29 @@ def writable_dir(path: Path, option: str, fix: str) -> Path:
 
 
 def transcript_target(opts: dict[str, Any], runs_dir: Path | None) -> None:
-    """Where this run's transcript goes can be written: ``--transcript`` as a file, or else the
-    project's transcripts folder; nothing with ``--no-transcript``."""
+    """Where this run's transcript goes can be written: ``--transcript`` as a file in a folder
+    that exists (only the project's transcripts folder, which is ours, is made for it), or else
+    the project's transcripts folder (made when missing); nothing with ``--no-transcript``."""
     if opts["no_transcript"]:
         return
+    owned = runs_dir or DEFAULT_RUNS
     if opts["transcript"]:
+        folder = Path(opts["transcript"]).parent
+        # A folder the user named is not made for them (a typo would be), except ours; a file
+        # in the way is writable_file's to say.
+        if (
+            not folder.exists()
+            and folder.resolve() != owned.resolve()
+            and all(p.is_dir() for p in folder.parents if p.exists())
+        ):
+            raise UsageError(
+                f"--transcript: no such directory: {folder}; create it, or give another path "
+                "or --no-transcript"
+            )
         writable_file(opts["transcript"], "--transcript", "give another path or --no-transcript")
         return
     writable_dir(
-        runs_dir or DEFAULT_RUNS,
+        owned,
         "the transcripts folder",
         "set [transcripts] dir, give --transcript, or pass --no-transcript",
     )

@@ -40,6 +40,7 @@ __all__ = [
     "ConsoleSink",
     "Diagnosis",
     "configure_logging",
+    "never_reported",
     "print_summary",
     "printable",
     "shown_path",
@@ -652,7 +653,9 @@ def print_summary(
 ) -> None:
     """The try's verdict: final state, exit code and duration, what crossed the channels, and,
     when it did not succeed, why (the runtime's exception or the supervisor's verdict) and the
-    last lines of the runtime's stderr — shown even with ``-q``, which hides the logs."""
+    last lines of the runtime's stderr — shown even with ``-q``, which hides the logs. A try
+    that exited 0 without a terminal message did not succeed either (``never_reported``):
+    its state is "not reported", and the reason says what becomes of the TI."""
     colors = use_color(stream)
 
     def style(code: str, text: str) -> str:
@@ -660,6 +663,8 @@ def print_summary(
 
     c = outcome.counts
     state = outcome.final_state or "not started"
+    # "success" from exit 0 is only what the supervisor computed: nothing was sent.
+    unreported = never_reported(outcome)
     exit_code = "none" if outcome.exit_code is None else str(outcome.exit_code)
     verdict = f"exit code {exit_code} · {outcome.duration_s:.3f}s"
     activity = (
@@ -669,25 +674,49 @@ def print_summary(
     )
     width = terminal_width(stream)
     lines = [style(_BOLD, f"── {title} ──")]
-    state_text = style(_STATE_STYLE.get(state, _BOLD), state)
+    if unreported:
+        state = "not reported (the TI stays running)"
+        state_text = style(_LEVEL_STYLE["warning"], "not reported") + " (the TI stays running)"
+    else:
+        state_text = style(_STATE_STYLE.get(state, _BOLD), state)
     if width is None or len(f"  final state   {state} · {verdict} · {activity}") <= width:
         lines.append(f"  final state   {state_text} · {verdict} · {activity}")
     else:
         lines += [f"  final state   {state_text} · {verdict}", f"  activity      {activity}"]
     lines += _violation_lines(outcome)
     reason = None
-    if diagnosis is not None and outcome.final_state != "success":
+    failed = outcome.final_state != "success" or unreported
+    if unreported:
+        reason = _NEVER_REPORTED
+    elif diagnosis is not None and failed:
         reason = diagnosis.reason(outcome)
-        if reason:
-            lines.append(f"  reason        {style(_LEVEL_STYLE['error'], printable(reason))}")
-        if diagnosis.stderr_tail:
-            lines.append(f"  stderr        last {_plural(len(diagnosis.stderr_tail), 'line')}:")
-            lines += [f"    {printable(line)}" for line in diagnosis.stderr_tail]
+    if reason:
+        lines.append(f"  reason        {style(_LEVEL_STYLE['error'], printable(reason))}")
+    if diagnosis is not None and failed and diagnosis.stderr_tail:
+        lines.append(f"  stderr        last {_plural(len(diagnosis.stderr_tail), 'line')}:")
+        lines += [f"    {printable(line)}" for line in diagnosis.stderr_tail]
     if outcome.error and outcome.error != reason:
         lines.append(f"  error         {printable(outcome.error)}")
     if transcript:
         lines.append(f"  transcript    {shown_path(transcript)}")
     print("\n".join(lines), file=stream)
+
+
+#: Why a try that exited 0 without a terminal message is not a success.
+_NEVER_REPORTED = (
+    "exit 0, but the runtime never reported a terminal state to the API: Airflow's TI stays "
+    "running (the scheduler later fails it as a zombie)"
+)
+
+
+def never_reported(outcome: TaskOutcome) -> bool:
+    """Whether the try exited 0 without a terminal message: the supervisor's final state is
+    ``success`` (Airflow's ``final_state`` for exit 0), but, ``success`` being one of the
+    states a runtime sends itself, no one tells the API, and Airflow's TI stays ``running``
+    (the ``no-terminal-message`` violation)."""
+    return outcome.final_state == "success" and any(
+        v.rule == "no-terminal-message" for v in outcome.violations
+    )
 
 
 def _violation_lines(outcome: TaskOutcome, limit: int = 20) -> list[str]:

@@ -13,7 +13,8 @@ Exit statuses:
 
 ====  =================================================================
 0     the task's final state is ``success``
-1     the task ran and ended in any other state (failed, up_for_retry, ...)
+1     the task ran and ended in any other state (failed, up_for_retry, ...), or exited 0
+      without a terminal message (``success`` never reported: Airflow's TI stays running)
 2     usage or configuration error (bad flag, fixture or config file; a state file or
       transcript that cannot be used, found before the task starts)
 3     the task could not start (runtime did not connect, /run refused)
@@ -251,11 +252,18 @@ def _refuse_unknown(
 
 
 def exit_status(outcome: TaskOutcome) -> int:
+    """The command's exit status for ``outcome`` (the table in this module's docstring). A try
+    that exited 0 without a terminal message is 1: its "success" was never reported, and
+    Airflow's TI stays running until the scheduler fails it (``never_reported``)."""
+    from ._console import never_reported
+
     if outcome.interrupted:
         return EXIT_INTERRUPTED
     if not outcome.started:
         return EXIT_NOT_STARTED
-    return EXIT_SUCCESS if outcome.final_state == "success" else EXIT_TASK_FAILED
+    if outcome.final_state != "success" or never_reported(outcome):
+        return EXIT_TASK_FAILED
+    return EXIT_SUCCESS
 
 
 def _checked(

@@ -9,7 +9,9 @@ from __future__ import annotations
 import gc
 import json
 import re
+import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -105,8 +107,9 @@ def replay(
 ) -> None:
     """Re-run the recorded runtime against the transcript alone: no Airflow, no network.
 
-    Exit 0 when the runtime sent exactly the recorded frames, 1 when it diverged, 2 when the
-    transcript cannot be read or holds nothing to replay, 3 when the runtime could not start.
+    Exit 0 when the runtime sent exactly the recorded frames, 1 when it diverged (a runtime that
+    exits before connecting, too), 2 when the transcript cannot be read or holds nothing to
+    replay, 3 when the runtime command cannot be run at all.
     """
     replay_command(transcript, runtime_cmd, keep_going, pace, as_json, log_format, quiet, timeout)
 
@@ -188,7 +191,8 @@ def replay_command(
     if not isinstance(task.get("ti"), dict) or not task["ti"].get("id"):
         raise UsageError(f"{transcript}: the header has no task instance to replay")
     if not t.frames():
-        raise UsageError(f"{transcript}: nothing to replay: the transcript holds no frames")
+        cut = f" (it is truncated before its first frame: {t.truncated})" if t.truncated else ""
+        raise UsageError(f"{transcript}: nothing to replay: the transcript holds no frames{cut}")
     runtime = (
         runtime_argv(runtime_cmd) if runtime_cmd is not None else list(t.header.get("runtime", []))
     )
@@ -200,10 +204,20 @@ def replay_command(
     config = _recorded_config(transcript, t.header.get("config") or {})
     recorded_s = max((r["t"] for r in t.records), default=0.0)
     bound = timeout if timeout is not None else 60.0 + 10 * recorded_s
-    outcome, divergences = trio.run(_replay, t, runtime, config, keep_going, pace, 1 - quiet, bound)
+    if t.truncated:
+        click.echo(
+            f"supervisor-sim: {transcript} is truncated: {t.truncated}; the replay compares "
+            f"the runtime with the {_plural(len(t.frames('in')), 'runtime frame')} it holds",
+            err=True,
+        )
+    run = trio.run(_replay, t, runtime, config, keep_going, pace, 1 - quiet, bound)
+    outcome, divergences = run.outcome, run.divergences
+    if run.spawn_failed:
+        # The command itself could not be run: nothing was replayed, so nothing diverged.
+        divergences = []
     result = {
         "transcript": str(transcript),
-        "matched": not divergences,
+        "matched": not divergences and not run.spawn_failed,
         "divergences": [
             {"index": d.index, "kind": d.kind, "message": d.message, "differences": d.differences}
             for d in divergences
@@ -212,21 +226,45 @@ def replay_command(
         "recorded_final_state": (t.footer or {}).get("final_state"),
         "exit_code": outcome.exit_code,
     }
+    if run.spawn_failed:
+        result["error"] = outcome.error
     for d in divergences:
         click.echo(d.render(), err=True)
     if as_json:
         click.echo(json.dumps(result))
-    else:
-        click.echo(
-            f"replay of {transcript}: "
-            f"{'MATCH' if not divergences else f'DIVERGED ({len(divergences)})'}; "
-            f"final state {outcome.final_state} "
-            f"(recorded {result['recorded_final_state']})",
-            err=True,
+    elif not run.spawn_failed:
+        click.echo(f"replay of {transcript}: {_verdict(t, divergences, outcome, run)}", err=True)
+    if run.spawn_failed:
+        not_started(
+            f"{outcome.error} (runtime command: {shlex.join(runtime)})",
+            "check the recorded runtime command, or give --runtime",
         )
-    if not outcome.started:
-        not_started(outcome.error, "check the recorded runtime command, or give --runtime")
     sys.exit(0 if not divergences else EXIT_DIVERGED)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def _verdict(t: Any, divergences: list[Any], outcome: TaskOutcome, run: _ReplayRun) -> str:
+    """The replay's last line after ``replay of T: ``: how it compared, and the final state
+    beside the recorded one."""
+    frames = len(t.frames("in"))
+    if not divergences:
+        compared = "MATCH"
+        if t.truncated:
+            compared += f" of the {_plural(frames, 'runtime frame')} recorded before the cut"
+    elif all(d.kind == "recording-ends" for d in divergences):
+        where = f"after runtime frame #{frames - 1}" if frames else "before its first frame"
+        compared = f"RECORDING ENDS {where} (truncated), and the runtime went on"
+    else:
+        compared = f"DIVERGED ({len(divergences)})"
+    notes = ["the replay stopped the runtime"] if run.stopped else []
+    if t.footer is None:
+        notes.append("recorded none: the transcript is truncated, no footer")
+    else:
+        notes.append(f"recorded {t.footer.get('final_state') or 'none'}")
+    return f"{compared}; final state {outcome.final_state or 'none'} ({'; '.join(notes)})"
 
 
 def _read(path: Path) -> Any:
@@ -273,6 +311,18 @@ def _recorded_config(transcript: Path, recorded: dict[str, Any]) -> SupervisorCo
         raise UsageError(f"{transcript}: header: config: {exc}") from None
 
 
+@dataclass
+class _ReplayRun:
+    """What ``_replay`` returns: the session's outcome, the divergences, whether the runtime
+    command could not be run at all (``spawn_failed``: nothing was replayed), and whether the
+    replay stopped the runtime at a divergence (``stopped``: the final state is the stop's)."""
+
+    outcome: TaskOutcome
+    divergences: list[Any]
+    spawn_failed: bool = False
+    stopped: bool = False
+
+
 async def _replay(
     t: Any,
     runtime: list[str],
@@ -281,7 +331,7 @@ async def _replay(
     pace: str,
     verbosity: int,
     bound: float,
-) -> tuple[TaskOutcome, list[Any]]:
+) -> _ReplayRun:
     from dataclasses import replace
 
     import httpx
@@ -326,14 +376,27 @@ async def _replay(
         # A proxy recording holds Airflow's frames, not its HTTP calls: they are replayed.
         hooks = ProxyReplayHooks(t) if is_proxy_transcript(t) else None
         session = TaskSession(spec, api, config=config, journal=journal, hooks=hooks)
-        running = True
+        running, stopped, not_run = True, False, False
 
         def stop(divergence: Any) -> None:
             # Only while the session runs: after it, there is nothing left to stop.
+            nonlocal stopped
             if running and not keep_going:
-                session.abort(f"replay diverged at runtime frame #{divergence.index}")
+                stopped = True
+                if divergence.kind == "recording-ends":
+                    session.abort(f"the recording ends before runtime frame #{divergence.index}")
+                else:
+                    session.abort(f"replay diverged at runtime frame #{divergence.index}")
 
-        matcher = FrameMatcher(t, keep_going=keep_going, on_divergence=stop)
+        def spawn_failed(event: Any) -> None:
+            nonlocal not_run
+            if event.kind == "process" and event.data.get("event") == "spawn-failed":
+                not_run = True
+
+        journal.sinks.append(spawn_failed)
+        matcher = FrameMatcher(
+            t, keep_going=keep_going, on_divergence=stop, unmatched=transport.unmatched
+        )
         journal.sinks.append(matcher)
         timed_out = False
 
@@ -358,8 +421,9 @@ async def _replay(
         unmatched=transport.unmatched,
         final_state=outcome.final_state,
         recorded_state=(t.footer or {}).get("final_state"),
+        started=outcome.started,
     )
-    return outcome, matcher.divergences
+    return _ReplayRun(outcome, matcher.divergences, spawn_failed=not_run, stopped=stopped)
 
 
 def _base_path(t: Any) -> str:

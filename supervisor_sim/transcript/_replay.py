@@ -129,9 +129,11 @@ class Divergence:
 
     index: int  # position among the runtime's frames (0-based)
     #: "frame" (another frame than the recorded one), "extra-frame" (more frames than recorded),
-    #: "missing-frame" (the runtime ended before sending them all), "timeout" (it was still
-    #: running when the replay's time was up), "http" (an API request the recording lacks),
-    #: "final-state" (the run ended in another state than the recorded one).
+    #: "recording-ends" (a frame past the end of a truncated recording: nothing to compare it
+    #: with), "missing-frame" (the runtime ended before sending them all, or never started),
+    #: "timeout" (it was still running when the replay's time was up), "http" (an API request
+    #: the recording lacks), "final-state" (the run ended in another state than the recorded
+    #: one).
     kind: str
     message: str
     differences: list[str] = field(default_factory=list)
@@ -140,7 +142,10 @@ class Divergence:
     nearest: list[str] = field(default_factory=list)
 
     def render(self) -> str:
-        lines = [f"divergence at runtime frame #{self.index}: {self.message}"]
+        if self.kind == "recording-ends":  # not where the runtime differs: where the file does
+            lines = [self.message]
+        else:
+            lines = [f"divergence at runtime frame #{self.index}: {self.message}"]
         lines += [f"    {d}" for d in self.differences]
         if self.nearest:
             lines.append("  nearest recorded frames:")
@@ -168,8 +173,18 @@ class FrameMatcher:
         *,
         keep_going: bool = False,
         on_divergence: Callable[[Divergence], None] | None = None,
+        unmatched: Sequence[str] = (),
     ) -> None:
         self.recorded = transcript.frames("in")
+        #: Why the recording is incomplete (``Transcript.truncated``), or None: what the runtime
+        #: sends past the end of a truncated one cannot be compared with anything.
+        self.truncated = transcript.truncated
+        #: The API requests the recording could not answer so far (the replay transport's
+        #: ``unmatched``, which grows as the run goes): named where the recording ends.
+        self.unmatched = unmatched
+        #: How many of them the frames compared so far caused (a frame reaches this sink after
+        #: the API calls it caused: ``Journal.holding``).
+        self._unmatched_before = 0
         self.keep_going = keep_going
         self.on_divergence = on_divergence
         self.position = 0
@@ -186,6 +201,9 @@ class FrameMatcher:
         actual_body = event.data.get("body")
         index = self.position
         self.position += 1
+        if index >= len(self.recorded) and self.truncated:
+            self._diverge(self._recording_ends(index, f"sent {event.data.get('type')}"))
+            return
         if index >= len(self.recorded):
             self._diverge(
                 Divergence(
@@ -198,6 +216,7 @@ class FrameMatcher:
                 )
             )
             return
+        self._unmatched_before = len(self.unmatched)
         rec = self.recorded[index]
         want = normalise(frame_body(rec))
         got = normalise(actual_body)
@@ -223,6 +242,24 @@ class FrameMatcher:
                 )
             )
 
+    def _where_it_ends(self) -> str:
+        n = len(self.recorded)
+        where = f"after runtime frame #{n - 1}" if n else "before the runtime's first frame"
+        return f"the recording ends {where} (the transcript is truncated: no footer)"
+
+    def _recording_ends(self, index: int, then: str) -> Divergence:
+        """The runtime went on where a truncated recording ends: ``then`` says how."""
+        # The calls of the recorded frames the recording holds no answer to (the cut fell
+        # between a frame and its exchange); not those of this frame, which went past it.
+        cut = self.unmatched[: self._unmatched_before]
+        calls = f", and holds no answer to {', '.join(cut)}" if cut else ""
+        return Divergence(
+            index,
+            "recording-ends",
+            f"{self._where_it_ends()}{calls}; the runtime then {then}",
+            nearest=[_describe(r) for r in self.recorded[-3:]],
+        )
+
     def timed_out(self, seconds: float) -> None:
         """The replay's time ran out with the runtime still running (it is being stopped)."""
         if self.stopped:
@@ -243,14 +280,30 @@ class FrameMatcher:
         unmatched: Sequence[str] = (),
         final_state: str | None = None,
         recorded_state: str | None = None,
+        started: bool = True,
     ) -> None:
         """Call after the session: recorded frames the runtime never sent are a divergence
-        (``why``: the session's own account of how it ended), and so is each API request the
+        (``why``: the session's own account of how it ended; ``started``: whether the session
+        started the task, which the recorded runtime did), and so is each API request the
         recording could not answer (``unmatched``), and another final state than the recorded
         one (``recorded_state``: None when the recording has none, a truncated one)."""
-        if self.position < len(self.recorded) and not self.stopped:
+        ended = f" ({why})" if why else ""
+        if not started and self.position == 0 and not self.stopped:
+            # The recorded runtime connected (the recording holds the frames sent to it).
+            first = self.recorded[0] if self.recorded else None
+            sent = f" and sent {first.get('type')} first" if first else ""
+            self._diverge(
+                Divergence(
+                    0,
+                    "missing-frame",
+                    f"the runtime did not start the task{': ' + why if why else ''}; the "
+                    f"recorded one connected{sent}",
+                    recorded=first,
+                    nearest=[_describe(r) for r in self.recorded[:3]],
+                )
+            )
+        elif self.position < len(self.recorded) and not self.stopped:
             missing = self.recorded[self.position]
-            ended = f" ({why})" if why else ""
             self._diverge(
                 Divergence(
                     self.position,
@@ -263,6 +316,7 @@ class FrameMatcher:
                     ],
                 )
             )
+        cut = f"; {self._where_it_ends()}" if self.truncated else ""
         for request in unmatched:
             if self.stopped:
                 break
@@ -270,7 +324,7 @@ class FrameMatcher:
                 Divergence(
                     self.position,
                     "http",
-                    f"the supervisor sent {request}, which the recording does not hold",
+                    f"the supervisor sent {request}, which the recording does not hold{cut}",
                 )
             )
         if recorded_state is not None and final_state != recorded_state and not self.stopped:

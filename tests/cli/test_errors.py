@@ -271,13 +271,16 @@ class TestTranscripts:
         return path
 
     def test_replay_0_1_2_and_3(self, tmp_path: Path, recorded: Path, bundle: str):
-        """Matched (0), diverged (1), not a transcript (2), a runtime that cannot start (3)."""
+        """Matched (0), diverged (1, also a runtime that exits before connecting), not a
+        transcript (2), a runtime command that cannot be run (3)."""
         assert sim("replay", str(recorded), "-q", cwd=tmp_path).returncode == 0
         # The bundle's hello asks for a variable the recording never did.
         assert sim("replay", str(recorded), "--runtime", bundle, "-q", cwd=tmp_path).returncode == 1
         (tmp_path / "not.jsonl").write_text("hello\n")
         assert error_line(sim("replay", str(tmp_path / "not.jsonl"), cwd=tmp_path))
-        proc = sim("replay", str(recorded), "--runtime", DEAD, "-q", cwd=tmp_path)
+        assert sim("replay", str(recorded), "--runtime", DEAD, "-q", cwd=tmp_path).returncode == 1
+        missing = str(tmp_path / "no-such-runtime")
+        proc = sim("replay", str(recorded), "--runtime", missing, "-q", cwd=tmp_path)
         assert error_line(proc, 3).startswith("Error: the runtime could not start: ")
 
     def test_show_and_diff(self, tmp_path: Path, recorded: Path):

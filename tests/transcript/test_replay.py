@@ -102,12 +102,13 @@ def test_replay_of_a_truncated_transcript_still_runs(tmp_path: Path):
     short.write_text("".join(lines[: cut + 1]))
     proc = cli("replay", str(short), "--json", cwd=tmp_path)
     result = json.loads(proc.stdout)
-    # The recording stops before the runtime's first request, so that request diverges: once,
-    # the replay stopping there (not once more per frame the runtime sends while it is stopped).
-    assert [d["kind"] for d in result["divergences"]] == ["extra-frame"]
+    # The recording stops before the runtime's first request, so that is where it ends: said
+    # once, the replay stopping there (not once more per frame the runtime sends while it is
+    # stopped).
+    assert [d["kind"] for d in result["divergences"]] == ["recording-ends"]
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert proc.stderr.count("aborting: replay diverged") == 1, proc.stderr
-    assert proc.stderr.count("divergence at runtime frame") == 1, proc.stderr
+    assert proc.stderr.count("aborting: the recording ends before runtime frame #0") == 1
+    assert proc.stderr.count("the recording ends before the runtime's first frame") == 1
 
 
 def test_a_runtime_that_stops_early_is_reported_after_the_session_ended(tmp_path: Path):

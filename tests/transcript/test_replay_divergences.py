@@ -133,20 +133,46 @@ def test_a_runtime_that_never_ends_is_stopped_by_the_timeout(recorded: Path):
 
 
 def test_a_runtime_that_crashes_at_start_is_a_divergence(recorded: Path):
-    """A runtime that dies before connecting sent none of the recorded frames; the replay
-    exits 3, as every command does when the runtime could not start."""
+    """A runtime that dies before connecting is a runtime that behaves otherwise than the
+    recorded one, which connected: a missing-frame divergence at frame #0 saying how it ended
+    and what the recorded one sent first, and exit 1 (the documented status of a divergence)."""
     crash = shlex.join([sys.executable, "-c", "import sys; sys.exit(3)"])
     proc, result = _replay(recorded, [], runtime=crash)
-    d = _one(proc, result, "missing-frame", 0, status=3)
-    assert proc.stderr.rstrip().splitlines()[-1].startswith("Error: the runtime could not start")
-    assert "stopped after 0 frames" in d["message"] and "GetVariable" in d["message"]
-    assert "exited with 3 before connecting" in d["message"]
+    d = _one(proc, result, "missing-frame", 0)
+    assert "Error:" not in proc.stderr, proc.stderr[-3000:]
+    assert d["message"].startswith(
+        "the runtime did not start the task: process exited with 3 before connecting"
+    )
+    assert d["message"].endswith("; the recorded one connected and sent GetVariable first")
     assert result["exit_code"] == 3
     proc, result = _replay(recorded, [], "--keep-going", runtime=crash)
     assert [d["kind"] for d in result["divergences"]] == ["missing-frame", "final-state"]
     assert (
         "the run ended in state None, the recorded one in success"
         in (result["divergences"][1]["message"])
+    )
+
+
+def test_a_runtime_sending_another_first_frame_diverges_at_frame_0(recorded: Path):
+    """Another first request than the recorded one: a frame divergence at #0, exit 1."""
+    other = {"send": {"type": "GetXCom", "dag_id": "d", "run_id": "r", "task_id": "t", "key": "k"}}
+    proc, result = _replay(recorded, [other, SUCCEED])
+    d = _one(proc, result, "frame", 0)
+    assert "recorded GetVariable" in d["message"] and "now sent GetXCom" in d["message"]
+
+
+def test_a_runtime_command_that_cannot_be_run_is_exit_3_naming_it(recorded: Path, tmp_path):
+    """A --runtime whose program does not exist replayed nothing: no divergence is claimed,
+    and the one error line names the command; exit 3 (the runtime could not start)."""
+    missing = tmp_path / "no-such-runtime"
+    proc, result = _replay(recorded, [], runtime=f"{missing} --flag")
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert result["matched"] is False and result["divergences"] == []
+    assert "divergence" not in proc.stderr and "DIVERGED" not in proc.stderr
+    assert proc.stderr.rstrip().splitlines()[-1] == (
+        f"Error: the runtime could not start: cannot start runtime '{missing}': No such file or "
+        f"directory (runtime command: {missing} --flag); check the recorded runtime command, or "
+        "give --runtime"
     )
 
 
