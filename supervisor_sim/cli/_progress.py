@@ -216,7 +216,12 @@ class DagTracker:
     ) -> None:
         task = self._task(record.task_id)
         task.running.discard(record.map_index)
-        if outcome is not None:
+        if outcome is not None and outcome.interrupted and not outcome.started:
+            # Interrupted before its runtime was given the task: not a try (as the runner).
+            task.tries[record.map_index] -= 1
+            if not task.tries[record.map_index]:
+                del task.tries[record.map_index]
+        elif outcome is not None:
             task.last[record.map_index] = _Try(
                 record.map_index, record.try_number, outcome, transcript, diagnosis
             )
@@ -362,9 +367,12 @@ def print_report(
     results: Mapping[str, TaskResult],
     tracker: DagTracker,
     upstream: Mapping[str, Iterable[str]],
+    interrupt: Mapping[str, Any] | None = None,
 ) -> None:
     """The run's end: every task once, then each failed task with its reason and transcript
-    (a mapped task per failed map index), and what was left upstream_failed by whom."""
+    (a mapped task per failed map index), what was left upstream_failed by whom, and after an
+    interrupt (``interrupt``: run-dag's ``--json`` object of it) which tasks it stopped and
+    which never started."""
     from rich.markup import escape
 
     from ._console import printable, shown_path
@@ -394,6 +402,26 @@ def print_report(
             by = [u for u in upstream.get(r.task_id, ()) if results[u].state in _BLOCKING]
             names.append(f"{r.task_id} (after {', '.join(by)})" if by else r.task_id)
         console.print(f"[red]upstream_failed[/red] {len(blocked)}: " + escape(", ".join(names)))
+    if interrupt is not None:
+        parts = []
+        for key, what in (
+            ("stopped", "stopped while running"),
+            ("not_run", "never started"),
+            ("retry_not_run", "next try not run"),
+        ):
+            tasks: list[str] = interrupt.get(key) or []
+            if tasks:
+                more = f" and {len(tasks) - _NAMED} more" if len(tasks) > _NAMED + 1 else ""
+                shown = tasks[:_NAMED] if more else tasks
+                parts.append(f"{what} {len(tasks)}: {', '.join(shown)}{more}")
+        console.print(
+            f"[bold yellow]interrupted[/bold yellow] by {escape(str(interrupt['signal']))}"
+            + (": " + escape("; ".join(parts)) if parts else "; every task had ended"),
+            soft_wrap=True,
+        )
 
+
+#: Tasks named one by one in the report's interrupt line; the rest are counted.
+_NAMED = 8
 
 _BLOCKING = frozenset({"failed", "upstream_failed", "not_started", "server_terminated"})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -17,6 +18,7 @@ import click
 from ..runner import DEFAULT_RUNS, ConfigError, ProjectConfig, runtime_argv
 from ._common import (
     EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
     ApiWatch,
     Command,
     UsageError,
@@ -48,12 +50,11 @@ from ._options import (
 
 if TYPE_CHECKING:
     import httpx
-    import trio
     from rich.console import RenderableType
 
     from ..api import StubStore, TaskInstanceRecord
-    from ..runner import AirflowBackend, RunBackend, TaskResult
-    from ..supervision import SupervisorConfig, TaskOutcome, TaskSession
+    from ..runner import AirflowBackend, DagRunner, RunBackend, TaskResult
+    from ..supervision import Session, SupervisorConfig, TaskOutcome, TaskSession
 
 __all__ = ["run_dag"]
 
@@ -113,6 +114,10 @@ def run_dag(ctx: click.Context, dag_id: str, **opts: Any) -> NoReturn:
     not start, 4 when the --api-url does not answer or a transcript could not be written in
     full (a full disk: the run goes on), 130 when interrupted (SIGINT, SIGTERM, SIGHUP).
 
+    Ctrl+C starts no new task and forwards SIGINT to the running ones (SIGTERM, then SIGKILL,
+    if they are still running after the grace); a second Ctrl+C terminates them at once, a
+    third kills them. The report then says which tasks were stopped and which never started.
+
     On a terminal a live view shows the counts by state and the running and failed tasks first,
     cut to the screen's height; at the end every task is listed once, then each failed task's
     reason and transcript. With stderr not a terminal each task's end is a line, and its logs
@@ -157,11 +162,102 @@ def run_dag(ctx: click.Context, dag_id: str, **opts: Any) -> NoReturn:
         if opts.get("api_url") and isinstance(leaf, httpx.TransportError):
             unreachable(opts["api_url"], f"{type(leaf).__name__}: {leaf}")
         raise
+    except BaseException as exc:
+        # Ctrl+C in the instant before run-dag listens for it (trio's start): nothing ran yet.
+        if not isinstance(leaf_exception(exc), KeyboardInterrupt):
+            raise
+        click.echo("interrupted (SIGINT) before the run started; no task was started", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     sys.exit(status)
 
 
+class _Interrupts:
+    """SIGINT, SIGTERM and SIGHUP during run-dag, from the parse on: each is forwarded to every
+    session (``Session.forward_signal``: a first one is passed on, a second terminates, a third
+    kills), the runner starts nothing new, and one line says what happens and what pressing
+    Ctrl+C again does. A session made after a signal (``adopt``) gets the signals too, so it
+    never starts its runtime."""
+
+    def __init__(self, config: SupervisorConfig) -> None:
+        self.config = config
+        self.signals: list[int] = []
+        self.sessions: set[Session] = set()
+        self.runner: DagRunner | None = None
+        #: Where the line goes (the live view's console, once there is one).
+        self.say: Callable[[str], None] = lambda line: click.echo(line, err=True)
+
+    async def watch(self) -> None:
+        import trio
+
+        from ..runner import FORWARDED_SIGNALS
+
+        with trio.open_signal_receiver(*FORWARDED_SIGNALS) as signals:
+            async for sig in signals:
+                self.received(sig)
+
+    def received(self, sig: int) -> None:
+        self.signals.append(sig)
+        if self.runner is not None:
+            self.runner.stop()
+        sessions = list(self.sessions)
+        alive = [s for s in sessions if s.child is None or s.child.alive]
+        running = sum(1 for s in alive if s.started)  # given the task
+        starting = len(alive) - running
+        for session in sessions:
+            session.forward_signal(sig)
+        self.say(self.hint(len(self.signals), sig, running, starting))
+
+    def hint(self, count: int, sig: int, running: int, starting: int) -> str:
+        from ..supervision import Session
+
+        name = _signal_name(sig)
+        if self.runner is None:  # still parsing the DAG
+            return Session.interrupt_hint(count, sig, self.config, "the runtime parsing the DAG")
+        also = "no new task will start" if count == 1 else ""
+        if starting:
+            also += "; " if also else ""
+            also += f"{_tasks(starting)} being started will not be given the task"
+        if not running:
+            return f"interrupt ({name}): " + "; ".join(filter(None, [also, "no task is running"]))
+        target = "the running task" if running == 1 else f"the {running} running tasks"
+        return Session.interrupt_hint(count, sig, self.config, target, also=also or None)
+
+    def adopt(self, session: Session) -> None:
+        self.sessions.add(session)
+        for sig in self.signals:
+            session.forward_signal(sig)
+
+    def summary(self, results: Mapping[str, TaskResult]) -> dict[str, Any] | None:
+        """What the interrupt did, for the report and --json (None: not interrupted)."""
+        if not self.signals:
+            return None
+        return {
+            "signal": _signal_name(self.signals[0]),
+            "signals": len(self.signals),
+            "stopped": [r.task_id for r in results.values() if r.stopped],
+            "not_run": [
+                r.task_id for r in results.values() if r.state in ("not_run", "none", "queued")
+            ],
+            "retry_not_run": [r.task_id for r in results.values() if r.state == "up_for_retry"],
+        }
+
+
+def _tasks(n: int) -> str:
+    return f"{n} task" if n == 1 else f"{n} tasks"
+
+
+def _signal_name(sig: int) -> str:
+    import signal
+
+    return signal.Signals(sig).name
+
+
 async def _parse(
-    runtime: list[str], project: ProjectConfig, config: SupervisorConfig, store: StubStore
+    runtime: list[str],
+    project: ProjectConfig,
+    config: SupervisorConfig,
+    store: StubStore,
+    interrupts: _Interrupts,
 ) -> tuple[dict[str, Any] | None, TaskOutcome]:
     """The runtime's parse of its own bundle, answered from ``store``."""
     from ..api import stub_client
@@ -176,7 +272,11 @@ async def _parse(
     journal = Journal()
     async with stub_client(store) as api:
         session = ParseSession(spec, api, config=config, journal=journal)
-        outcome = await session.run()
+        interrupts.adopt(session)
+        try:
+            outcome = await session.run()
+        finally:
+            interrupts.sessions.discard(session)
     return session.result, outcome
 
 
@@ -187,11 +287,16 @@ async def _run_dag(
     config: SupervisorConfig,
     opts: dict[str, Any],
 ) -> int:
+    import trio
+
     from ..runner import open_store
 
+    # From the start, to the end of the run (a system task: trio ends it after the report).
+    interrupts = _Interrupts(config)
+    trio.lowlevel.spawn_system_task(interrupts.watch)
     store = open_store(opts["state_path"] or project.state, opts["fixtures"] or project.fixtures)
     try:
-        return await _run_dag_with(store, dag_id, runtime, project, config, opts)
+        return await _run_dag_with(store, dag_id, runtime, project, config, opts, interrupts)
     finally:
         store.close()
 
@@ -203,6 +308,7 @@ async def _run_dag_with(
     project: ProjectConfig,
     config: SupervisorConfig,
     opts: dict[str, Any],
+    interrupts: _Interrupts,
 ) -> int:
     import subprocess
 
@@ -221,7 +327,6 @@ async def _run_dag_with(
     )
     from ..protocol import dag_structure, validate_serialized_dag
     from ..runner import (
-        FORWARDED_SIGNALS,
         QUEUE_TI_TOOL,
         AirflowBackend,
         DagRunner,
@@ -234,7 +339,23 @@ async def _run_dag_with(
     from ._progress import DagTracker, dag_view, print_report
 
     err = Console(stderr=True)
-    result, parse_outcome = await _parse(runtime, project, config, store)
+    result, parse_outcome = await _parse(runtime, project, config, store, interrupts)
+    if interrupts.signals:
+        name = _signal_name(interrupts.signals[0])
+        if opts["as_json"]:
+            click.echo(
+                json.dumps(
+                    {
+                        "dag_id": dag_id,
+                        "state": "interrupted",
+                        "interrupted": True,
+                        "interrupt": {"signal": name, "signals": len(interrupts.signals)},
+                        "tasks": {},
+                    }
+                )
+            )
+        click.echo(f"interrupted ({name}) while parsing the DAG; no task was started", err=True)
+        return EXIT_INTERRUPTED
     if result is None and not parse_outcome.started:
         not_started(parse_outcome.error)
     if result is None:
@@ -265,7 +386,6 @@ async def _run_dag_with(
     verbosity = 1 - opts["quiet"]
     fmt = opts["log_format"]
     tty = sys.stderr.isatty() and fmt == "console"
-    active: set[TaskSession] = set()
     tokens = TokenIssuer()
     real: AirflowBackend | None = None
     backend: RunBackend = StubBackend(store, dag_id, run_id)
@@ -347,7 +467,7 @@ async def _run_dag_with(
 
         def make(api: ExecutionAPIClient) -> TaskSession:
             session = TaskSession(spec, api, config=config, journal=journal)
-            active.add(session)
+            interrupts.adopt(session)  # after a Ctrl+C: it never starts its runtime
             return session
 
         tracker.try_started(record)
@@ -367,7 +487,9 @@ async def _run_dag_with(
                 on_transcript_error=transcript_errors.append,
             )
         finally:
-            active.difference_update({s for s in active if s.spec is spec})
+            interrupts.sessions.difference_update(
+                {s for s in interrupts.sessions if isinstance(s, TaskSession) and s.spec is spec}
+            )
             tracker.try_ended(
                 record, outcome, str(transcript) if transcript else None, sink.diagnosis
             )
@@ -401,32 +523,21 @@ async def _run_dag_with(
         retry_delay=opts["retry_delay"],
         on_change=on_change,
     )
-    interrupted = False
-
-    async def watch_signals(cancel: trio.CancelScope) -> None:
-        nonlocal interrupted
-        with trio.open_signal_receiver(*FORWARDED_SIGNALS) as signals:
-            async for sig in signals:
-                interrupted = True
-                runner.stop()
-                for session in list(active):
-                    session.forward_signal(sig)
-
+    interrupts.runner = runner
     if tty and not opts["as_json"]:
         # Transient: the view goes when the run ends, and the report is printed once instead.
         live = Live(LiveView(), console=err, refresh_per_second=4, transient=True)
         live.start()
         # Task lines go through the live display's stderr, above the view.
         configure_logging("console", sys.stderr)
+        interrupts.say = lambda line: err.print(line, markup=False, highlight=False)
     try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(watch_signals, nursery.cancel_scope)
-            await runner.run()
-            nursery.cancel_scope.cancel()
+        await runner.run()
     finally:
         if live is not None:
             live.stop()
             configure_logging("console", sys.stderr)
+            interrupts.say = lambda line: click.echo(line, err=True)
         if real is not None:
             with trio.CancelScope(shield=True):
                 assert real.proc.stdin is not None
@@ -438,11 +549,14 @@ async def _run_dag_with(
                     await real.proc.wait()
     results = runner.results
     ok = all(r.state in ("success", "skipped") for r in results.values())
+    interrupt = interrupts.summary(results)
+    interrupted = interrupt is not None
     summary = {
         "dag_id": dag_id,
         "run_id": run_id,
-        "state": "success" if ok and not interrupted else "failed",
+        "state": "interrupted" if interrupted else "success" if ok else "failed",
         "interrupted": interrupted,
+        "interrupt": interrupt,
         "parallelism": opts["parallelism"],
         "peak_running": runner.peak_running,
         "wall_s": runner.wall_s,
@@ -458,6 +572,7 @@ async def _run_dag_with(
                 "violations": r.violations,
                 "error": r.error,
                 "transcripts": r.transcripts,
+                "stopped": r.stopped,
             }
             for r in results.values()
         },
@@ -467,14 +582,15 @@ async def _run_dag_with(
     elif verbosity >= 0:
         print_report(
             err,
-            f"{dag_id} run {run_id}: {summary['state']} in "
+            f"{dag_id} run {run_id}: {summary['state']} {'after' if interrupted else 'in'} "
             f"{runner.wall_s:.2f}s (parallelism {opts['parallelism']})",
             results,
             tracker,
             {tid: node.upstream for tid, node in structure.tasks.items()},
+            interrupt,
         )
     if interrupted:
-        return 130
+        return EXIT_INTERRUPTED
     if transcript_errors:
         # Every task's state is reported, but not every record is whole: not a success.
         more = f" (and {len(transcript_errors) - 1} more)" if len(transcript_errors) > 1 else ""

@@ -391,6 +391,7 @@ async def _run_task(
     launch: Launch,
 ) -> tuple[TaskOutcome, str, Path | None, Diagnosis]:
     from ..api import (
+        ExecutionAPIClient,
         RetryPolicy,
         StubTransport,
         TaskInstanceRecord,
@@ -400,7 +401,7 @@ async def _run_task(
         ti_wire,
     )
     from ..runner import default_transcript, open_store, supervise
-    from ..supervision import Journal, TaskSpec
+    from ..supervision import Journal, TaskSession, TaskSpec
     from ._console import ConsoleSink, configure_logging, use_color
 
     journal = Journal()
@@ -497,6 +498,12 @@ async def _run_task(
         import trio
 
         trio.lowlevel.spawn_system_task(status.run)
+
+    def session(api: ExecutionAPIClient) -> TaskSession:
+        made = TaskSession(spec, api, config=config, journal=journal, launch=launch)
+        made.explain_interrupts = True  # Ctrl+C: one line says what happens, and on a second
+        return made
+
     try:
         outcome = await supervise(
             spec,
@@ -510,6 +517,7 @@ async def _run_task(
             retry=retry,
             api_version=opts["api_version"],
             launch=launch,
+            session_factory=session,
             on_transcript_error=opts["transcript_errors"].append,
         )
     finally:

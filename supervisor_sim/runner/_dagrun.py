@@ -52,6 +52,8 @@ class TaskResult:
     started: float | None = None
     ended: float | None = None
     error: str | None = None
+    #: A try of it was running when run-dag was interrupted (its runtime got the signal).
+    stopped: bool = False
 
     @property
     def duration_s(self) -> float | None:
@@ -225,12 +227,16 @@ class DagRunner:
         self.results = {tid: TaskResult(tid) for tid in structure.order()}
         self.stopping = False
         self._changed = trio.Event()
+        self._stopped = trio.Event()
         self.peak_running = 0
         self._running = 0
 
     def stop(self) -> None:
-        """Start no new task instances (Ctrl+C); running ones finish or are interrupted."""
+        """Start no new task instances (Ctrl+C); running ones finish or are interrupted (the
+        caller signals them), and a retry waiting out its delay is not run. A task that never
+        ran ends ``not_run``."""
         self.stopping = True
+        self._stopped.set()
         self._wake()
 
     def _wake(self) -> None:
@@ -307,6 +313,14 @@ class DagRunner:
                 nursery.start_soon(self._run_instance, tid, index, states)
         if self.stopping and not states:
             self._set(result, "not_run")
+        elif self.stopping and "up_for_retry" in states and len(states) == 1:
+            self._set(result, "up_for_retry")  # its next try was not run
+        elif (
+            self.stopping
+            and len(states) < len(indexes)
+            and all(s in ("success", "skipped") for s in states)
+        ):
+            self._set(result, "not_run")  # some map indexes never ran
         elif all(s == "success" for s in states):
             self._set(result, "success")
         elif all(s in ("skipped", "success") for s in states) and "skipped" in states:
@@ -332,6 +346,8 @@ class DagRunner:
                     result.error = f"could not queue {tid}: {exc}"
                     states.append("failed")
                     return
+                if self.stopping:  # interrupted while the backend queued it
+                    return
                 self._running += 1
                 self.peak_running = max(self.peak_running, self._running)
                 if result.started is None:
@@ -341,17 +357,23 @@ class DagRunner:
                     outcome, transcript = await self.run_one(record)
                 finally:
                     self._running -= 1
+            if transcript:
+                result.transcripts.append(transcript)
+            if outcome.interrupted and not outcome.started:
+                return  # interrupted before its runtime was given the task: not a try, not run
             result.tries += 1
             result.exit_codes.append(outcome.exit_code)
             result.violations += outcome.violation_count
-            if transcript:
-                result.transcripts.append(transcript)
+            if outcome.interrupted:
+                result.stopped = True
             state = outcome.final_state or "not_started"
             if outcome.error and not result.error:
                 result.error = outcome.error
             if state == "up_for_retry" and not self.stopping:
                 self._set(result, "up_for_retry")
-                await trio.sleep(delay if math.isfinite(delay) else 0)
-                continue
-            states.append(state if state != "up_for_retry" else "failed")
+                with trio.move_on_after(delay if math.isfinite(delay) else 0):
+                    await self._stopped.wait()  # Ctrl+C: the retry is not run
+                if not self.stopping:
+                    continue
+            states.append(state)
             return

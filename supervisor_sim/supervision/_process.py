@@ -421,20 +421,30 @@ _LAUNCHER = _Launcher()
 
 
 async def start_runtime_in_launcher(
-    runtime: Sequence[str], env: Mapping[str, str], cwd: str | None, config: SupervisorConfig
-) -> Launch:
+    runtime: Sequence[str],
+    env: Mapping[str, str],
+    cwd: str | None,
+    config: SupervisorConfig,
+    *,
+    cancelled: Callable[[], bool] | None = None,
+) -> Launch | None:
     """``start_runtime`` in the launcher thread, awaited from trio. Not cancellable (as
     ``trio.to_thread.run_sync``): the launch is always returned, for the caller to adopt or
-    close."""
+    close. ``cancelled`` is asked (in the launcher thread) when the launcher comes to this
+    launch, after those queued before it: true, and nothing is started (None; a Ctrl+C while
+    many sessions wait for the launcher starts none of them)."""
     import trio
 
     token = trio.lowlevel.current_trio_token()
     done = trio.Event()
-    result: list[Launch | BaseException] = []
+    result: list[Launch | BaseException | None] = []
 
     def job() -> None:
         try:
-            result.append(start_runtime(runtime, env, cwd, config))
+            if cancelled is not None and cancelled():
+                result.append(None)
+            else:
+                result.append(start_runtime(runtime, env, cwd, config))
         except BaseException as exc:  # handed to the caller
             result.append(exc)
         token.run_sync_soon(done.set)

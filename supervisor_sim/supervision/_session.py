@@ -97,6 +97,10 @@ class Session:
     called. ``hooks``: where the session departs from Airflow on purpose (``SessionHooks``).
     """
 
+    #: Whether ``forward_signal`` also notes ``interrupt_hint`` in the journal (run-task, where
+    #: a person pressed Ctrl+C and sees this one session; run-dag says it once for all).
+    explain_interrupts = False
+
     #: Comm readers running in this process. Only a lone one spins (``comm_spin``): with several
     #: sessions another one usually has work, and a spin would keep the loop from seeing it.
     _comm_readers = 0
@@ -131,6 +135,11 @@ class Session:
         self._channels_closed = trio.Event()
         self._signals_received = 0
         self._interrupted = False
+        #: The first signal received (``forward_signal``), and whether a launch is in flight.
+        self._first_signal: int | None = None
+        self._launching = False
+        #: The runtime was given its work (the workload's first frame was sent).
+        self.started = False
         self._killing = False
         self._accepted_types = workload.accepted_types
         workload.bind(self)
@@ -157,8 +166,17 @@ class Session:
             self._downstream_exchange(exchange)
 
     def forward_signal(self, sig: int) -> None:
-        """Airflow forwards SIGINT/SIGTERM to the child and keeps supervising; a second signal
-        here starts the kill escalation, so an unresponsive child cannot hold the terminal.
+        """Airflow forwards SIGINT/SIGTERM to the child and keeps supervising. Here each further
+        signal goes one step up the kill ladder, so an unresponsive child cannot hold the
+        terminal: the second starts the kill escalation at once (SIGTERM to the group, SIGKILL
+        ``kill_escalation_delay`` later, or SIGKILL now if that escalation already began), a
+        third and any later one SIGKILL the group now. ``interrupt_hint`` says the same in
+        words.
+
+        A signal that comes before the runtime runs is kept: a session not launched yet never
+        launches it, and one whose launch is in flight either never starts it (the launcher had
+        not come to it) or, the process being created, delivers it on adoption as it would to
+        a running runtime (``_stop_unstarted``) and never gives it its task.
 
         SIGHUP (the terminal closed; Airflow does not handle it and dies, leaving the runtime
         running) is handled as SIGTERM, and forwarded as SIGTERM: the runtime never had the
@@ -166,12 +184,74 @@ class Session:
         gracefully on."""
         self._interrupted = True
         self._signals_received += 1
+        if self._first_signal is None:
+            self._first_signal = sig
         child = self.child
         name = signal.Signals(sig).name
-        if child is None or not child.alive:
-            self.journal.emit("note", message=f"received {name}; no child to forward it to")
+        # Debug notes: the outcome says what became of the session, and the command what it
+        # does for all of them (one line, not one per session of a run-dag).
+        if child is None:
+            if self._launching:
+                message = (
+                    f"received {name} while the runtime was being started; it will not be "
+                    f"given the task: not started, or sent {name} as soon as it exists"
+                )
+            else:
+                message = f"received {name} before the runtime was started; it will not start"
+            self.journal.emit("note", level="debug", message=message)
             return
-        if self._signals_received == 1:
+        if not child.alive:
+            message = f"received {name}; the runtime has already exited"
+            self.journal.emit("note", level="debug", message=message)
+            return
+        self._deliver_signal(self._signals_received, sig)
+
+    @staticmethod
+    def interrupt_hint(
+        count: int,
+        sig: int,
+        config: SupervisorConfig,
+        target: str = "the runtime",
+        *,
+        killing: bool = False,
+        also: str | None = None,
+    ) -> str:
+        """One line for the user: what the ``count``-th signal ``sig`` does to ``target`` (a
+        runtime, or "the 3 running tasks") under ``config``, and what pressing Ctrl+C again does
+        (``forward_signal``'s ladder; ``killing``: the kill escalation already began). ``also``:
+        what else it does, said first."""
+        name = signal.Signals(sig).name
+        delay = f"{config.kill_escalation_delay:g}s"
+        if count == 2 and killing:
+            count = 3
+        if count == 1:
+            sent = "SIGTERM" if sig == signal.SIGHUP else name
+            label = f"interrupt ({name})"
+            what = (
+                f"{sent} forwarded to {target}; if still running after "
+                f"{config.signal_grace:g}s: SIGTERM, then SIGKILL {delay} later; press Ctrl+C "
+                "again to terminate now"
+            )
+        elif count == 2:
+            label = f"second interrupt ({name})"
+            what = (
+                f"terminating {target} now (SIGTERM, then SIGKILL {delay} later); press Ctrl+C "
+                "again to kill at once"
+            )
+        else:
+            label = f"interrupt {count} ({name})"
+            what = f"killing {target} now (SIGKILL)"
+        return f"{label}: {also}; {what}" if also else f"{label}: {what}"
+
+    def _deliver_signal(self, count: int, sig: int) -> None:
+        """Step ``count`` of ``forward_signal``'s ladder, for the live child."""
+        child = self.child
+        assert child is not None
+        name = signal.Signals(sig).name
+        if self.explain_interrupts:
+            hint = self.interrupt_hint(count, sig, self.config, killing=self._killing)
+            self.journal.emit("note", level="warning", message=hint)
+        if count == 1:
             sent = signal.SIGTERM if sig == signal.SIGHUP else sig
             child.send(sent, group=False)
             if self._nursery is not None:
@@ -185,8 +265,17 @@ class Session:
                 if sent == sig
                 else f"{name} received by supervisor-sim, forwarded as SIGTERM",
             )
-        elif self._nursery is not None:
-            self._nursery.start_soon(self.kill, f"second {name}: escalating")
+        elif count == 2 and not self._killing:
+            if self._nursery is not None:
+                self._nursery.start_soon(self.kill, f"second {name}: escalating")
+        elif child.send(signal.SIGKILL):
+            self.journal.emit(
+                "process",
+                event="signal",
+                signal="SIGKILL",
+                target="group",
+                reason=f"{name} number {count}: killing at once",
+            )
 
     def abort(self, reason: str) -> None:
         """Stop the run from outside: kill the child's group (SIGTERM, then SIGKILL)."""
@@ -275,12 +364,25 @@ class Session:
     async def _run(self, nursery: trio.Nursery, outcome: TaskOutcome) -> None:
         cfg = self.config
         if self._launch is None:
+            if self._interrupted:  # a signal came before the session ran: nothing is started
+                outcome.error = self._not_started_note()
+                return
             # The launch run-task makes before loading trio, here in the launcher thread (off
             # the trio thread, so that a slow fork never stalls the other sessions of this
             # process; always the same long-lived thread, for PR_SET_PDEATHSIG: _process.py).
-            # Kept in self._launch until adopted: run() closes it otherwise.
+            # Kept in self._launch until adopted: run() closes it otherwise. A signal that
+            # comes while the launch waits for the launcher calls it off (None: not started).
             spec = self.workload.spec
-            self._launch = await start_runtime_in_launcher(spec.runtime, spec.env, spec.cwd, cfg)
+            self._launching = True
+            try:
+                self._launch = await start_runtime_in_launcher(
+                    spec.runtime, spec.env, spec.cwd, cfg, cancelled=lambda: self._interrupted
+                )
+            finally:
+                self._launching = False
+            if self._launch is None:
+                outcome.error = self._not_started_note()
+                return
         launch = self._launch
         argv = launch.argv
         if launch.error is not None:
@@ -310,6 +412,11 @@ class Session:
         nursery.start_soon(self._pump_stream, child.stdout, "stdout")
         self._channel_opened()
         nursery.start_soon(self._pump_stream, child.stderr, "stderr")
+        if self._interrupted:
+            # Signalled while it was being started (or before run-task's early start was
+            # adopted): it never gets its task, and the signals received so far, now.
+            await self._stop_unstarted(child, [comm_listener, logs_listener], outcome, True)
+            return
         # The startup and task timeouts count from here, when this session starts watching
         # the child, also for a child started earlier (run-task starts it before loading
         # trio): our own start-up never counts against the runtime, which in Airflow meets a
@@ -320,6 +427,9 @@ class Session:
         try:
             comm, logs = await self._accept(comm_listener, logs_listener, child)
         except StartupError as exc:
+            if self._interrupted:  # it exited of the signal, most likely: that is the news
+                await self._stop_unstarted(child, [], outcome, False)
+                return
             outcome.error = str(exc)
             self.journal.emit("note", level="error", message=str(exc))
             # Airflow: SIGTERM, then SIGKILL after task_startup_timeout more seconds.
@@ -338,6 +448,9 @@ class Session:
                 await comm_listener.aclose()
                 await logs_listener.aclose()
 
+        if self._interrupted:  # signalled while it connected: it does not get the task now
+            await self._stop_unstarted(child, [comm, logs], outcome, False)
+            return
         async with comm, logs:
             self.comm = comm
             try:
@@ -360,7 +473,7 @@ class Session:
             if self.hooks is not None:
                 first = self.hooks.first_frame(first)
             await self._send(comm, 0, first, None)
-            outcome.started = True
+            outcome.started = self.started = True
 
             async with trio.open_nursery() as io:
                 self._channel_opened()
@@ -383,6 +496,41 @@ class Session:
 
         outcome.exit_code = child.returncode
         outcome.final_state = await self.workload.finish(child.returncode)
+
+    def _not_started_note(self) -> str:
+        assert self._first_signal is not None
+        name = signal.Signals(self._first_signal).name
+        message = f"interrupted ({name}) before the runtime was started; it was not started"
+        self.journal.emit("note", level="debug", message=message)
+        return message
+
+    async def _stop_unstarted(
+        self,
+        child: ChildProcess,
+        sockets: list[trio.SocketListener] | list[trio.SocketStream],
+        outcome: TaskOutcome,
+        deliver: bool,
+    ) -> None:
+        """A runtime that exists but was interrupted before it was given its task: ``sockets``
+        (its listeners, or its connections) are closed, so it is never served; ``deliver``: it
+        did not exist when the signals came, and gets them now as a running runtime would
+        (``forward_signal``'s ladder, grace and escalation included). Then it is waited for
+        (the reaper records its exit)."""
+        assert self._first_signal is not None
+        name = signal.Signals(self._first_signal).name
+        with trio.CancelScope(shield=True):
+            for sock in sockets:
+                await sock.aclose()
+        if deliver:
+            for count in range(1, self._signals_received + 1):
+                self._deliver_signal(count, self._first_signal)
+        await child.exited.wait()
+        outcome.exit_code = child.returncode
+        outcome.error = (
+            f"interrupted ({name}) while the runtime was being started; it was stopped before "
+            "it was given the task"
+        )
+        self.journal.emit("note", level="debug", message=outcome.error)
 
     async def _accept(
         self,
