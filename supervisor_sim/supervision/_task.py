@@ -94,8 +94,6 @@ class TaskState:
     terminal_state: str | None = None
     #: A terminal message whose state call failed; replayed once at exit.
     pending: tuple[str, dict[str, Any]] | None = None
-    #: A terminal state call is on its way: Airflow's one loop sends no heartbeat meanwhile.
-    in_flight: bool = False
     task_end_time: float | None = None
     rendered_map_index: str | None = None
 
@@ -141,6 +139,13 @@ class TaskWorkload(Workload):
         self.spec = spec
         self.ti_id = str(spec.ti["id"])
         self.state = TaskState(ti_id=self.ti_id)
+        # Airflow's supervisor is one loop: a heartbeat, with all its retries and back-off, is
+        # over before the next message is read, and no heartbeat goes out while a terminal
+        # message is being reported. Here heartbeats run in their own task, so the two take
+        # turns on this lock (first come, first served: neither can starve the other). Without
+        # it a heartbeat retried during a SucceedTask's state call reached the API after it, got
+        # 409 (the TI was no longer running) and killed a task that had succeeded.
+        self._api_turn = trio.Lock()
 
     def bind(self, session: Session) -> None:
         super().bind(session)
@@ -232,11 +237,13 @@ class TaskWorkload(Workload):
         return await self.dispatcher.dispatch(body, cause=cause)
 
     async def _task_state(self, body: dict[str, Any], cause: Any) -> Reply:
-        # Reported with PATCH .../state only after the process exits (docs/requests.md).
-        state = self.state
-        state.terminal_state = body["state"]
-        state.task_end_time = self.journal.now()
-        state.rendered_map_index = body.get("rendered_map_index")
+        # Reported with PATCH .../state only after the process exits (docs/requests.md). Taken
+        # after a heartbeat in progress is over, as in Airflow's loop (see ``_api_turn``).
+        async with self._api_turn:
+            state = self.state
+            state.terminal_state = body["state"]
+            state.task_end_time = self.journal.now()
+            state.rendered_map_index = body.get("rendered_map_index")
         self._start_overtime()
         return None, None
 
@@ -253,14 +260,11 @@ class TaskWorkload(Workload):
         # taken once the server accepted it. A refused call (409: the TI was marked failed
         # meanwhile) leaves the try running: heartbeats go on, get 409, and the task is killed.
         state.pending = (name, payload)
-        state.in_flight = True
-        try:
+        async with self._api_turn:  # after a heartbeat in progress, retries and all
             await self.api.request(
                 "PATCH", f"task-instances/{self.ti_id}/state", json_body=payload, cause=cause
             )
-        finally:
-            state.in_flight = False
-        state.terminal_state = payload["state"]
+            state.terminal_state = payload["state"]
         state.pending = None
         if name in _OVERTIME_AFTER:
             self._start_overtime()
@@ -278,47 +282,59 @@ class TaskWorkload(Workload):
         failed = 0
         path = f"task-instances/{self.ti_id}/heartbeat"
         while child.alive and self.state.terminal_state is None:
-            if self.state.in_flight:
-                with trio.move_on_after(min(cfg.heartbeat_interval, 0.05)):
-                    await child.exited.wait()
-                continue
-            # As Airflow: the next attempt is due min_heartbeat_interval after this one
-            # *started* (not after its answer), so a slow answer or a busy loop does not push
-            # every later heartbeat back.
-            attempt = trio.current_time()
-            try:
-                await self.api.request(
-                    "PUT",
-                    path,
-                    json_body={"hostname": self.spec.hostname, "pid": child.pid},
-                    cause="heartbeat",
-                )
-                failed = 0
-            except ServerResponseError as exc:
-                if exc.status_code in (404, 409, 410) and child.alive:
+            kill: str | None = None
+            async with self._api_turn:
+                # A terminal message may have been reported while this waited its turn.
+                if not child.alive or self.state.terminal_state is not None:
+                    return
+                # As Airflow: the next attempt is due min_heartbeat_interval after this one
+                # *started* (not after its answer), so a slow answer or a busy loop does not
+                # push every later heartbeat back.
+                attempt = trio.current_time()
+                try:
+                    await self.api.request(
+                        "PUT",
+                        path,
+                        json_body={"hostname": self.spec.hostname, "pid": child.pid},
+                        cause="heartbeat",
+                    )
+                    failed = 0
+                except ServerResponseError as exc:
+                    if exc.status_code in (404, 409, 410) and child.alive:
+                        self.journal.emit(
+                            "note",
+                            level="error",
+                            message="Server indicated the task shouldn't be running "
+                            f"anymore ({exc.status_code}: {exc.reason})",
+                        )
+                        self.state.terminal_state = SERVER_TERMINATED
+                        kill = "server terminated the task"
+                    else:
+                        failed += 1
+                except (APIStatusError, httpx.HTTPError) as exc:
+                    failed += 1
+                    self.journal.emit(
+                        "note",
+                        level="warning",
+                        message=(
+                            f"heartbeat failed ({failed}/{cfg.max_failed_heartbeats}): {_why(exc)}"
+                        ),
+                    )
+                if kill is None and failed >= cfg.max_failed_heartbeats and child.alive:
                     self.journal.emit(
                         "note",
                         level="error",
-                        message="Server indicated the task shouldn't be running "
-                        f"anymore ({exc.status_code}: {exc.reason})",
+                        message="Too many failed heartbeats; terminating process",
                     )
+                    kill = "too many failed heartbeats"
+            if kill is not None:
+                # Outside the turn: as Airflow's kill(), which goes on serving the runtime's
+                # messages (a terminal one included) during the escalation.
+                server_terminated = self.state.terminal_state == SERVER_TERMINATED
+                await self.session.kill(kill)
+                if server_terminated:  # whatever was reported meanwhile, as Airflow's
                     self.state.terminal_state = SERVER_TERMINATED
-                    await self.session.kill("server terminated the task")
                     self.journal.emit("note", level="error", message="Task killed!")
-                    return
-                failed += 1
-            except (APIStatusError, httpx.HTTPError) as exc:
-                failed += 1
-                self.journal.emit(
-                    "note",
-                    level="warning",
-                    message=f"heartbeat failed ({failed}/{cfg.max_failed_heartbeats}): {_why(exc)}",
-                )
-            if failed >= cfg.max_failed_heartbeats and child.alive:
-                self.journal.emit(
-                    "note", level="error", message="Too many failed heartbeats; terminating process"
-                )
-                await self.session.kill("too many failed heartbeats")
                 return
             with trio.move_on_at(attempt + cfg.heartbeat_interval):
                 await child.exited.wait()

@@ -43,6 +43,16 @@ def http(events: list[Event], part: str) -> list[dict[str, Any]]:
 
 
 def faults(events: list[Event]) -> list[dict[str, Any]]:
+    """The faults applied (not the outcome records that follow a retried call)."""
+    return [f for f in _plan_records(events) if f["what"] != "outcome"]
+
+
+def outcomes(events: list[Event]) -> list[dict[str, Any]]:
+    """What came of each call a retryable fault hit, once the client's retries were over."""
+    return [f for f in _plan_records(events) if f["what"] == "outcome"]
+
+
+def _plan_records(events: list[Event]) -> list[dict[str, Any]]:
     return [e.data["fault"] for e in events if e.kind == "note" and "fault" in e.data]
 
 
@@ -59,6 +69,7 @@ async def test_api_500s_are_retried_until_the_call_succeeds(store):
     calls = http(events, "/variables/peer_var")
     assert [(c["status"], c["attempt"]) for c in calls] == [(500, 1), (500, 2), (200, 3)]
     assert [f["what"] for f in faults(events)] == ["status 500", "status 500"]
+    assert [(o["outcome"], o["when"]) for o in outcomes(events)] == [("answered", "attempt 3 of 5")]
 
 
 async def test_connection_resets_use_all_five_attempts(store):
@@ -68,6 +79,7 @@ async def test_connection_resets_use_all_five_attempts(store):
     assert [c["attempt"] for c in calls] == [1, 2, 3, 4, 5]
     assert all(c["status"] is None and "Connection reset" in c["error"] for c in calls)
     assert len(faults(events)) == 5
+    assert [(o["outcome"], o["when"]) for o in outcomes(events)] == [("failed", "attempt 5 of 5")]
 
 
 async def test_a_slow_api_delays_but_changes_nothing(store):
