@@ -4,7 +4,8 @@ One command (docs/performance.md)::
 
     .venv/bin/python bench/run.py [--quick] [--all] [--runs 3] [--out FILE]
                                   [--only roundtrip,transcript,scale,logs,xcom,startup,
-                                          many,stubapi,replay,masking,heartbeat,html,proxy,spawn]
+                                          many,stubapi,replay,masking,heartbeat,html,proxy,spawn,
+                                          transcript_memory]
                                   [--scale 1,10,100,500,1000]
                                   [--airflow-python PATH | --no-airflow]
 
@@ -360,6 +361,12 @@ def bench_spawn(smoke: bool) -> dict[str, Any]:
     return run_json(cmd, timeout=600)
 
 
+def bench_transcript_memory(smoke: bool, tmp: Path) -> dict[str, Any]:
+    """bench/transcript_memory.py: peak RSS of show, diff and replay against the file's size."""
+    cmd = [PY, str(HERE / "transcript_memory.py"), "--n", "300" if smoke else "100000"]
+    return run_json([*cmd, "--tmp", str(tmp)], timeout=300 if smoke else 3000)
+
+
 def bench_heartbeat(smoke: bool, tmp: Path) -> dict[str, Any]:
     """bench/heartbeat_under_load.py: heartbeat lateness while MaskSecret requests arrive."""
     cmd = [PY, str(HERE / "heartbeat_under_load.py"), "--json", "--tmp", str(tmp)]
@@ -386,7 +393,7 @@ def bench_stubapi(n: int) -> dict[str, Any]:
     return run_json([PY, str(HERE / "sim_bench.py"), "stubapi", "--n", str(n)], timeout=600)
 
 
-EXTRA = "many,stubapi,replay,masking,heartbeat,html,proxy,spawn"
+EXTRA = "many,stubapi,replay,masking,heartbeat,html,proxy,spawn,transcript_memory"
 
 
 def bench_scale(counts: list[int], smoke: bool, args: argparse.Namespace) -> dict[str, Any]:
@@ -639,6 +646,10 @@ def main() -> int:
             result = attempt("spawn", bench_spawn, smoke)
             if result:
                 summary["spawn"] = {k: result[k] for k in ("launches", "ballast_mb", "ways")}
+        if "transcript_memory" in selected:
+            result = attempt("transcript_memory", bench_transcript_memory, smoke, tmp)
+            if result:
+                summary["transcript_memory"] = result
         if "heartbeat" in selected:
             result = attempt("heartbeat", bench_heartbeat, smoke, tmp)
             if result:
@@ -1024,6 +1035,19 @@ def render(report: dict[str, Any]) -> str:
             lines.append(
                 f"{way:>10}{fmt(r['cpu_ms_per_launch'], '.2f'):>9}"
                 f"{fmt(r['wall_ms_per_launch'], '.1f'):>10}"
+            )
+    memory = s.get("transcript_memory")
+    if memory:
+        lines += [
+            "",
+            f"Reading a transcript (bench/transcript_memory.py; {memory['requests']:,} requests,"
+            f" {fmt(memory['transcript_mb'], '.1f')} MB)",
+            f"{'command':>10}{'peak MB':>9}{'x file':>8}{'wall s':>8}{'CPU s':>7}",
+        ]
+        for name, r in memory["commands"].items():
+            lines.append(
+                f"{name:>10}{fmt(r['peak_rss_mb'], '.0f'):>9}{fmt(r['x_file'], '.1f'):>8}"
+                f"{fmt(r['wall_s'], '.2f'):>8}{fmt(r['cpu_s'], '.2f'):>7}"
             )
     heartbeat = s.get("heartbeat")
     if heartbeat:

@@ -194,6 +194,17 @@ def test_spawn_cost_benchmark_measures(smoke: dict[str, Any]) -> None:
         assert _positive(figures["cpu_ms_per_launch"]) and _positive(figures["wall_ms_per_launch"])
 
 
+def test_transcript_memory_benchmark_measures(smoke: dict[str, Any]) -> None:
+    """bench/transcript_memory.py takes the peak RSS, wall and CPU time of show, diff and replay
+    of a recorded transcript, and each peak against the size of what it read."""
+    figures = smoke["summary"]["transcript_memory"]
+    assert _positive(figures["transcript_mb"]), figures
+    assert set(figures["commands"]) == {"show", "diff", "replay"}
+    for name, command in figures["commands"].items():
+        for key in ("peak_rss_mb", "wall_s", "cpu_s", "x_file"):
+            assert _positive(command[key]), (name, key, command)
+
+
 def test_every_target_gets_a_verdict(smoke: dict[str, Any]) -> None:
     verdicts = {t["target"]: t["verdict"] for t in smoke["targets"]}
     assert set(verdicts) == {
