@@ -370,7 +370,9 @@ async def _replay(
             http,
             in_process=transport,
             token="",
-            retry=RetryPolicy(attempts=1),
+            # As many attempts as the recorded client made (its retries answered from the
+            # recording in order), with no back-off: a 500 that a retry cured replays the same.
+            retry=RetryPolicy(attempts=_recorded_attempts(t), wait_min=0.0, wait_max=0.0),
             on_exchange=journal_exchanges(journal),
         )
         # A proxy recording holds Airflow's frames, not its HTTP calls: they are replayed.
@@ -424,6 +426,11 @@ async def _replay(
         started=outcome.started,
     )
     return _ReplayRun(outcome, matcher.divergences, spawn_failed=not_run, stopped=stopped)
+
+
+def _recorded_attempts(t: Any) -> int:
+    """The most attempts the recorded client made at any one call (1 when it never retried)."""
+    return max((rec.get("attempt") or 1 for rec in t.http()), default=1)
 
 
 def _base_path(t: Any) -> str:
