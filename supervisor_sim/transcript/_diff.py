@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from difflib import SequenceMatcher
 from typing import Any
@@ -72,21 +73,59 @@ def _js(value: Any) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-@dataclass
 class _Frame:
-    record: dict[str, Any]
-    index: int  # among the frames of its direction
+    """A frame of a transcript: the fields that align it, and its record, which is fetched from
+    the transcript when it is compared (not kept: a transcript's records decoded take ~7x the
+    bytes of the file)."""
+
+    __slots__ = ("_at", "_frames", "dir", "id", "index", "recorded_type")
+
+    def __init__(
+        self, frames: Sequence[dict[str, Any]], at: int, record: dict[str, Any], index: int
+    ) -> None:
+        self._frames = frames
+        self._at = at  # among all the frames
+        self.index = index  # among the frames of its direction
+        self.dir: str = record["dir"]
+        self.recorded_type: str | None = record.get("type")
+        self.id: Any = record.get("id")
+
+    @property
+    def record(self) -> dict[str, Any]:
+        return self._frames[self._at]
 
     @property
     def type(self) -> str:
         """The message type, as a sentence names it."""
-        t = self.record.get("type")
+        t = self.recorded_type
         if t is None:
-            return "ack" if self.record["dir"] == "out" else "undecodable"
+            return "ack" if self.dir == "out" else "undecodable"
         return str(t)
 
 
-@dataclass
+def _sorted_json(value: Any) -> str:
+    """``json.dumps(value, sort_keys=True)`` for a value decoded from JSON (and normalised), by
+    the C encoder built once rather than on each call."""
+    if _ENCODE_SORTED is not None:
+        try:
+            return "".join(_ENCODE_SORTED(value, 0))
+        except (TypeError, ValueError, RecursionError):
+            pass
+    return json.dumps(value, sort_keys=True)
+
+
+def _no_default(value: Any) -> Any:
+    raise TypeError(type(value).__name__)
+
+
+_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+#: (markers, default, string encoder, indent, key and item separators, sort_keys, skipkeys,
+#: allow_nan) as ``json.dumps(value, sort_keys=True)`` has them, without the circular check.
+_SORTED_ARGS = (None, _no_default, json.encoder.encode_basestring_ascii, None, ": ", ", ")
+_ENCODE_SORTED = None if _make_encoder is None else _make_encoder(*_SORTED_ARGS, True, False, True)
+
+
+@dataclass(slots=True)
 class _Exchange:
     """A frame and the replies to it (or a frame the supervisor sent unasked, alone)."""
 
@@ -100,7 +139,7 @@ class _Exchange:
 
     @property
     def key(self) -> tuple[str, str]:
-        return (self.first.record["dir"], self.first.type)
+        return (self.first.dir, self.first.type)
 
 
 def _exchanges(t: Transcript) -> tuple[list[_Exchange], list[str]]:
@@ -111,13 +150,16 @@ def _exchanges(t: Transcript) -> tuple[list[_Exchange], list[str]]:
     by_seq: dict[int, _Exchange] = {}
     counts = {"in": 0, "out": 0}
     subs = run_substitutions(t.header)
-    for r in t.frames():
+    texts: dict[str, str] = {}
+    frames = t.frames()
+    for at, r in enumerate(frames):
         direction = r["dir"]
-        frame = _Frame(r, counts[direction])
+        frame = _Frame(frames, at, r, counts[direction])
         counts[direction] += 1
         if direction == "in":
             # The tagged body: JSON whatever the message held (bytes keys, datetimes).
-            content = json.dumps(normalise(r.get("body"), subs=subs), sort_keys=True)
+            content = _sorted_json(normalise(r.get("body"), subs=subs))
+            content = texts.setdefault(content, content)  # one string for many equal requests
             exchange = _Exchange(frame, content=content)
             waiting[r.get("id")] = exchange
             by_seq[r["seq"]] = exchange
@@ -127,14 +169,26 @@ def _exchanges(t: Transcript) -> tuple[list[_Exchange], list[str]]:
         else:
             out.append(_Exchange(frame))
     unasked: list[str] = []
+    paths: dict[str, str] = {}  # recorded -> normalised (most calls repeat a few paths)
+    statuses: dict[Any, str] = {}
     for r in t.http():
-        if r["path"].endswith("/heartbeat"):
+        recorded = r["path"]
+        if recorded.endswith("/heartbeat"):
             continue
-        path = "/".join(
-            "<uuid>" if len(p) == 36 and p.count("-") == 4 else p
-            for p in normalise(r["path"], subs=subs).split("/")
-        )
-        call = f"{r['method']} {path} -> {_js(r.get('status'))}"
+        path = paths.get(recorded)
+        if path is None:
+            path = paths[recorded] = "/".join(
+                "<uuid>" if len(p) == 36 and p.count("-") == 4 else p
+                for p in normalise(recorded, subs=subs).split("/")
+            )
+        status = r.get("status")
+        shown = statuses.get(status) if type(status) is int else None
+        if shown is None:
+            shown = _js(status)
+            if type(status) is int:
+                statuses[status] = shown
+        call = f"{r['method']} {path} -> {shown}"
+        call = texts.setdefault(call, call)
         cause = r.get("cause")
         caused_by = by_seq.get(cause) if type(cause) is int else None
         (caused_by.http if caused_by is not None else unasked).append(call)
@@ -146,10 +200,22 @@ def _id_key(frame: _Frame) -> Any:
     made and the other did not shifts every later id by one: compared is each id's distance from
     the frame's position, which stays the same. A reply's id is its request's (it is paired by
     it), so only unasked frames and requests are compared at all."""
-    frame_id = frame.record.get("id")
-    if frame.record["dir"] == "in" and type(frame_id) is int:
+    frame_id = frame.id
+    if frame.dir == "in" and type(frame_id) is int:
         return frame_id - frame.index
     return frame_id
+
+
+#: JSON values that hold no tagged value (``{"$ts": ...}``) and are their own decoding.
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+def _body(record: dict[str, Any]) -> Any:
+    """``frame_body(record)``: a body of plain values (most are) is its own decoding."""
+    body = record.get("body")
+    if type(body) is dict and len(body) > 1 and _PLAIN.issuperset(map(type, body.values())):
+        return body
+    return frame_body(record)
 
 
 def _value_diffs(a: Any, b: Any, path: str) -> list[tuple[str, Any, Any]]:
@@ -241,7 +307,7 @@ class _Differ:
     def exchange(self, x: _Exchange, y: _Exchange) -> None:
         self.frame(x.first, y.first)
         if x.http != y.http:
-            where = f"{self._where(x.first, y.first, x.first.record['dir'])} {x.first.type}"
+            where = f"{self._where(x.first, y.first, x.first.dir)} {x.first.type}"
             self.out += _http_diffs(x.http, y.http, f"{where}: ")
         for rx, ry in zip(x.replies, y.replies, strict=False):
             if rx.type != ry.type:
@@ -261,15 +327,17 @@ class _Differ:
         sa, sb = self.subs
         found: list[tuple[str, Any, Any]] = []
         if reply_to is None and _id_key(fa) != _id_key(fb):
-            found.append(("id", ra.get("id"), rb.get("id")))
-        found += _value_diffs(
-            normalise(frame_body(ra), subs=sa), normalise(frame_body(rb), subs=sb), "body"
-        )
-        found += _value_diffs(
-            normalise(frame_body({"body": ra.get("error")}), subs=sa),
-            normalise(frame_body({"body": rb.get("error")}), subs=sb),
-            "error",
-        )
+            found.append(("id", fa.id, fb.id))
+        body_a, body_b = normalise(_body(ra), subs=sa), normalise(_body(rb), subs=sb)
+        if body_a != body_b:  # (equal values have no differing leaf)
+            found += _value_diffs(body_a, body_b, "body")
+        error_a, error_b = ra.get("error"), rb.get("error")
+        if error_a is not None or error_b is not None:
+            found += _value_diffs(
+                normalise(frame_body({"body": error_a}), subs=sa),
+                normalise(frame_body({"body": error_b}), subs=sb),
+                "error",
+            )
         what = fa.type + (f" (reply to {reply_to})" if reply_to else "")
         where = self._where(fa, fb, ra["dir"])
         for path, va, vb in found:
@@ -290,9 +358,9 @@ class _Differ:
 
     def retyped(self, fa: _Frame, fb: _Frame, reply_to: str | None = None) -> None:
         to = f" (reply to {reply_to})" if reply_to else ""
-        direction = fa.record["dir"]
-        ta, tb = fa.record.get("type"), fb.record.get("type")
-        if direction != fb.record["dir"]:
+        direction = fa.dir
+        ta, tb = fa.recorded_type, fb.recorded_type
+        if direction != fb.dir:
             for frame, side in ((fa, "a"), (fb, "b")):
                 self.alone(_Exchange(frame), side, reply_to=reply_to)
             return
@@ -311,7 +379,7 @@ class _Differ:
 
     def alone(self, x: _Exchange, side: str, reply_to: str | None = None) -> None:
         f = x.first
-        direction = f.record["dir"]
+        direction = f.dir
         where = self._where(f if side == "a" else None, f if side == "b" else None, direction)
         replies = ", ".join(r.type for r in x.replies)
         answered = f", answered {replies}" if replies else ""
@@ -319,12 +387,11 @@ class _Differ:
         self.out.append(
             Difference(
                 f"only-in-{side}",
-                f"{where}: only in {side.upper()}: {f.type}{to} (id {_js(f.record.get('id'))})"
-                f"{answered}",
+                f"{where}: only in {side.upper()}: {f.type}{to} (id {_js(f.id)}){answered}",
                 direction=direction,
                 a_index=f.index if side == "a" else None,
                 b_index=f.index if side == "b" else None,
-                type=f.record.get("type"),
+                type=f.recorded_type,
             )
         )
 

@@ -27,6 +27,10 @@ _COLOURS = {
 }
 
 
+#: JSON values that hold no tagged value (``{"$ts": ...}``) and are their own decoding.
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def _printable(text: str) -> str:
     """``text`` with control characters escaped (``\\x1b``, ``\\r``, ``\\x07`` shown as such): a
     transcript is someone else's recording, and its log lines must not clear the screen, move
@@ -73,7 +77,12 @@ def _line(record: dict[str, Any]) -> tuple[str, str]:
     if kind == "frame":
         arrow = "runtime → sup " if record["dir"] == "in" else "sup → runtime "
         typ = record.get("type") or ("ack" if record["dir"] == "out" else "?")
-        extra = _summary(frame_body(record))
+        body = record.get("body")
+        if not (
+            type(body) is dict and len(body) > 1 and _PLAIN.issuperset(map(type, body.values()))
+        ):
+            body = frame_body(record)  # tagged values decoded; a body of plain values has none
+        extra = _summary(body)
         if record.get("error"):
             err = record["error"]
             extra = (
