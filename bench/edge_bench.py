@@ -48,6 +48,15 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import integration._edge_topology as topo  # noqa: E402
 
+#: Longer timeouts than the topology tests' short ones: with N tasks queued at once and 16
+#: slots per worker, a task waits in "queued" longer than their 30 s task_queued_timeout, and a
+#: loaded machine can delay a heartbeat past their 8 s. With the tests' values, 141 of 200 tasks
+#: of Airflow's own worker failed in one run (2026-12-04; queue-to-start p50 34 s).
+BENCH_AIRFLOW_ENV = {
+    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "600",
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "300",
+}
+
 
 def _ts(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
@@ -284,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
                 "edge_bench.py": topo.BENCH_DAG.format(n=n, dag_id="edge_bench"),
                 "edge_rss.py": topo.BENCH_DAG.format(n=running, dag_id="edge_rss"),
             },
+            airflow_env=BENCH_AIRFLOW_ENV,
         )
         inst.task_sleep = "0"
         results: list[dict[str, Any]] = []

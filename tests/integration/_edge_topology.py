@@ -659,10 +659,15 @@ def airflow_python() -> str:
 
 
 def start_edge_airflow(
-    base: Path, *, dags: dict[str, str], python: str | None = None
+    base: Path,
+    *,
+    dags: dict[str, str],
+    python: str | None = None,
+    airflow_env: dict[str, str] | None = None,
 ) -> EdgeAirflow:
     """Airflow's api-server and scheduler (EdgeExecutor) on a fresh home in ``base`` and a
-    private Postgres."""
+    private Postgres. ``airflow_env`` overrides the settings below (the tests' short timeouts
+    are wrong for a benchmark that queues hundreds of tasks)."""
     python = python or airflow_python()
     _ensure_drivers(python)
     pg = Postgres(free_port())
@@ -707,6 +712,7 @@ def start_edge_airflow(
             "NO_COLOR": "1",
         }
     )
+    env.update(airflow_env or {})
     inst = EdgeAirflow(python=python, base=base, home=home, env=env, port=port, pg=pg)
     setup = subprocess.run(
         [python, str(PEER / "setup_home.py")],
