@@ -123,6 +123,18 @@ def run_dag(ctx: click.Context, dag_id: str, **opts: Any) -> NoReturn:
     reason and transcript. With stderr not a terminal each task's end is a line, and its logs
     and events are JSON lines (--log-format).
     """
+    try:
+        _run_dag_command(ctx, dag_id, opts)
+    except BaseException as exc:
+        # Ctrl+C before run-dag listens for it (its start-up, trio's first instant): nothing
+        # ran yet. (From the parse on, _Interrupts handles it.)
+        if not isinstance(leaf_exception(exc), KeyboardInterrupt):
+            raise
+        click.echo("interrupted (SIGINT) before the run started; no task was started", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def _run_dag_command(ctx: click.Context, dag_id: str, opts: dict[str, Any]) -> NoReturn:
     project = project_config(ctx)
     opts["log_format"] = log_format(opts["log_format"])
     runtime = (
@@ -162,12 +174,6 @@ def run_dag(ctx: click.Context, dag_id: str, **opts: Any) -> NoReturn:
         if opts.get("api_url") and isinstance(leaf, httpx.TransportError):
             unreachable(opts["api_url"], f"{type(leaf).__name__}: {leaf}")
         raise
-    except BaseException as exc:
-        # Ctrl+C in the instant before run-dag listens for it (trio's start): nothing ran yet.
-        if not isinstance(leaf_exception(exc), KeyboardInterrupt):
-            raise
-        click.echo("interrupted (SIGINT) before the run started; no task was started", err=True)
-        sys.exit(EXIT_INTERRUPTED)
     sys.exit(status)
 
 

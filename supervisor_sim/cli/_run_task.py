@@ -49,6 +49,7 @@ from ._common import (
     ApiWatch,
     Command,
     UsageError,
+    leaf_exception,
     loading,
     log_format,
     project_config,
@@ -142,7 +143,15 @@ def run_task(ctx: click.Context, dag_id: str, task_id: str, **opts: Any) -> None
     the task runs. With stderr not a terminal (a pipe, a file, CI) they are JSON lines, one
     object per event: choose with --log-format.
     """
-    run_task_command(ctx, dag_id, task_id, opts)
+    try:
+        run_task_command(ctx, dag_id, task_id, opts)
+    except BaseException as exc:
+        # Ctrl+C while nobody forwards it (start-up, before the session listens, after it):
+        # the early-started runtime, if any, was stopped on the way out (_runtime_started).
+        if not isinstance(leaf_exception(exc), KeyboardInterrupt):
+            raise
+        click.echo("interrupted (SIGINT); no runtime was left running", err=True)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 def run_task_command(
@@ -328,12 +337,14 @@ def _runtime_started(
     from ..supervision import start_runtime
 
     launch = start_runtime(runtime, RUNTIME_ENV, cwd, config)
-    restore = _kill_on_sigterm(launch)
-    try:
+    restore: Callable[[], object] | None = None
+    try:  # from here: a Ctrl+C while the handlers are installed is the runtime's end too
+        restore = _kill_on_sigterm(launch)
         yield launch
     finally:
         launch.close()
-        restore()
+        if restore is not None:
+            restore()
 
 
 def _kill_on_sigterm(launch: Launch) -> Callable[[], object]:

@@ -191,7 +191,7 @@ class Session:
         # Debug notes: the outcome says what became of the session, and the command what it
         # does for all of them (one line, not one per session of a run-dag).
         if child is None:
-            if self._launching:
+            if self._launching or self._launch is not None:
                 message = (
                     f"received {name} while the runtime was being started; it will not be "
                     f"given the task: not started, or sent {name} as soon as it exists"

@@ -232,3 +232,22 @@ def test_run_dag_says_once_per_ctrl_c_what_happens_to_all_its_tasks(tmp_path: Pa
     # Once each: not one line per task.
     assert sum(x.startswith("interrupt (SIGINT)") for x in cmd.lines) == 1
     assert _left_behind(tmp_path) == []
+
+
+def test_run_task_interrupted_while_it_starts_is_one_line_exit_130_and_no_runtime(
+    tmp_path: Path,
+):
+    """SIGINT as soon as run-task's early-started runtime exists (before or while the session
+    takes it over): no traceback, exit 130, and that runtime gone."""
+    config, runtime = _project(tmp_path, grace=60, escalation=60)
+    cmd = _Command(
+        tmp_path, config,
+        "run-task", "d", "polite", "--runtime", runtime, "--state", str(tmp_path / "s.sqlite"),
+        "--no-transcript", "--json", "-q", "--log-format", "json",
+    )  # fmt: skip
+    _wait_for_file(tmp_path / "pids")
+    cmd.sigint()
+    status, _ = cmd.finish()
+    assert status == 130, "\n".join(cmd.lines[-30:])
+    assert not [x for x in cmd.lines if "Traceback" in x or x == "Aborted!"]
+    assert _left_behind(tmp_path) == []
