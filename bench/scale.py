@@ -198,16 +198,13 @@ def child_results(out: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
 
 
-def run_sim(
-    n: int, interval: float, hold: float, rt: int, tmp: Path, nice: int = 0
-) -> dict[str, Any]:
+def run_sim(n: int, interval: float, hold: float, rt: int, tmp: Path) -> dict[str, Any]:
     work = tmp / f"sim-{n}-{time.monotonic_ns()}"
     work.mkdir(parents=True)
     config = work / "supervisor-sim.toml"
     config.write_text(
         f'[runtime]\ncommand = ["{{python}}", "{CHILD}"]\n\n'
         f"[supervisor]\nheartbeat_interval = {interval}\nstartup_timeout = 300.0\n"
-        f"runtime_nice = {nice}\n"
     )
     fixtures = work / "fixtures.toml"
     fixtures.write_text('[variables]\nbench_var = "bench-value"\n')
@@ -350,13 +347,12 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "hold_s": args.hold,
         "rt_per_child": 2 * args.rt,
         "counts": counts,
-        "runtime_nice": args.runtime_nice,
         "sim": {},
         "airflow": None,
     }
     for n in counts:
         print(f"    scale: {n} children ...", file=sys.stderr, flush=True)
-        out["sim"][str(n)] = run_sim(n, args.interval, args.hold, args.rt, tmp, args.runtime_nice)
+        out["sim"][str(n)] = run_sim(n, args.interval, args.hold, args.rt, tmp)
     base = out["sim"][str(counts[0])]
     for n in counts[1:]:
         r = out["sim"][str(n)]
@@ -447,12 +443,6 @@ def main() -> int:
     parser.add_argument("--no-airflow", action="store_true")
     parser.add_argument("--airflow-count", type=int, default=10)
     parser.add_argument("--tmp", type=Path)
-    parser.add_argument(
-        "--runtime-nice",
-        type=int,
-        default=0,
-        help="[supervisor] runtime_nice of the run-dag process (an opt-in; 0: as Airflow)",
-    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as scratch:

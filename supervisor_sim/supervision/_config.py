@@ -54,15 +54,7 @@ class SupervisorConfig:
     #: *less* CPU per request than sleeping at once (docs/performance.md). 0 disables it; at most
     #: 1 ms, since nothing else in the process runs while it polls.
     comm_spin: float = 30e-6
-    #: Added to the runtime's nice value (0 to 19; Linux and other POSIX systems), right after
-    #: its start. An opt-in for many runtimes under one ``run-dag`` or ``worker`` process on few
-    #: CPUs: CPU time is shared per thread, so 1,000 runnable runtimes leave the one supervisor
-    #: thread a thousandth of the CPU when it has the most to do (docs/performance.md). It
-    #: lowers the runtime's own priority, which Airflow's supervisor (one per task) never does.
-    runtime_nice: int = 0
 
     def __post_init__(self) -> None:
         if not 0 <= self.comm_spin <= 1e-3:
             raise ValueError(f"comm_spin must be between 0 and 0.001 s, not {self.comm_spin!r}")
-        if not 0 <= self.runtime_nice <= 19:
-            raise ValueError(f"runtime_nice must be between 0 and 19, not {self.runtime_nice!r}")

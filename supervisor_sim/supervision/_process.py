@@ -209,20 +209,7 @@ def start_runtime(
     except BaseException:
         launch.close()
         raise
-    if config.runtime_nice and launch.proc is not None:
-        _lower_priority(launch.proc.pid, config.runtime_nice)
     return launch
-
-
-def _lower_priority(pid: int, increment: int) -> None:
-    # After the start rather than in the child: a preexec_fn would make Popen fork (see below).
-    # The runtime's first instants run at our priority; what it forks later inherits its own.
-    try:
-        os.setpriority(
-            os.PRIO_PROCESS, pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + increment)
-        )
-    except OSError:  # already gone (its exit is reported as usual)
-        pass
 
 
 def _start_process(launch: Launch, env: Mapping[str, str], cwd: str | None) -> None:
