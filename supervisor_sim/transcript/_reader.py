@@ -127,7 +127,7 @@ class _Lines:
 
     def view(self, kind: str = "", direction: str | None = None) -> _Records:
         """The records of ``kind`` (all of them for ""), of frames the ones in ``direction``."""
-        code = _DIRS.get(direction or "", 0)
+        code = 0 if direction is None else _DIRS.get(direction, 255)  # 255: no frame
         key = (kind, code)
         found = self.views.get(key)
         if found is None:

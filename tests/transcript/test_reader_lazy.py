@@ -128,6 +128,7 @@ def test_every_way_of_reading_the_records_gives_the_recorded_ones(tmp_path: Path
         assert len(got) == len(want) and got[-1] == want[-1] and got[CHUNK] == want[CHUNK]
         assert list(got) == want
     assert fresh.frames() == [r for r in records if r["record"] == "frame"]
+    assert fresh.frames("sideways") == [] and fresh.frames("") == []
     assert fresh.http() == [r for r in records if r["record"] == "http"]
     assert fresh.http() is fresh.http()  # one view per kind, whose decoded chunks it keeps
 
