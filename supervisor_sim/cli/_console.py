@@ -710,13 +710,8 @@ _NEVER_REPORTED = (
 
 
 def never_reported(outcome: TaskOutcome) -> bool:
-    """Whether the try exited 0 without a terminal message: the supervisor's final state is
-    ``success`` (Airflow's ``final_state`` for exit 0), but, ``success`` being one of the
-    states a runtime sends itself, no one tells the API, and Airflow's TI stays ``running``
-    (the ``no-terminal-message`` violation)."""
-    return outcome.final_state == "success" and any(
-        v.rule == "no-terminal-message" for v in outcome.violations
-    )
+    """``TaskOutcome.never_reported``: exit 0 without a terminal message."""
+    return outcome.never_reported
 
 
 def _violation_lines(outcome: TaskOutcome, limit: int = 20) -> list[str]:

@@ -369,6 +369,13 @@ class DagRunner:
             state = outcome.final_state or "not_started"
             if outcome.error and not result.error:
                 result.error = outcome.error
+            if outcome.never_reported:
+                # Exit 0 with no terminal message: Airflow's supervisor reports nothing, the TI
+                # stays running, and the scheduler fails it once its heartbeats stop
+                # ([scheduler] task_instance_heartbeat_timeout), retrying it when tries remain.
+                # Its downstream tasks never see a success.
+                state = "up_for_retry" if result.tries <= node.retries else "failed"
+                result.error = result.error or _NEVER_REPORTED
             if state == "up_for_retry" and not self.stopping:
                 self._set(result, "up_for_retry")
                 with trio.move_on_after(delay if math.isfinite(delay) else 0):
@@ -377,3 +384,9 @@ class DagRunner:
                     continue
             states.append(state)
             return
+
+
+_NEVER_REPORTED = (
+    "the runtime exited 0 without a terminal message: Airflow's TI stays running until the "
+    "scheduler fails it as a zombie (task_instance_heartbeat_timeout), retrying it if tries remain"
+)

@@ -76,6 +76,16 @@ class TaskOutcome:
         """Every violation the runtime made, recorded or only counted."""
         return len(self.violations) + sum(self.violations_suppressed.values())
 
+    @property
+    def never_reported(self) -> bool:
+        """Whether the try exited 0 without a terminal message: the final state is ``success``
+        (Airflow's ``final_state`` for exit 0), but, ``success`` being one of the states a
+        runtime sends itself, no one tells the API, and Airflow's TI stays ``running`` until the
+        scheduler fails it (the ``no-terminal-message`` violation)."""
+        return self.final_state == "success" and any(
+            v.rule == "no-terminal-message" for v in self.violations
+        )
+
 
 class SessionOptions(TypedDict, total=False):
     """What a session takes besides its workload and API client: the keyword arguments of
