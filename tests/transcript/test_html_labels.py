@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from supervisor_sim.protocol import render_traceback
 from supervisor_sim.transcript._html import render_html
@@ -24,37 +21,11 @@ from supervisor_sim.transcript._reader import Transcript, read_transcript
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
-from html_chromium import CHROMIUM, Chromium, Page  # noqa: E402
+# open_page is test_html_view's (as test_html_scale uses it); the browser fixture is conftest's.
+from test_html_view import TIMEOUT, Chromium, Page, open_page  # noqa: E402
 
 ARTIFACTS = REPO / "tests" / "artifacts"
-TIMEOUT = 60
-RENDERED = (
-    "document.body && (document.body.dataset.rendered === 'ok' || "
-    "!document.getElementById('js-errors').hidden)"
-)
 WIDTHS = [(1400, 1000), (1000, 900), (860, 800)]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Chromium]:
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: the HTML view is tested in headless Chromium. "
-            "Install it with `apt-get install -y chromium` (.ci/run does)."
-        )
-    with Chromium(timeout=TIMEOUT) as b:
-        yield b
-
-
-def open_page(browser: Chromium, page: Path, fragment: str = "") -> Page:
-    """The page, once its script drew the first rows, with no error on it or its console."""
-    tab = browser.open(page.as_uri() + fragment)
-    tab.wait_for(RENDERED)
-    errors = tab.evaluate("document.getElementById('js-errors').textContent")
-    assert not errors, errors
-    console = tab.console()
-    assert not console, "the page logged to the console:\n" + "\n".join(console)
-    return tab
 
 
 def resize(tab: Page, width: int, height: int) -> None:

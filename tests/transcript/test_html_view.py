@@ -19,7 +19,6 @@ import stat
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -33,7 +32,7 @@ from supervisor_sim.transcript._reader import Transcript, read_transcript
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
-from html_chromium import CHROMIUM, Chromium, Page  # noqa: E402
+from html_chromium import Chromium, Page  # noqa: E402
 
 ARTIFACTS = REPO / "tests" / "artifacts"
 TIMEOUT = 60
@@ -45,17 +44,6 @@ RENDERED = (
 
 
 # --- driving Chromium ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Chromium]:
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: the HTML view is tested in headless Chromium. "
-            "Install it with `apt-get install -y chromium` (.ci/run does)."
-        )
-    with Chromium(timeout=TIMEOUT) as b:
-        yield b
 
 
 def open_page(browser: Chromium, page: Path, fragment: str = "") -> Page:
