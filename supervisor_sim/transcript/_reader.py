@@ -41,8 +41,9 @@ class Transcript:
     ``frames`` and ``http`` return are read-only sequences that hold each record's line as it
     is in the file and decode it again on access (a few hundred at a time): decoded records
     take ~7x the bytes of their JSON, and a reader that goes through them once (``show``,
-    ``diff``, ``replay``) then needs little more memory than the file itself. One iterated from
-    start to end a second time is decoded once more and kept decoded from then on."""
+    ``diff``, ``replay``) then needs little more memory than the file itself. ``records``
+    iterated again after a full pass keeps what it decodes from then on (the HTML view goes
+    through them four times); what ``of``, ``frames`` and ``http`` return never keeps."""
 
     path: Path
     header: dict[str, Any]
@@ -141,20 +142,22 @@ class _Lines:
                 )
             else:
                 positions = array("q", [i for i, k in enumerate(kinds) if k == kind])
-            found = self.views[key] = _Records(self, positions)
+            found = self.views[key] = _Records(self, positions, keeps=not kind)
         return found
 
 
 class _Records(Sequence[dict[str, Any]]):
     """A read-only sequence of records decoded from their lines on access; the last few chunks
-    indexed are kept decoded. Iterated once more after an iteration that reached the end, it
-    keeps what it decodes from then on, as a list would hold it."""
+    indexed are kept decoded. One that ``keeps`` (all the records of a file), iterated once more
+    after an iteration that reached the end, keeps what it decodes from then on, as a list would
+    hold it; the others decode again each time (their reader usually keeps what it needs)."""
 
-    __slots__ = ("_chunks", "_done", "_kept", "_lines", "_positions")
+    __slots__ = ("_chunks", "_done", "_keeps", "_kept", "_lines", "_positions")
 
-    def __init__(self, lines: _Lines, positions: Sequence[int]) -> None:
+    def __init__(self, lines: _Lines, positions: Sequence[int], *, keeps: bool = False) -> None:
         self._lines = lines
         self._positions = positions
+        self._keeps = keeps
         #: Chunk number -> its records decoded, the most recently used last.
         self._chunks: OrderedDict[int, list[dict[str, Any]]] = OrderedDict()
         self._done = False  # whether an iteration reached the end
@@ -204,7 +207,7 @@ class _Records(Sequence[dict[str, Any]]):
         positions, decode = self._positions, self._lines.decode
         n = len(positions)
         kept = self._kept
-        if not self._done and not kept:
+        if not kept and not (self._keeps and self._done):
             # Once through (show, diff, replay): decoded a chunk at a time, nothing kept.
             for at in range(0, n, CHUNK):
                 yield from decode(positions[at : at + CHUNK])
