@@ -486,15 +486,16 @@ def main() -> int:
     parser.add_argument("--airflow-python", help="interpreter with apache-airflow-task-sdk")
     parser.add_argument("--no-airflow", action="store_true")
     args = parser.parse_args()
+    # --quick is --smoke: decided before the default --out, so that neither ever overwrites
+    # the committed results.
+    smoke = args.smoke or args.quick
+    args.smoke = smoke
     if args.out is None:
         args.out = (
             Path(tempfile.gettempdir()) / "supervisor-sim-bench-smoke.json"
-            if args.smoke
+            if smoke
             else HERE / "results.json"
         )
-
-    smoke = args.smoke or args.quick
-    args.smoke = smoke
     runs = args.runs or (1 if smoke else 3)
     n = args.n or (300 if smoke else 10000)
     warmup = 50 if smoke else 200

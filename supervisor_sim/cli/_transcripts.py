@@ -202,7 +202,9 @@ def replay_command(
         raise UsageError(f"{transcript}: the header names no runtime command; give --runtime")
     log_format(fmt)
     config = _recorded_config(transcript, t.header.get("config") or {})
-    recorded_s = max((r["t"] for r in t.records), default=0.0)
+    # The last record's time (records are written in time order, give or take the few held
+    # until a reply is on the wire): scanning them all decoded every line once more.
+    recorded_s = max((r["t"] for r in t.records[-16:]), default=0.0)
     bound = timeout if timeout is not None else 60.0 + 10 * recorded_s
     if t.truncated:
         click.echo(

@@ -395,25 +395,28 @@ class ReplayTransport(httpx.AsyncBaseTransport):
         self.faults: tuple[()] = ()
         if pace == "fast":
             self.serve = self._serve
-        self._exchanges: dict[_Key, deque[dict[str, Any]]] = {}
+        # Positions in the recording's HTTP records, not the records: the reader decodes a
+        # record again when it is answered, so a long recording is not held decoded twice.
+        self._http = transcript.http()
+        self._exchanges: dict[_Key, deque[int]] = {}
         # Recorded bodies that a redacted recording masked, by method, path and query: a
         # request that matches none exactly may match one of these with its secrets unmasked.
         self._masked: dict[tuple[str, str, Any], list[tuple[Any, _Key]]] = {}
-        self._heartbeat: dict[str, Any] | None = None
+        self._heartbeat: int | None = None
         # A transcript of frames alone (``supervisor-sim proxy``: Airflow's HTTP calls were
         # not seen): the start call is answered from the recorded StartupDetails.
-        self._run_context = None if transcript.http() else _recorded_ti_context(transcript)
+        self._run_context = None if self._http else _recorded_ti_context(transcript)
         # Heartbeats are answered in recorded order and the last one repeated after that, so a
         # 409 the run got (an injected fault, an outside event) ends the replay the same way.
-        self._heartbeats: deque[dict[str, Any]] = deque()
-        for rec in transcript.http():
+        self._heartbeats: deque[int] = deque()
+        for at, rec in enumerate(self._http):
             if rec.get("status") is None:
                 continue
             if rec["path"].endswith("/heartbeat"):
                 if self._heartbeat is None:
-                    self._heartbeat = rec
+                    self._heartbeat = at
                 if rec["method"] == "PUT":
-                    self._heartbeats.append(rec)
+                    self._heartbeats.append(at)
                     continue
             key = (
                 rec["method"],
@@ -427,9 +430,9 @@ class ReplayTransport(httpx.AsyncBaseTransport):
                 recorded_json = (rec.get("request") or {}).get("json")
                 if isinstance(key[3], str) and MASK in key[3] and recorded_json is not None:
                     self._masked.setdefault(key[:3], []).append((normalise(recorded_json), key))
-            queue.append(rec)
+            queue.append(at)
 
-    def _unmasked(self, key: _Key, body: bytes) -> deque[dict[str, Any]] | None:
+    def _unmasked(self, key: _Key, body: bytes) -> deque[int] | None:
         """The recorded exchanges whose masked body this request's body matches, if any."""
         candidates = self._masked.get(key[:3])
         if not candidates:
@@ -450,12 +453,12 @@ class ReplayTransport(httpx.AsyncBaseTransport):
             if self._heartbeat is None:
                 return _Reply(204, [], b""), 0.0
             beats = self._heartbeats
-            rec = beats.popleft() if len(beats) > 1 else beats[0] if beats else self._heartbeat
-            return _reply(rec), 0.0
+            at = beats.popleft() if len(beats) > 1 else beats[0] if beats else self._heartbeat
+            return _reply(self._http[at]), 0.0
         key = (method, path, _query_key(query), _body_key(body))
         queue = self._exchanges.get(key) or (self._unmasked(key, body) if self._masked else None)
         if queue:
-            rec = queue.popleft()
+            rec = self._http[queue.popleft()]
             return _reply(rec), rec.get("duration_s") or 0.0
         if self._run_context is not None and method == "PATCH":
             if path.endswith("/run"):
