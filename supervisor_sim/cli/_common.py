@@ -47,6 +47,7 @@ __all__ = [
     "Group",
     "UsageError",
     "color_default",
+    "ignore_further_interrupts",
     "leaf_exception",
     "loading",
     "log_format",
@@ -70,6 +71,20 @@ EXIT_NOT_STARTED = 3
 #: supervisor-sim could not do its job: the Execution API does not answer (or a bug).
 EXIT_UNREACHABLE = EXIT_INTERNAL = 4
 EXIT_INTERRUPTED = 130
+
+
+def ignore_further_interrupts() -> None:
+    """Once a command has decided to exit 130, a SIGINT still pending (one trio re-delivers as
+    its signal receiver closes, say) or a second Ctrl+C must not turn the exit into a death by
+    SIGINT (-2) or a KeyboardInterrupt traceback during interpreter shutdown."""
+    import signal
+
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: not ours to change
+        pass
+
+
 #: Standard output's reader went away (128 + SIGPIPE, as a shell reports a command it killed).
 EXIT_BROKEN_PIPE = 141
 

@@ -22,6 +22,7 @@ from ._common import (
     ApiWatch,
     Command,
     UsageError,
+    ignore_further_interrupts,
     leaf_exception,
     loading,
     log_format,
@@ -130,6 +131,7 @@ def run_dag(ctx: click.Context, dag_id: str, **opts: Any) -> NoReturn:
         # ran yet. (From the parse on, _Interrupts handles it.)
         if not isinstance(leaf_exception(exc), KeyboardInterrupt):
             raise
+        ignore_further_interrupts()
         click.echo("interrupted (SIGINT) before the run started; no task was started", err=True)
         sys.exit(EXIT_INTERRUPTED)
 

@@ -49,6 +49,7 @@ from ._common import (
     ApiWatch,
     Command,
     UsageError,
+    ignore_further_interrupts,
     leaf_exception,
     loading,
     log_format,
@@ -150,6 +151,7 @@ def run_task(ctx: click.Context, dag_id: str, task_id: str, **opts: Any) -> None
         # the early-started runtime, if any, was stopped on the way out (_runtime_started).
         if not isinstance(leaf_exception(exc), KeyboardInterrupt):
             raise
+        ignore_further_interrupts()
         click.echo("interrupted (SIGINT); no runtime was left running", err=True)
         sys.exit(EXIT_INTERRUPTED)
 
