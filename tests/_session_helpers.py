@@ -27,6 +27,16 @@ SCRIPTED = [sys.executable, str(ROOT / "tests" / "children" / "scripted.py")]
 LAST_SESSION: TaskSession | None = None
 
 #: Short intervals so timing behaviour is exercised without sleeping through Airflow's defaults.
+#: The terminal message of a scripted runtime that succeeds (``{"send": SUCCEED}``).
+SUCCEED = {
+    "type": "SucceedTask",
+    "state": "success",
+    "end_date": "$now",
+    "task_outlets": [],
+    "outlet_events": [],
+}
+
+
 FAST = dict(
     startup_timeout=5.0,
     heartbeat_interval=0.2,

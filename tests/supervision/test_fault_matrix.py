@@ -20,18 +20,11 @@ import httpx
 import psutil
 import pytest
 import trio
-from _session_helpers import SCRIPTED, run_task
+from _session_helpers import SCRIPTED, SUCCEED, run_task
 
 from supervisor_sim.api import Fault, RetryPolicy
 from supervisor_sim.transcript import read_transcript
 
-SUCCEED = {
-    "type": "SucceedTask",
-    "state": "success",
-    "end_date": "$now",
-    "task_outlets": [],
-    "outlet_events": [],
-}
 FAILED = {"type": "TaskState", "state": "failed", "end_date": "$now"}
 ROW_DEADLINE = 30  # seconds; no row may take longer
 

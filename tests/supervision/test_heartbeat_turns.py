@@ -7,19 +7,12 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from _session_helpers import FAST, SCRIPTED
+from _session_helpers import FAST, SCRIPTED, SUCCEED
 
 from supervisor_sim.api import FaultPlan, RetryPolicy, StubStore, TokenIssuer
 from supervisor_sim.supervision import Event, Journal, SupervisorConfig, TaskSession
 from supervisor_sim.testing import stub_transport, task_client, task_spec
 
-SUCCEED = {
-    "type": "SucceedTask",
-    "state": "success",
-    "end_date": "$now",
-    "task_outlets": [],
-    "outlet_events": [],
-}
 # The first heartbeat's 503 is retried after 2 s; the runtime reports success 0.5 s in and
 # lives until after that retry (so that, were they not taking turns, it would follow the state
 # call and get 409).

@@ -20,17 +20,9 @@ from typing import Any
 import psutil
 import pytest
 import trio
-from _session_helpers import SCRIPTED, run_task
+from _session_helpers import SCRIPTED, SUCCEED, run_task
 
 from supervisor_sim.transcript import read_transcript
-
-SUCCEED = {
-    "type": "SucceedTask",
-    "state": "success",
-    "end_date": "$now",
-    "task_outlets": [],
-    "outlet_events": [],
-}
 
 # --- intruders on --comm and --logs -------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 import trio
-from _session_helpers import SCRIPTED, run_task
+from _session_helpers import SCRIPTED, SUCCEED, run_task
 
 from supervisor_sim.supervision import SupervisorConfig, _process
 
@@ -32,13 +32,6 @@ ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = [sys.executable, str(ROOT / "tests" / "children" / "hostile.py")]
 LOAD_CHILD = ROOT / "bench" / "_load_child.py"
 CONFIG = ROOT / "supervisor-sim.toml"
-SUCCEED = {
-    "type": "SucceedTask",
-    "state": "success",
-    "end_date": "$now",
-    "task_outlets": [],
-    "outlet_events": [],
-}
 
 
 def _running(pid: int) -> bool:

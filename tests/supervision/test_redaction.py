@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from _session_helpers import SUCCEED
 
 from supervisor_sim.api import STUB_BASE_URL, StubTransport
 from supervisor_sim.protocol import Limits, SecretsMasker
@@ -20,14 +21,6 @@ from supervisor_sim.supervision import Journal, Violation
 from supervisor_sim.supervision._redaction import Redactor
 from supervisor_sim.transcript import read_transcript
 from tests._session_helpers import SCRIPTED, run_task
-
-SUCCEED = {
-    "type": "SucceedTask",
-    "state": "success",
-    "end_date": "$now",
-    "task_outlets": [],
-    "outlet_events": [],
-}
 
 
 def _redactor(*secrets: str) -> Redactor:

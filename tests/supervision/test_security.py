@@ -8,15 +8,7 @@ import stat
 from pathlib import Path
 
 from _cli import run_task_json
-from _session_helpers import SCRIPTED, run_task
-
-SUCCEED = {
-    "type": "SucceedTask",
-    "state": "success",
-    "end_date": "$now",
-    "task_outlets": [],
-    "outlet_events": [],
-}
+from _session_helpers import SCRIPTED, SUCCEED, run_task
 
 
 async def test_listeners_bind_loopback_only(store, tmp_path: Path):

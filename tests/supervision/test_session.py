@@ -9,18 +9,10 @@ import sys
 from pathlib import Path
 
 import psutil
-from _session_helpers import SCRIPTED, run_task
+from _session_helpers import SCRIPTED, SUCCEED, run_task
 
 from supervisor_sim.api import Fault
 from supervisor_sim.protocol import decode_response
-
-SUCCEED = {
-    "type": "SucceedTask",
-    "state": "success",
-    "end_date": "$now",
-    "task_outlets": [],
-    "outlet_events": [],
-}
 
 
 def _gone(pid: int) -> bool:

@@ -6,19 +6,11 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from _session_helpers import FAST, SCRIPTED
+from _session_helpers import FAST, SCRIPTED, SUCCEED
 
 from supervisor_sim.api import FaultPlan, StubStore, TokenIssuer
 from supervisor_sim.supervision import Event, Journal, SupervisorConfig, TaskSession
 from supervisor_sim.testing import stub_transport, task_client, task_spec
-
-SUCCEED = {
-    "type": "SucceedTask",
-    "state": "success",
-    "end_date": "$now",
-    "task_outlets": [],
-    "outlet_events": [],
-}
 
 
 async def test_a_refused_succeed_keeps_heartbeats_and_ends_server_terminated(store: StubStore):
