@@ -47,7 +47,7 @@ __all__ = [
     "Group",
     "UsageError",
     "color_default",
-    "ignore_further_interrupts",
+    "early_interrupt_exits_130",
     "leaf_exception",
     "loading",
     "log_format",
@@ -73,16 +73,25 @@ EXIT_UNREACHABLE = EXIT_INTERNAL = 4
 EXIT_INTERRUPTED = 130
 
 
-def ignore_further_interrupts() -> None:
-    """Once a command has decided to exit 130, a SIGINT still pending (one trio re-delivers as
-    its signal receiver closes, say) or a second Ctrl+C must not turn the exit into a death by
-    SIGINT (-2) or a KeyboardInterrupt traceback during interpreter shutdown."""
-    import signal
-
+@contextlib.contextmanager
+def early_interrupt_exits_130(message: str) -> Iterator[None]:
+    """A Ctrl+C that reaches a command before (or after) its session forwards signals:
+    ``message`` on stderr and exit 130, no traceback. From then on SIGINT is ignored, so a
+    pending or second one cannot turn that exit into a death by SIGINT (-2) or a
+    KeyboardInterrupt traceback during interpreter shutdown."""
     try:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:  # not the main thread: not ours to change
-        pass
+        yield
+    except BaseException as exc:
+        if not isinstance(leaf_exception(exc), KeyboardInterrupt):
+            raise
+        import signal
+
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        except ValueError:  # not the main thread: not ours to change
+            pass
+        click.echo(message, err=True)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 #: Standard output's reader went away (128 + SIGPIPE, as a shell reports a command it killed).

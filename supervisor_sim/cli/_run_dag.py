@@ -22,7 +22,7 @@ from ._common import (
     ApiWatch,
     Command,
     UsageError,
-    ignore_further_interrupts,
+    early_interrupt_exits_130,
     leaf_exception,
     loading,
     log_format,
@@ -124,16 +124,12 @@ def run_dag(ctx: click.Context, dag_id: str, **opts: Any) -> NoReturn:
     reason and transcript. With stderr not a terminal each task's end is a line, and its logs
     and events are JSON lines (--log-format).
     """
-    try:
+    # Ctrl+C before run-dag listens for it (its start-up, trio's first instant): nothing ran
+    # yet. (From the parse on, _Interrupts handles it.)
+    with early_interrupt_exits_130(
+        "interrupted (SIGINT) before the run started; no task was started"
+    ):
         _run_dag_command(ctx, dag_id, opts)
-    except BaseException as exc:
-        # Ctrl+C before run-dag listens for it (its start-up, trio's first instant): nothing
-        # ran yet. (From the parse on, _Interrupts handles it.)
-        if not isinstance(leaf_exception(exc), KeyboardInterrupt):
-            raise
-        ignore_further_interrupts()
-        click.echo("interrupted (SIGINT) before the run started; no task was started", err=True)
-        sys.exit(EXIT_INTERRUPTED)
 
 
 def _run_dag_command(ctx: click.Context, dag_id: str, opts: dict[str, Any]) -> NoReturn:

@@ -49,8 +49,7 @@ from ._common import (
     ApiWatch,
     Command,
     UsageError,
-    ignore_further_interrupts,
-    leaf_exception,
+    early_interrupt_exits_130,
     loading,
     log_format,
     project_config,
@@ -144,16 +143,10 @@ def run_task(ctx: click.Context, dag_id: str, task_id: str, **opts: Any) -> None
     the task runs. With stderr not a terminal (a pipe, a file, CI) they are JSON lines, one
     object per event: choose with --log-format.
     """
-    try:
+    # Ctrl+C while nobody forwards it (start-up, before the session listens, after it): the
+    # early-started runtime, if any, was stopped on the way out (_runtime_started).
+    with early_interrupt_exits_130("interrupted (SIGINT); no runtime was left running"):
         run_task_command(ctx, dag_id, task_id, opts)
-    except BaseException as exc:
-        # Ctrl+C while nobody forwards it (start-up, before the session listens, after it):
-        # the early-started runtime, if any, was stopped on the way out (_runtime_started).
-        if not isinstance(leaf_exception(exc), KeyboardInterrupt):
-            raise
-        ignore_further_interrupts()
-        click.echo("interrupted (SIGINT); no runtime was left running", err=True)
-        sys.exit(EXIT_INTERRUPTED)
 
 
 def run_task_command(
