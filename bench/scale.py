@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/scale.py [--counts 1,10,100,500,1000] [--interval 1.0] [--hold 3]
                                     [--rt 5] [--airflow-python PY | --no-airflow]
-                                    [--airflow-count 10] [--tmp DIR] [--json]
+                                    [--airflow-count 10] [--child python|go] [--tmp DIR]
+                                    [--json]
 
 For each N, ``run-dag`` runs a DAG of N parallel tasks (``bench/_load_child.py``, mode
 ``scale``: the runtime answers the parse itself) with ``--parallelism N`` and a transcript per
@@ -28,6 +29,13 @@ once). Per phase, the supervisor's main thread's share of the wall time spent ru
 and spent runnable but waiting for one (``/proc/PID/task/PID/schedstat``, sampled every
 0.2 s), and the machine's mean count of runnable tasks (``/proc/loadavg``): what tells a
 supervisor busy with its own work from one starved of CPU by its children.
+
+The child: ``--child python`` (the default, the figures in docs/performance.md) is
+``bench/_load_child.py``; ``--child go`` is the same program compiled,
+``runtimes/go/cmd/bench-scale-child`` (built by ``tools/build_go_runtime.sh --target
+bench-scale-child``): same frames, files and measurement, without 1,000 Python interpreters
+competing with the supervisor for the CPU. The Airflow side runs the same child. The output says
+which child was used.
 
 Airflow's cost for the same count: Airflow runs one supervisor process per task, so
 ``--airflow-count`` (10) ``bench/airflow_sup.py`` processes (each ``supervise_task`` with the same
@@ -56,6 +64,29 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PY = sys.executable
 CHILD = HERE / "_load_child.py"
+GO_BUILD = ROOT / "tools" / "build_go_runtime.sh"
+
+
+def child_command(kind: str) -> list[str]:
+    """The child's command (--comm/--logs are appended by the supervisor): the Python child,
+    or the Go one, built (or found up to date) by tools/build_go_runtime.sh."""
+    if kind == "python":
+        return [PY, str(CHILD)]
+    try:
+        proc = subprocess.run(
+            ["bash", str(GO_BUILD), "--target", "bench-scale-child"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise SystemExit("scale.py: building the Go child took more than 600 s") from None
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        why = proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
+        raise SystemExit(f"scale.py: cannot build the Go child: {why[0]}")
+    return [lines[-1]]
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -198,12 +229,15 @@ def child_results(out: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
 
 
-def run_sim(n: int, interval: float, hold: float, rt: int, tmp: Path) -> dict[str, Any]:
+def run_sim(
+    n: int, interval: float, hold: float, rt: int, tmp: Path, child: list[str] | None = None
+) -> dict[str, Any]:
     work = tmp / f"sim-{n}-{time.monotonic_ns()}"
     work.mkdir(parents=True)
     config = work / "supervisor-sim.toml"
+    command = json.dumps(child or [PY, str(CHILD)])  # a JSON array of strings is TOML too
     config.write_text(
-        f'[runtime]\ncommand = ["{{python}}", "{CHILD}"]\n\n'
+        f"[runtime]\ncommand = {command}\n\n"
         f"[supervisor]\nheartbeat_interval = {interval}\nstartup_timeout = 300.0\n"
     )
     fixtures = work / "fixtures.toml"
@@ -293,14 +327,21 @@ def run_sim(n: int, interval: float, hold: float, rt: int, tmp: Path) -> dict[st
 
 
 def run_airflow(
-    airflow_py: str, count: int, interval: float, hold: float, rt: int, tmp: Path
+    airflow_py: str,
+    count: int,
+    interval: float,
+    hold: float,
+    rt: int,
+    tmp: Path,
+    child: list[str] | None = None,
 ) -> dict[str, Any]:
     work = tmp / f"airflow-{count}-{time.monotonic_ns()}"
     work.mkdir(parents=True)
     env, ready, fifo = _barrier_env(work, count, hold, rt)
     env["AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL"] = str(interval)
     env["BENCH_AIRFLOW_LOG"] = "WARNING"
-    cmds = [[airflow_py, str(HERE / "airflow_sup.py"), "--", PY, str(CHILD)] for _ in range(count)]
+    child = child or [PY, str(CHILD)]
+    cmds = [[airflow_py, str(HERE / "airflow_sup.py"), "--", *child] for _ in range(count)]
     procs, ready_s, wall = _run_with_barrier(cmds, env, ready, fifo, count, work, 900)
     results = []
     for p in procs:
@@ -342,7 +383,10 @@ def _pc(seconds: float | None, interval: float) -> float | None:
 
 def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     counts = [int(c) for c in args.counts.split(",")]
+    child = child_command(args.child)
     out: dict[str, Any] = {
+        "child": args.child,
+        "child_command": child,
         "interval_s": args.interval,
         "hold_s": args.hold,
         "rt_per_child": 2 * args.rt,
@@ -352,7 +396,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     }
     for n in counts:
         print(f"    scale: {n} children ...", file=sys.stderr, flush=True)
-        out["sim"][str(n)] = run_sim(n, args.interval, args.hold, args.rt, tmp)
+        out["sim"][str(n)] = run_sim(n, args.interval, args.hold, args.rt, tmp, child)
     base = out["sim"][str(counts[0])]
     for n in counts[1:]:
         r = out["sim"][str(n)]
@@ -362,7 +406,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     if args.airflow_python and not args.no_airflow:
         print(f"    scale: {args.airflow_count} Airflow supervisors ...", file=sys.stderr)
         af = run_airflow(
-            args.airflow_python, args.airflow_count, args.interval, args.hold, args.rt, tmp
+            args.airflow_python, args.airflow_count, args.interval, args.hold, args.rt, tmp, child
         )
         af["extrapolated"] = {
             str(n): {
@@ -378,8 +422,8 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 def render(result: dict[str, Any]) -> str:
     af = result.get("airflow")
     lines = [
-        f"N children in one run-dag process (heartbeat every {result['interval_s']:g} s; "
-        f"{result['rt_per_child']} round trips per child)",
+        f"N children in one run-dag process ({result.get('child', 'python')} child; heartbeat "
+        f"every {result['interval_s']:g} s; {result['rt_per_child']} round trips per child)",
         f"{'N':>6}{'ok':>6}{'wall s':>8}{'ready s':>8}{'RSS MB':>8}{'MB/child':>9}"
         f"{'CPU s':>7}{'CPU us/req':>11}{'hb p50%':>8}{'hb p99%':>8}{'hb max ms':>10}"
         f"{'wait p99 ms':>12}{'Airflow RSS MB*':>16}",
@@ -442,9 +486,19 @@ def main() -> int:
     parser.add_argument("--airflow-python")
     parser.add_argument("--no-airflow", action="store_true")
     parser.add_argument("--airflow-count", type=int, default=10)
+    parser.add_argument(
+        "--child",
+        choices=["python", "go"],
+        default="python",
+        help="the runtime child: bench/_load_child.py, or the same compiled from Go "
+        "(runtimes/go/cmd/bench-scale-child, built on demand)",
+    )
     parser.add_argument("--tmp", type=Path)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
+    if args.airflow_python and os.sep in args.airflow_python:
+        # The Airflow supervisors run in a scratch folder: a relative path must not move.
+        args.airflow_python = os.path.abspath(args.airflow_python)
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as scratch:
         tmp = args.tmp or Path(scratch)
         result = measure(args, tmp)

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Build the Go runtime (runtimes/go) into runtimes/go/bin/airflow-go-runtime and print its path.
+# Build the Go runtime (runtimes/go) into runtimes/go/bin/airflow-go-runtime and print its path;
+# with --target NAME, the command runtimes/go/cmd/NAME into runtimes/go/bin/NAME instead (e.g.
+# --target bench-scale-child, the compiled child of bench/scale.py --child go).
 #
 # Offline by design: the Go toolchain and the Go sources it needs come from Debian packages
 # (golang-go, golang-github-vmihailenco-msgpack.v5-dev, golang-golang-x-exp-dev), which this
@@ -9,23 +11,33 @@
 #
 # Idempotent: when the binary is newer than every source file it is not rebuilt.
 #
-# Usage: tools/build_go_runtime.sh [--force]
+# Usage: tools/build_go_runtime.sh [--force] [--target NAME]
 #   stdout: the absolute path of the binary (one line); progress goes to stderr.
 #   exit 0 on success, non-zero with a message on stderr otherwise.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SRC="$ROOT/runtimes/go"
-BIN="$SRC/bin/airflow-go-runtime"
+TARGET=airflow-go-runtime
 FORCE=0
 
-for arg in "$@"; do
-    case "$arg" in
+while [[ $# -gt 0 ]]; do
+    case "$1" in
         --force) FORCE=1 ;;
-        -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "build_go_runtime.sh: unknown argument: $arg" >&2; exit 2 ;;
+        --target)
+            [[ $# -ge 2 ]] || { echo "build_go_runtime.sh: --target needs a NAME" >&2; exit 2; }
+            TARGET="$2"; shift ;;
+        --target=*) TARGET="${1#--target=}" ;;
+        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "build_go_runtime.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
+    shift
 done
+if [[ ! "$TARGET" =~ ^[A-Za-z0-9_-]+$ || ! -d "$SRC/cmd/$TARGET" ]]; then
+    echo "build_go_runtime.sh: no command runtimes/go/cmd/$TARGET" >&2
+    exit 2
+fi
+BIN="$SRC/bin/$TARGET"
 
 log() { echo "build_go_runtime: $*" >&2; }
 
@@ -81,9 +93,9 @@ export GOPATH="${GOPATH:-$ROOT/.cache/go/path}"
 
 log "building with $(go version) ..."
 mkdir -p "$SRC/bin"
-tmp="$(mktemp "$SRC/bin/.airflow-go-runtime.XXXXXX")"
+tmp="$(mktemp "$SRC/bin/.$TARGET.XXXXXX")"
 trap 'rm -f "$tmp"' EXIT
-(cd "$SRC" && go build -trimpath -o "$tmp" ./cmd/airflow-go-runtime)
+(cd "$SRC" && go build -trimpath -o "$tmp" "./cmd/$TARGET")
 chmod 0755 "$tmp"
 mv -f "$tmp" "$BIN"
 trap - EXIT

@@ -10,6 +10,7 @@ is printed.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from numbers import Number
@@ -22,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RUN = ROOT / "bench" / "run.py"
 AIRFLOW_SCRIPT = ROOT / "tools" / "airflow_venv.sh"
 AIRFLOW_VENV = ROOT / ".cache" / "airflow-venv" / "bin" / "python"
+GO_BUILD = ROOT / "tools" / "build_go_runtime.sh"
 
 pytestmark = pytest.mark.slow
 
@@ -95,6 +97,43 @@ def test_scale_benchmark_measures(smoke: dict[str, Any]) -> None:
         assert airflow["exit_codes"] == [0] * airflow["measured_count"], airflow
         assert _positive(airflow["per_supervisor_peak_rss_mb"]), airflow
         assert set(airflow["extrapolated"]) == set(scale["sim"]), airflow
+
+
+def test_scale_benchmark_measures_with_the_go_child() -> None:
+    """bench/scale.py --child go runs the compiled child (built on demand) under run-dag, and
+    under Airflow's supervisor when Airflow is there, and reports the same figures, saying which
+    child it used; skipped only when there is no Go toolchain to build the child with."""
+    build = subprocess.run(
+        ["bash", str(GO_BUILD), "--target", "bench-scale-child"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if build.returncode != 0:
+        if shutil.which("go") is None:
+            pytest.skip(f"no Go toolchain for the Go scale child: {build.stderr.strip()[-300:]}")
+        pytest.fail(f"tools/build_go_runtime.sh --target bench-scale-child failed:\n{build.stderr}")
+    cmd = [sys.executable, str(ROOT / "bench" / "scale.py"), "--json", "--child", "go"]
+    cmd += ["--counts", "1,2", "--hold", "1", "--rt", "2", "--airflow-count", "2"]
+    with_airflow = AIRFLOW_VENV.exists()  # built by the smoke fixture's run when it can be
+    cmd += ["--airflow-python", str(AIRFLOW_VENV)] if with_airflow else ["--no-airflow"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    scale = json.loads(proc.stdout)
+    assert scale["child"] == "go", scale
+    assert Path(scale["child_command"][0]).name == "bench-scale-child", scale
+    assert set(scale["sim"]) == {"1", "2"}, scale
+    for n, figures in scale["sim"].items():
+        assert figures["succeeded"] == int(n) == figures["children_reporting"], figures
+        for key in ("wall_s", "supervisor_peak_rss_mb", "supervisor_cpu_s", "cpu_us_per_request",
+                    "child_peak_rss_mb_median", "wait_p99_ms"):  # fmt: skip
+            assert _positive(figures.get(key)), (n, key, figures)
+        assert figures["heartbeats_timed"] > 0, figures
+    if with_airflow:
+        airflow = scale["airflow"]
+        assert airflow["exit_codes"] == [0, 0], airflow
+        assert _positive(airflow["child_peak_rss_mb_median"]), airflow
 
 
 @pytest.mark.parametrize("condition", ["quiet", "loaded"])
