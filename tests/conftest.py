@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         rel = Path(str(item.fspath)).relative_to(here)
         if rel.parts[0] in _INTEGRATION_DIRS or item.get_closest_marker("contract"):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def _signal_dispositions_restored():
+    """Each test leaves SIGINT, SIGTERM and SIGHUP as it found them: a command run in-process
+    may ignore SIGINT on its way out (``early_interrupt_exits_130``), and every child a later
+    test starts would inherit that."""
+    names = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    before = {sig: signal.getsignal(sig) for sig in names}
+    yield
+    for sig, handler in before.items():
+        if signal.getsignal(sig) is not handler and handler is not None:
+            signal.signal(sig, handler)
 
 
 @pytest.fixture

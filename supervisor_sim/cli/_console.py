@@ -679,17 +679,23 @@ def print_summary(
         state_text = style(_LEVEL_STYLE["warning"], "not reported") + " (the TI stays running)"
     else:
         state_text = style(_STATE_STYLE.get(state, _BOLD), state)
+    failed = outcome.final_state != "success" or unreported
+    if outcome.interrupted and outcome.started and failed:
+        # The state is the one Airflow would record for how the runtime ended; say why.
+        state += " (interrupted)"
+        state_text += " (interrupted)"
     if width is None or len(f"  final state   {state} · {verdict} · {activity}") <= width:
         lines.append(f"  final state   {state_text} · {verdict} · {activity}")
     else:
         lines += [f"  final state   {state_text} · {verdict}", f"  activity      {activity}"]
     lines += _violation_lines(outcome)
     reason = None
-    failed = outcome.final_state != "success" or unreported
     if unreported:
         reason = _NEVER_REPORTED
     elif diagnosis is not None and failed:
         reason = diagnosis.reason(outcome)
+    if reason and outcome.interrupted and outcome.started and failed:
+        reason = f"interrupted: the signal supervisor-sim received went to the runtime; {reason}"
     if reason:
         lines.append(f"  reason        {style(_LEVEL_STYLE['error'], printable(reason))}")
     if diagnosis is not None and failed and diagnosis.stderr_tail:

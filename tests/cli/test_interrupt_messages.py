@@ -193,6 +193,26 @@ def test_run_task_first_ctrl_c_stops_a_polite_runtime_with_one_hint(tmp_path: Pa
     assert _left_behind(tmp_path) == []
 
 
+def test_run_task_summary_says_an_interrupted_try_was_interrupted(tmp_path: Path):
+    """The console summary of a try that died of a forwarded Ctrl+C names the state Airflow
+    records (failed) as interrupted, and its reason says the signal went to the runtime."""
+    config, runtime = _project(tmp_path, grace=7.5, escalation=2.5)
+    cmd = _Command(
+        tmp_path, config,
+        "run-task", "d", "polite", "--runtime", runtime, "--state", str(tmp_path / "s.sqlite"),
+        "--no-transcript", "-q",
+    )  # fmt: skip
+    _wait_for_file(tmp_path / "ready.polite")
+    cmd.sigint()
+    status, _ = cmd.finish()
+    assert status == 130, "\n".join(cmd.lines[-30:])
+    [state] = [x for x in cmd.lines if x.startswith("  final state")]
+    assert state.startswith("  final state   failed (interrupted) · exit code -2"), state
+    [reason] = [x for x in cmd.lines if x.startswith("  reason")]
+    assert "interrupted: the signal supervisor-sim received went to the runtime" in reason
+    assert _left_behind(tmp_path) == []
+
+
 def test_run_dag_says_once_per_ctrl_c_what_happens_to_all_its_tasks(tmp_path: Path):
     """run-dag: one line per Ctrl+C for all its running tasks (not one per task), with the
     configured delays; the second terminates and the third kills runtimes that ignore both
