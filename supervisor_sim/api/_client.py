@@ -344,12 +344,23 @@ class ExecutionAPIClient:
                     method, path, attempt, self.retry.attempts,
                     status=response.status_code, cause=cause,
                 )  # fmt: skip
-            if response.status_code >= 400:
-                ctype = response.headers.get("content-type", "")
-                if ctype == "application/json":
-                    raise ServerResponseError(response)
-                raise APIStatusError(response)
-            return response
+            return _checked(response)
+
+    def request_now(
+        self, method: str, path: str, *, json_body: Any = None, cause: Any = None
+    ) -> APIResponse | None:
+        """The call made and answered within this call, with no checkpoint, when the client
+        can (``answers_inline``); ``None`` when it cannot, and nothing was sent: use ``request``.
+
+        One attempt: the stub answers 5xx only through a planned fault, and with one planned
+        nothing is answered here. Raises ``ServerResponseError`` or ``APIStatusError`` for an
+        error status, as ``request`` does once its attempts are over."""
+        lean = self._lean
+        if lean is None or lean.faults or self.faults is not None:
+            return None
+        content = None if json_body is None else json.dumps(json_body, separators=(",", ":"))
+        body = None if content is None else content.encode()
+        return _checked(self._serve_lean(lean, method, path, None, body, 1, cause))
 
     async def _send_once(
         self,
@@ -598,3 +609,12 @@ def _uuid7() -> str:
     value |= 0b10 << 62 | (rand & ((1 << 62) - 1))
     h = f"{value:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _checked(response: APIResponse) -> APIResponse:
+    """``response`` if its status is below 400, else the error Airflow's client raises for it."""
+    if response.status_code >= 400:
+        if response.headers.get("content-type", "") == "application/json":
+            raise ServerResponseError(response)
+        raise APIStatusError(response)
+    return response

@@ -40,6 +40,7 @@ from ._events import Journal, Violation
 from ._hooks import SessionHooks, StartFailed, Workload
 from ._io import receive_some, send_all
 from ._logs import parse_log_line, stream_record
+from ._pacer import current_pacer
 from ._process import ChildProcess, Launch, StartupError, start_runtime_in_launcher, tree_owned
 from ._redaction import Redactor
 from ._secrets import learn_from_exchange, learn_from_request
@@ -143,6 +144,9 @@ class Session:
         self._nursery: trio.Nursery | None = None
         self._open_channels = 0
         self._channels_closed = trio.Event()
+        #: Set once the child was first heard from (any bytes on any channel, served) or has
+        #: exited: Airflow's first heartbeat waits for its loop's first select to return.
+        self.first_activity = trio.Event()
         self._signals_received = 0
         self._interrupted = False
         #: The first signal received (``forward_signal``), and whether a launch is in flight.
@@ -760,6 +764,7 @@ class Session:
     async def _comm_reader(self, comm: trio.abc.Stream) -> None:
         decoder = FrameDecoder(max_frame_size=self.config.max_frame_size)
         received = 0
+        pacer = current_pacer()
         Session._comm_readers += 1
         try:
             while True:
@@ -772,6 +777,8 @@ class Session:
                     break
                 received += len(data)
                 self.comm_received = received
+                if pacer.next_due <= trio.current_time():
+                    pacer.run_due()  # heartbeats due meanwhile, any session's (_pacer.py)
                 decoder.feed(data)
                 frames = 0
                 while True:
@@ -789,6 +796,7 @@ class Session:
                     if raw is None:
                         break
                     await self._on_request(comm, raw.payload, raw.offset)
+                self.first_activity.set()
         finally:
             Session._comm_readers -= 1
             tail = decoder.pending()
@@ -980,6 +988,7 @@ class Session:
         """Read a line-oriented channel (logs, stdout, stderr) to EOF, recording every line."""
         splitter = LineSplitter(max_line_length=self.config.max_log_line)
         received = 0
+        pacer = current_pacer()
         try:
             while True:
                 try:
@@ -989,6 +998,8 @@ class Session:
                 if not data:
                     break
                 received += len(data)
+                if pacer.next_due <= trio.current_time():
+                    pacer.run_due()
                 lines = 0
                 for line in splitter.feed(data):
                     self._log_line(line, name)
@@ -996,6 +1007,7 @@ class Session:
                     if lines >= _LINES_PER_YIELD:  # a flood in one read: let others run
                         lines = 0
                         await trio.lowlevel.checkpoint()
+                self.first_activity.set()
         finally:
             if close:
                 with trio.CancelScope(shield=True):
@@ -1010,6 +1022,7 @@ class Session:
 
     async def _reap(self, child: ChildProcess) -> None:
         code = await child.wait()
+        self.first_activity.set()
         data: dict[str, Any] = {"event": "exit", "exit_code": code}
         if code < 0:
             sig = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)

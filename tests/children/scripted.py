@@ -6,6 +6,7 @@ and, optionally, $SCRIPTED_OUT naming a file that receives what the child saw (J
 Steps (run in order after connecting both sockets and reading the first frame):
   {"send": {...body...}}            send a request [id, body, None] and wait for its reply
   {"send": {...}, "no_wait": true}  send without waiting
+  {"send": {...}, "repeat": N}      the same, N times in a row
   {"raw": "hex"}                    write raw bytes to the comm socket
   {"log": "text"}                   write raw bytes + "\n" to the logs socket
   {"stdout": "text"}                print a line on stdout
@@ -100,14 +101,15 @@ next_id = 0
 for step in steps:
     try:
         if "send" in step:
-            body = fill(step["send"])
-            payload = msgpack.packb([next_id, body, None], datetime=True)
-            comm.sendall(len(payload).to_bytes(4, "big") + payload)
-            next_id += 1
-            if not step.get("no_wait"):
-                comm.settimeout(step.get("timeout", 30))
-                seen["replies"].append(read_frame(comm))
-                comm.settimeout(None)
+            for _ in range(step.get("repeat", 1)):
+                body = fill(step["send"])
+                payload = msgpack.packb([next_id, body, None], datetime=True)
+                comm.sendall(len(payload).to_bytes(4, "big") + payload)
+                next_id += 1
+                if not step.get("no_wait"):
+                    comm.settimeout(step.get("timeout", 30))
+                    seen["replies"].append(read_frame(comm))
+                    comm.settimeout(None)
         elif "raw" in step:
             comm.sendall(bytes.fromhex(step["raw"]))
         elif "log" in step:

@@ -15,9 +15,15 @@ from supervisor_sim.testing import stub_transport, task_client, task_spec
 
 # The first heartbeat's 503 is retried after 2 s; the runtime reports success 0.5 s in and
 # lives until after that retry (so that, were they not taking turns, it would follow the state
-# call and get 409).
+# call and get 409). Its first log line is what starts the first heartbeat, as in Airflow.
 RETRY = RetryPolicy(attempts=3, wait_min=2.0, wait_max=2.0, timeout=10)
-STEPS = [{"sleep": 0.5}, {"send": SUCCEED}, {"sleep": 2.5}, {"exit": 0}]
+STEPS = [
+    {"log": '{"level": "info", "event": "starting"}'},
+    {"sleep": 0.5},
+    {"send": SUCCEED},
+    {"sleep": 2.5},
+    {"exit": 0},
+]
 
 
 async def test_a_heartbeat_retried_during_success_finishes_before_the_state_call(store: StubStore):
