@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import trio
 
-__all__ = ["Pacer", "current_pacer"]
+__all__ = ["Pacer", "current_pacer", "pace"]
 
 
 class Pacer:
@@ -62,3 +62,10 @@ def current_pacer() -> Pacer:
         pacer = Pacer()
         _PACER.set(pacer)
         return pacer
+
+
+def pace() -> None:
+    """Send the heartbeats that are due now, from wherever a long stretch of work ends."""
+    pacer = current_pacer()
+    if pacer.next_due <= trio.current_time():
+        pacer.run_due()

@@ -37,10 +37,11 @@ from ..protocol import (
 from ._config import SupervisorConfig
 from ._dispatch import Reply, error_response
 from ._events import Journal, Violation
+from ._heap import session_ended, session_started
 from ._hooks import SessionHooks, StartFailed, Workload
 from ._io import receive_some, send_all
 from ._logs import parse_log_line, stream_record
-from ._pacer import current_pacer
+from ._pacer import current_pacer, pace
 from ._process import ChildProcess, Launch, StartupError, start_runtime_in_launcher, tree_owned
 from ._redaction import Redactor
 from ._secrets import learn_from_exchange, learn_from_request
@@ -306,6 +307,7 @@ class Session:
             duration_s=0.0,
             ti_id=self.workload.ti_id,
         )
+        session_started()
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -314,12 +316,16 @@ class Session:
                 finally:
                     nursery.cancel_scope.cancel()
         finally:
-            if self._launch is not None:  # never adopted (the session ended before it could)
-                self._launch.close()
-                self._launch = None
-            if self.child is not None:
-                with trio.CancelScope(shield=True):
-                    await self._cleanup_group()
+            try:
+                if self._launch is not None:  # never adopted (the session ended before it could)
+                    self._launch.close()
+                    self._launch = None
+                if self.child is not None:
+                    with trio.CancelScope(shield=True):
+                        await self._cleanup_group()
+            finally:
+                session_ended()
+                pace()  # a session's end is work in a pass too: heartbeats due meanwhile
         self.journal.note_suppressed()
         if outcome.error is not None:
             outcome.error = self.redactor.text(outcome.error)  # it may quote the API
