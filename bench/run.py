@@ -396,9 +396,15 @@ def bench_stubapi(n: int) -> dict[str, Any]:
 EXTRA = "many,stubapi,replay,masking,heartbeat,html,proxy,spawn,transcript_memory"
 
 
-def bench_scale(counts: list[int], smoke: bool, args: argparse.Namespace) -> dict[str, Any]:
-    """bench/scale.py: N children in one run-dag process; Airflow measured at 10, extrapolated."""
+def bench_scale(
+    counts: list[int], smoke: bool, args: argparse.Namespace, child: str = "go"
+) -> dict[str, Any]:
+    """bench/scale.py: N children in one run-dag process; Airflow measured at 10, extrapolated.
+    ``child``: the compiled runtime (what the targets are judged on: the runtimes this tool is
+    for are binaries) or the Python one (1,000 interpreters starting and exiting on 2 vCPUs
+    starve the supervisor of CPU; reported beside it)."""
     cmd = [PY, str(HERE / "scale.py"), "--json", "--counts", ",".join(map(str, counts))]
+    cmd += ["--child", child]
     if smoke:
         cmd += ["--hold", "1", "--rt", "2", "--airflow-count", "2"]
     airflow_py = find_airflow_python(args)[0]
@@ -470,6 +476,11 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="the same as --smoke")
     parser.add_argument("--all", action="store_true", help="also: " + EXTRA)
     parser.add_argument("--scale", help="children counts for scale (default 1,10,100,500,1000)")
+    parser.add_argument(
+        "--scale-child",
+        default="go,python",
+        help="scale's runtime child(ren): go (the targets), python, or both (default go,python)",
+    )
     parser.add_argument("--runs", type=int, help="repetitions per measurement (default 3; 1)")
     parser.add_argument("--n", type=int, help="timed round trips per run (default 10000)")
     parser.add_argument(
@@ -583,9 +594,12 @@ def main() -> int:
                 report["runs"][name] = rs
                 summary[name] = summarise(rs)
         if "scale" in selected:
-            result = attempt("scale", bench_scale, scale_counts, smoke, args)
-            if result:
-                summary["scale"] = result
+            for key, child in (("scale", "go"), ("scale_python", "python")):
+                if child not in args.scale_child.split(","):
+                    continue
+                result = attempt(key, bench_scale, scale_counts, smoke, args, child)
+                if result:
+                    summary[key] = result
         for bench_name, script in (("logs", "log_throughput.py"), ("xcom", "xcom_big.py")):
             if bench_name not in selected:
                 continue
@@ -819,6 +833,14 @@ def _summary_text(report: dict[str, Any]) -> str:
         rows.append(
             ("1,000: request wait p99 ms", "<= 50", "-", "-", fmt(k["wait_p99_ms"], ".1f"), "-")
         )  # fmt: skip
+    kp = ((s.get("scale_python") or {}).get("sim") or {}).get("1000")
+    if kp:
+        rows.append(
+            ("  Python child: hb p99 %", "-", "-", "-", fmt(kp["hb_late_p99_pct"], ".1f"), "-")
+        )  # fmt: skip
+        rows.append(
+            ("  Python child: wait p99 ms", "-", "-", "-", fmt(kp["wait_p99_ms"], ".1f"), "-")
+        )  # fmt: skip
     logs = s.get("logs") or {}
     for kind, label in (("sim_console_json", "log lines/s, console json"),
                         ("sim_transcript", "log lines/s, transcript")):  # fmt: skip
@@ -881,9 +903,9 @@ def render(report: dict[str, Any]) -> str:
                 f"{fmt(r.get('p50_us')):>8}{fmt(r.get('p99_us')):>8}"
                 f"{fmt(r.get('cpu_us_per_req')):>11}{fmt(r.get('peak_rss_mb'), '.1f'):>12}"
             )
-    scale = s.get("scale")
-    if scale:
-        lines += ["", _scale_text(scale)]
+    for key in ("scale", "scale_python"):
+        if s.get(key):
+            lines += ["", _scale_text(s[key])]
     logs = s.get("logs")
     if logs:
         lines += [
