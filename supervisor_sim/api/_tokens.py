@@ -19,6 +19,10 @@ DEFAULT_AUDIENCE = "urn:airflow.apache.org:task"
 Scope = Literal["workload", "execution"]
 
 
+#: Token strings whose signature was checked, remembered (~1 KB each, with their claims).
+SEEN_TOKENS = 8192
+
+
 class TokenIssuer:
     """Mints and validates task tokens with one shared secret."""
 
@@ -72,8 +76,10 @@ class TokenIssuer:
                 leeway=self.leeway,
                 options={"require": ["aud", "exp", "iat"]},
             )
-            if len(self._seen) >= 1024:
-                self._seen.clear()
+            if len(self._seen) >= SEEN_TOKENS:
+                # The oldest goes, not all: a run-dag of 1,000 tries holds 1,000 live tokens,
+                # and clearing at 1,024 had nearly every request decode its token again.
+                del self._seen[next(iter(self._seen))]
             self._seen[token] = claims
         else:
             now = time.time()

@@ -469,8 +469,11 @@ async def _run_dag_with(
             ti=ti, runtime=runtime, cwd=project.runtime_cwd, dag_rel_path=f"{dag_id}.py"
         )
 
+        made: list[TaskSession] = []
+
         def make(api: ExecutionAPIClient) -> TaskSession:
             session = TaskSession(spec, api, config=config, journal=journal)
+            made.append(session)
             interrupts.adopt(session)  # after a Ctrl+C: it never starts its runtime
             return session
 
@@ -491,9 +494,9 @@ async def _run_dag_with(
                 on_transcript_error=transcript_errors.append,
             )
         finally:
-            interrupts.sessions.difference_update(
-                {s for s in interrupts.sessions if isinstance(s, TaskSession) and s.spec is spec}
-            )
+            # This try's own sessions (a scan of all of them was O(running) per try: 1,000
+            # tries made it a million checks).
+            interrupts.sessions.difference_update(made)
             tracker.try_ended(
                 record, outcome, str(transcript) if transcript else None, sink.diagnosis
             )
