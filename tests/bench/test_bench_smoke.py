@@ -23,7 +23,6 @@ ROOT = Path(__file__).resolve().parents[2]
 RUN = ROOT / "bench" / "run.py"
 AIRFLOW_SCRIPT = ROOT / "tools" / "airflow_venv.sh"
 AIRFLOW_VENV = ROOT / ".cache" / "airflow-venv" / "bin" / "python"
-GO_BUILD = ROOT / "tools" / "build_go_runtime.sh"
 
 pytestmark = pytest.mark.slow
 
@@ -81,10 +80,19 @@ def test_airflow_supervisor_benchmark_runs_when_airflow_is_available(
             assert _positive(figures.get(key)), (condition, key, figures)
 
 
-def test_scale_benchmark_measures(smoke: dict[str, Any]) -> None:
+@pytest.mark.parametrize(("key", "child"), [("scale", "go"), ("scale_python", "python")])
+def test_scale_benchmark_measures(smoke: dict[str, Any], key: str, child: str) -> None:
     """bench/scale.py runs N children in one run-dag process and reports memory, CPU,
-    heartbeat lateness and request wait for each N, with Airflow's per-process cost."""
-    scale = smoke["summary"]["scale"]
+    heartbeat lateness and request wait for each N, with Airflow's per-process cost, with the
+    compiled Go child and the Python one; the Go one is skipped only without a Go toolchain."""
+    skipped = smoke["skipped"].get(key)
+    if skipped:
+        assert child == "go" and shutil.which("go") is None, skipped
+        pytest.skip(skipped)
+    scale = smoke["summary"][key]
+    assert scale["child"] == child, scale
+    name = Path(scale["child_command"][-1 if child == "python" else 0]).name
+    assert name == ("bench-scale-child" if child == "go" else "_load_child.py"), scale
     for n, figures in scale["sim"].items():
         assert figures["succeeded"] == int(n) == figures["children_reporting"], figures
         for key in ("wall_s", "supervisor_peak_rss_mb", "supervisor_cpu_s", "cpu_us_per_request",
@@ -97,81 +105,6 @@ def test_scale_benchmark_measures(smoke: dict[str, Any]) -> None:
         assert airflow["exit_codes"] == [0] * airflow["measured_count"], airflow
         assert _positive(airflow["per_supervisor_peak_rss_mb"]), airflow
         assert set(airflow["extrapolated"]) == set(scale["sim"]), airflow
-
-
-def test_scale_benchmark_measures_with_the_go_child() -> None:
-    """bench/scale.py --child go runs the compiled child (built on demand) under run-dag, and
-    under Airflow's supervisor when Airflow is there, and reports the same figures, saying which
-    child it used; skipped only when there is no Go toolchain to build the child with."""
-    build = subprocess.run(
-        ["bash", str(GO_BUILD), "--target", "bench-scale-child"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if build.returncode != 0:
-        if shutil.which("go") is None:
-            pytest.skip(f"no Go toolchain for the Go scale child: {build.stderr.strip()[-300:]}")
-        pytest.fail(f"tools/build_go_runtime.sh --target bench-scale-child failed:\n{build.stderr}")
-    cmd = [sys.executable, str(ROOT / "bench" / "scale.py"), "--json", "--child", "go"]
-    cmd += ["--counts", "1,2", "--hold", "1", "--rt", "2", "--airflow-count", "2"]
-    with_airflow = AIRFLOW_VENV.exists()  # built by the smoke fixture's run when it can be
-    cmd += ["--airflow-python", str(AIRFLOW_VENV)] if with_airflow else ["--no-airflow"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT, check=False)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    scale = json.loads(proc.stdout)
-    assert scale["child"] == "go", scale
-    assert Path(scale["child_command"][0]).name == "bench-scale-child", scale
-    assert set(scale["sim"]) == {"1", "2"}, scale
-    for n, figures in scale["sim"].items():
-        assert figures["succeeded"] == int(n) == figures["children_reporting"], figures
-        for key in ("wall_s", "supervisor_peak_rss_mb", "supervisor_cpu_s", "cpu_us_per_request",
-                    "child_peak_rss_mb_median", "wait_p99_ms"):  # fmt: skip
-            assert _positive(figures.get(key)), (n, key, figures)
-        assert figures["heartbeats_timed"] > 0, figures
-    if with_airflow:
-        airflow = scale["airflow"]
-        assert airflow["exit_codes"] == [0, 0], airflow
-        assert _positive(airflow["child_peak_rss_mb_median"]), airflow
-
-
-@pytest.mark.parametrize("condition", ["quiet", "loaded"])
-def test_log_throughput_benchmark_measures(smoke: dict[str, Any], condition: str) -> None:
-    """bench/log_throughput.py pushes log lines through each supervisor; every line comes out."""
-    per = smoke["summary"]["logs"][condition]
-    kinds = ["sim_console_json", "sim_transcript"]
-    if not smoke["skipped"].get("roundtrip_airflow"):
-        kinds.append("airflow")
-    for kind in kinds:
-        figures = per[kind]
-        assert figures["lines_out"] == figures["lines"] > 0, (kind, figures)
-        for key in ("lines_per_s", "mb_per_s", "seconds"):
-            assert _positive(figures.get(key)), (kind, key, figures)
-
-
-@pytest.mark.parametrize("condition", ["quiet", "loaded"])
-def test_big_xcom_benchmark_measures(smoke: dict[str, Any], condition: str) -> None:
-    """bench/xcom_big.py sets and gets a large XCom through each supervisor, timed."""
-    per = smoke["summary"]["xcom"][condition]
-    kinds = ["sim", "sim_transcript"]
-    if not smoke["skipped"].get("roundtrip_airflow"):
-        kinds.append("airflow")
-    for kind in kinds:
-        figures = per[kind]
-        assert figures["xcom_bytes"] == 1024 * 1024, (kind, figures)
-        for key in ("set_ms_median", "get_ms_median", "round_trip_ms"):
-            assert _positive(figures.get(key)), (kind, key, figures)
-
-
-@pytest.mark.parametrize("children", [1, 3])
-def test_many_children_benchmark_measures(smoke: dict[str, Any], children: int) -> None:
-    runs = smoke["runs"][f"many_{children}"]["default"]
-    assert runs and all(r["final_states"] == {"success": children} for r in runs)
-    assert all(r["children_reporting"] == children for r in runs)
-    figures = smoke["summary"][f"many_{children}"]
-    for key in ("wall_s", "total_req_per_s", "peak_rss_mb", "cpu_s"):
-        assert _positive(figures.get(key)), (key, figures)
 
 
 def test_startup_benchmark_measures(smoke: dict[str, Any]) -> None:
