@@ -96,10 +96,14 @@ def render_html(transcript: Transcript) -> str:
     header = transcript.header
     task = header.get("task") or {}
     records = transcript.records
-    if not _in_seq_order(records):
-        records = sorted(records, key=_seq_key)
-    title = f"{task.get('dag_id')}.{task.get('task_id')}"
+    # Indexed as read; sorted and indexed again only if the seqs were out of order (as written
+    # they never are): the lazy reader decodes every record again on each pass.
     index, stats = _index(records, task)
+    if not stats.pop("in_seq_order"):
+        records = sorted(records, key=_seq_key)
+        index, stats = _index(records, task)
+        del stats["in_seq_order"]
+    title = f"{task.get('dag_id')}.{task.get('task_id')}"
     parts = {
         "TITLE": _e(f"{title} · supervisor-sim transcript"),
         "CSS": _asset("view.css"),
@@ -311,6 +315,8 @@ def _index(
     # traceback as Python would print it (render_traceback, as show and the console do). Few
     # records have one, so a sparse map costs nothing for the rest.
     tracebacks: dict[str, list[str]] = {}
+    in_seq_order = True  # what sorting by _seq_key would leave as it is
+    previous_seq: float = -math.inf
     for i, r in enumerate(records):
         get = r.get
         seq = get("seq")
@@ -318,6 +324,11 @@ def _index(
             seqs.append(seq)
             if seq not in seq_index:
                 seq_index[seq] = i
+            if seq < previous_seq:
+                in_seq_order = False
+            previous_seq = seq
+        else:
+            in_seq_order = False
         t = get("t")
         if _numeric(t):
             ms = round(t * 1000)
@@ -444,7 +455,7 @@ def _index(
         "seq": [s - p for s, p in zip(seqs, [0, *seqs], strict=False)],
         "tracebacks": tracebacks,
     }
-    return index, {"http_bad": http_bad, "last_t": last_t}
+    return index, {"http_bad": http_bad, "last_t": last_t, "in_seq_order": in_seq_order}
 
 
 _FLAG_CHARS = [chr(48 + bits) for bits in range(4)]
@@ -484,17 +495,6 @@ def _numeric(value: Any) -> TypeGuard[int | float]:
 def _seq_key(record: dict[str, Any]) -> tuple[int, float]:
     seq = record.get("seq")
     return (0, float(seq)) if _numeric(seq) else (1, 0.0)
-
-
-def _in_seq_order(records: list[dict[str, Any]]) -> bool:
-    """Whether sorting by ``_seq_key`` would change nothing (as written, they always are)."""
-    previous = -math.inf
-    for r in records:
-        seq = r.get("seq")
-        if not _numeric(seq) or seq < previous:
-            return False
-        previous = seq
-    return True
 
 
 # --- the page ------------------------------------------------------------------------------------
