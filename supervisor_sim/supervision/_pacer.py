@@ -17,6 +17,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import weakref
 from collections.abc import Callable
 
 import trio
@@ -30,24 +31,28 @@ class Pacer:
     __slots__ = ("_heap", "_order", "next_due")
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Callable[[float], None]]] = []
+        self._heap: list[tuple[float, int, weakref.WeakMethod[Callable[[float], None]]]] = []
         self._order = itertools.count()
         #: The earliest due time (``math.inf``: none), for a reader's one comparison.
         self.next_due = math.inf
 
     def due(self, when: float, send: Callable[[float], None]) -> None:
         """``send(when)`` once ``when`` (trio time) has passed, from the next ``run_due``.
-        ``send`` checks that it is still wanted: an entry is never taken back."""
-        heapq.heappush(self._heap, (when, next(self._order), send))
+        ``send`` (a bound method, held weakly: an ended session is not kept alive by its last
+        entry) checks that it is still wanted: an entry is never taken back."""
+        heapq.heappush(self._heap, (when, next(self._order), weakref.WeakMethod(send)))
         self.next_due = self._heap[0][0]
 
     def run_due(self) -> None:
-        """Send every heartbeat that is due now (called from a reader, between requests)."""
+        """Send every heartbeat that is due now (called from a reader, between requests, and
+        by each heartbeat task when it wakes: so every entry goes once it is due)."""
         now = trio.current_time()
         heap = self._heap
         while heap and heap[0][0] <= now:
-            when, _, send = heapq.heappop(heap)
-            send(when)
+            when, _, ref = heapq.heappop(heap)
+            send = ref()
+            if send is not None:
+                send(when)
         self.next_due = heap[0][0] if heap else math.inf
 
 

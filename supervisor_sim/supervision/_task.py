@@ -338,6 +338,11 @@ class TaskWorkload(Workload):
                 with trio.move_on_at(self._hb_due):
                     await child.exited.wait()
                 continue
+            # Due: this one too goes through the pacer when the client answers inline (and
+            # its entry leaves the heap with it); else this task sends it below.
+            pacer.run_due()
+            if trio.current_time() < self._hb_due:
+                continue
             kill: str | None = None
             async with self._api_turn:
                 # A terminal message may have been reported while this waited its turn, or a
