@@ -30,7 +30,6 @@ import json
 import os
 import platform
 import shlex
-import shutil
 import statistics
 import subprocess
 import sys
@@ -401,17 +400,11 @@ def go_child_unavailable() -> str | None:
     """Why the Go scale child cannot be built here (no Go toolchain), or None once it is
     built: a machine with only python3 runs the rest. A build that fails with a toolchain
     present is an error of the benchmark, reported as one by scale.py."""
-    build = subprocess.run(
-        ["bash", str(ROOT / "tools" / "build_go_runtime.sh"), "--target", "bench-scale-child"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if build.returncode == 0 or shutil.which("go") is not None:
-        return None
-    last = build.stderr.strip().splitlines()[-1:] or [f"exit {build.returncode}"]
-    return f"no Go toolchain to build the Go scale child: {last[0]}"
+    sys.path.insert(0, str(HERE))
+    import scale as scale_mod  # bench/scale.py
+
+    _, why = scale_mod.build_go_child()
+    return why if why and why.startswith("no Go toolchain") else None
 
 
 def bench_scale(

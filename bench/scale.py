@@ -49,6 +49,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -67,11 +68,9 @@ CHILD = HERE / "_load_child.py"
 GO_BUILD = ROOT / "tools" / "build_go_runtime.sh"
 
 
-def child_command(kind: str) -> list[str]:
-    """The child's command (--comm/--logs are appended by the supervisor): the Python child,
-    or the Go one, built (or found up to date) by tools/build_go_runtime.sh."""
-    if kind == "python":
-        return [PY, str(CHILD)]
+def build_go_child() -> tuple[Path | None, str | None]:
+    """(the Go child, built or found up to date by tools/build_go_runtime.sh, None), or (None,
+    why not): "no Go toolchain: ..." when there is none to build it with, else the failure."""
     try:
         proc = subprocess.run(
             ["bash", str(GO_BUILD), "--target", "bench-scale-child"],
@@ -81,12 +80,25 @@ def child_command(kind: str) -> list[str]:
             check=False,
         )
     except subprocess.TimeoutExpired:
-        raise SystemExit("scale.py: building the Go child took more than 600 s") from None
+        return None, "building the Go child took more than 600 s"
     lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        why = proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
-        raise SystemExit(f"scale.py: cannot build the Go child: {why[0]}")
-    return [lines[-1]]
+    if proc.returncode == 0 and lines:
+        return Path(lines[-1]), None
+    last = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+    if shutil.which("go") is None:
+        return None, f"no Go toolchain to build the Go scale child: {last}"
+    return None, f"cannot build the Go child: {last}"
+
+
+def child_command(kind: str) -> list[str]:
+    """The child's command (--comm/--logs are appended by the supervisor): the Python child,
+    or the Go one (``build_go_child``)."""
+    if kind == "python":
+        return [PY, str(CHILD)]
+    binary, why = build_go_child()
+    if binary is None:
+        raise SystemExit(f"scale.py: {why}")
+    return [str(binary)]
 
 
 def pct(values: list[float], q: float) -> float | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import struct
 import subprocess
@@ -24,29 +23,23 @@ import msgpack
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-BUILD = ROOT / "tools" / "build_go_runtime.sh"
 PY_CHILD = ROOT / "bench" / "_load_child.py"
 TIMEOUT = 60.0
 
 
 def build_go_child() -> Path:
-    """The built Go child; pytest.skip when there is no Go toolchain to build it with."""
-    try:
-        proc = subprocess.run(
-            ["bash", str(BUILD), "--target", "bench-scale-child"],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"tools/build_go_runtime.sh did not finish: {exc}")
-    if proc.returncode != 0:
-        if shutil.which("go") is None:
-            why = proc.stderr.strip()[-300:]
-            pytest.skip(f"no Go toolchain to build the Go scale child: {why}")
-        pytest.fail(f"tools/build_go_runtime.sh --target bench-scale-child failed:\n{proc.stderr}")
-    return Path(proc.stdout.strip().splitlines()[-1])
+    """The built Go child (bench/scale.py builds it); pytest.skip when there is no Go
+    toolchain to build it with."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import scale
+
+    binary, why = scale.build_go_child()
+    if binary is None:
+        assert why is not None
+        if why.startswith("no Go toolchain"):
+            pytest.skip(why)
+        pytest.fail(why)
+    return binary
 
 
 @pytest.fixture(scope="module")
