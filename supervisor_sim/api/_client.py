@@ -52,6 +52,10 @@ class ResponseHeaders(dict[str, str]):
         return dict.__getitem__(self, name.lower())
 
 
+_OPENERS = (b"{", b"[")
+_scan_once = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
 class APIResponse:
     """One Execution API response, whichever transport answered it.
 
@@ -71,7 +75,21 @@ class APIResponse:
         self.content = content
 
     def json(self) -> Any:
-        return json.loads(self.content)
+        """``json.loads(self.content)``, without its encoding sniffing and whitespace regexes for
+        what the Execution API sends: bytes that start with "{" or "[" then a non-NUL byte, which
+        json.loads decodes as UTF-8 ("surrogatepass") and scans from 0. Anything else, or text
+        after the value, goes to json.loads itself (and its errors)."""
+        raw = self.content
+        if raw[:1] in _OPENERS and raw[1:2] != b"\x00":
+            text = raw.decode("utf-8", "surrogatepass")
+            try:
+                value, end = _scan_once(text, 0)
+            except StopIteration:
+                pass
+            else:
+                if end == len(text):
+                    return value
+        return json.loads(raw)
 
     @property
     def text(self) -> str:

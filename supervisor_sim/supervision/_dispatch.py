@@ -17,11 +17,12 @@ registers their handlers (``Dispatcher.register``), since they change the try's 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote as _quote
 
 from ..api import APIStatusError, ExecutionAPIClient, ServerResponseError
 from ..protocol import (
@@ -44,6 +45,19 @@ __all__ = ["Dispatcher", "Handler", "Reply", "error_response", "json_default", "
 Reply = tuple[dict[str, Any] | None, dict[str, Any] | None]
 #: Answers one request type: ``(body, cause)`` -> reply; ``cause`` names the HTTP calls made.
 Handler = Callable[[dict[str, Any], Any], Awaitable[Reply]]
+
+
+@functools.lru_cache(maxsize=1024)
+def _quoted(text: str, safe: str) -> str:
+    return _quote(text, safe=safe)
+
+
+def quote(text: Any, safe: str = "/") -> str:
+    """``urllib.parse.quote``, remembered for short strings: a task asks for the same keys
+    again and again, and quoting one costs ~1 us. Anything else goes to ``quote`` itself."""
+    if type(text) is str and len(text) <= 256:
+        return _quoted(text, safe)
+    return _quote(text, safe=safe)
 
 
 def json_default(value: Any) -> Any:

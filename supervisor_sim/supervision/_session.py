@@ -822,8 +822,12 @@ class Session:
     async def _request(self, comm: Any, payload: bytes, offset: int) -> None:
         if getattr(self.api, "answers_inline", False):
             # The reply goes out before this request's records are written (Journal.holding).
-            with self.journal.holding():
+            journal = self.journal
+            held = journal.hold()
+            try:
                 await self._handle_request(comm, payload, offset)
+            finally:
+                journal.release(held)
         else:
             await self._handle_request(comm, payload, offset)
 
