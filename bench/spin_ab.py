@@ -1,6 +1,7 @@
 """A/B of ``comm_spin`` (30 µs, the default, against 0) on round trips, alternated, per condition.
 
     .venv/bin/python bench/spin_ab.py [--n 10000] [--runs 5] [--conditions quiet,loaded]
+                                      [--spins 0,30,60]   (other spins to compare, in µs)
 
 For each of ``--runs`` rounds and each condition (``bench/run.py``'s ``Condition``: ``loaded``
 keeps the last CPU busy), runs ``bench/sim_bench.py``'s round-trip session once with the default
@@ -58,8 +59,13 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=10000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--conditions", default="quiet,loaded")
+    parser.add_argument(
+        "--spins", help="comma-separated spins in µs to compare (default: the default against 0)"
+    )
     args = parser.parse_args()
-    variants = {"spin=30us": None, "spin=0": 0.0}
+    variants: dict[str, float | None] = {"spin=30us": None, "spin=0": 0.0}
+    if args.spins:
+        variants = {f"spin={v}us": float(v) / 1e6 for v in args.spins.split(",")}
     results: dict[str, dict[str, list[dict[str, float]]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.runs):

@@ -52,6 +52,27 @@ class ResponseHeaders(dict[str, str]):
         return dict.__getitem__(self, name.lower())
 
 
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+if _c_make_encoder is not None:
+    # ``json.dumps(value, separators=(",", ":"))`` with its C encoder made once (dumps makes one
+    # per call). No circular-reference check: a body is built from a decoded frame, which
+    # cannot hold a cycle. Arguments: markers, default, string encoder, indent, key and item
+    # separators, sort_keys, skipkeys, allow_nan.
+    _chunks = _c_make_encoder(
+        None, json.JSONEncoder().default, json.encoder.encode_basestring_ascii, None, ":", ",",
+        False, False, True,
+    )  # fmt: skip
+
+    def _dumps(value: Any) -> str:
+        return "".join(_chunks(value, 0))
+
+else:  # pragma: no cover - CPython always has the C encoder
+    _dumps = _json_dumps
+
 _OPENERS = (b"{", b"[")
 _scan_once = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
@@ -333,7 +354,7 @@ class ExecutionAPIClient:
         or an ``httpx.TransportError`` once every attempt failed.
         """
         if json_body is not None and content is None:
-            content = json.dumps(json_body, separators=(",", ":")).encode()
+            content = _dumps(json_body).encode()
         attempt = 0
         while True:
             attempt += 1
@@ -376,7 +397,7 @@ class ExecutionAPIClient:
         lean = self._lean
         if lean is None or lean.faults or self.faults is not None:
             return None
-        content = None if json_body is None else json.dumps(json_body, separators=(",", ":"))
+        content = None if json_body is None else _dumps(json_body)
         body = None if content is None else content.encode()
         return _checked(self._serve_lean(lean, method, path, None, body, 1, cause))
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from hypothesis import given, strategies as st
 
-from supervisor_sim.api._client import APIResponse, ResponseHeaders
+from supervisor_sim.api._client import APIResponse, ResponseHeaders, _dumps
 from supervisor_sim.api.stub._http import encode_json
 
 _leaves = (
@@ -47,6 +47,29 @@ def test_stub_encoder_refuses_what_json_refuses(value: object) -> None:
     """A value json.dumps(allow_nan=False) refuses is refused with the same error."""
     with pytest.raises(ValueError, match="Out of range float values"):
         encode_json(value)
+
+
+@given(
+    st.recursive(
+        _leaves | st.floats(),
+        lambda kids: (
+            st.lists(kids, max_size=4)
+            | st.dictionaries(
+                st.text() | st.integers() | st.booleans() | st.none(), kids, max_size=4
+            )
+        ),
+        max_leaves=12,
+    )
+)
+def test_request_bodies_are_what_json_dumps_writes(value: object) -> None:
+    """The client encodes a request body as json.dumps(body, separators=(",", ":")) does."""
+    assert _dumps(value) == json.dumps(value, separators=(",", ":"))
+
+
+def test_request_body_encoder_refuses_what_json_refuses() -> None:
+    """A value json.dumps cannot encode fails with its TypeError."""
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        _dumps({"a": object()})
 
 
 @given(_values)
