@@ -2,7 +2,7 @@
 
 One command (docs/performance.md)::
 
-    .venv/bin/python bench/run.py [--quick] [--all] [--runs 3] [--out FILE]
+    .venv/bin/python bench/run.py [--quick] [--all] [--runs 3] [--roundtrip-runs 5] [--out FILE]
                                   [--only roundtrip,transcript,scale,logs,xcom,startup,
                                           many,stubapi,replay,masking,heartbeat,html,proxy,spawn,
                                           transcript_memory]
@@ -13,8 +13,9 @@ The default set is issue 21's: round trips (with and without a transcript), scal
 and start-up; ``--all`` adds the older benchmarks; ``--quick`` (alias ``--smoke``) runs all of
 them at tiny sizes and writes to a temporary file. Every comparison is measured under two
 conditions, alternated within the run (``CONDITIONS``: quiet, and loaded = one busy loop pinned
-to the last CPU, started and killed by the harness); each round repeats ``--runs`` times and
-medians are reported (scale: quiet only, once). A table per figure, a compact summary and one
+to the last CPU, started and killed by the harness); each round repeats ``--runs`` times
+(the round trips, the noisiest, ``--roundtrip-runs``: 5) and medians are reported (scale: quiet
+only, once). A table per figure, a compact summary and one
 PASS/FAIL line per target are printed; the raw runs, medians and verdicts are written as JSON.
 A FAIL never makes this program fail (exit 1 only when a benchmark produced no numbers).
 
@@ -493,6 +494,11 @@ def main() -> int:
         help="scale's runtime child(ren): go (the targets), python, or both (default go,python)",
     )
     parser.add_argument("--runs", type=int, help="repetitions per measurement (default 3; 1)")
+    parser.add_argument(
+        "--roundtrip-runs",
+        type=int,
+        help="repetitions of the round trips, the noisiest figures (default 5, or --runs)",
+    )
     parser.add_argument("--n", type=int, help="timed round trips per run (default 10000)")
     parser.add_argument(
         "--out",
@@ -519,6 +525,9 @@ def main() -> int:
             else HERE / "results.json"
         )
     runs = args.runs or (1 if smoke else 3)
+    # The round trips swing most from run to run (waking a process, "Waking a process" in
+    # docs/performance.md) and carry most verdicts: more rounds for their medians.
+    roundtrip_runs = args.roundtrip_runs or args.runs or (1 if smoke else 5)
     n = args.n or (300 if smoke else 10000)
     warmup = 50 if smoke else 200
     many_counts = [int(x) for x in (args.many or ("1,3" if smoke else "1,10,50,200")).split(",")]
@@ -539,6 +548,7 @@ def main() -> int:
         "config": {
             "smoke": smoke,
             "runs": runs,
+            "roundtrip_runs": roundtrip_runs,
             "n": n,
             "warmup": warmup,
             "many": many_counts,
@@ -593,7 +603,7 @@ def main() -> int:
                 )
             # Every supervisor, then the same under load, `runs` times over: alternated.
             samples: dict[str, list[dict[str, Any]]] = {}
-            for i in range(runs):
+            for i in range(roundtrip_runs):
                 for cond in CONDITIONS:
                     with Condition(cond):
                         for key, fn in kinds:

@@ -48,12 +48,13 @@ class SupervisorConfig:
     min_length_masked_secret: int = 5
     #: Check that --comm/--logs connections come from the child's process tree.
     check_ownership: bool = True
-    #: After answering a request, keep polling the comm socket this long (seconds) before going
-    #: to sleep, while no other task is runnable. A lock-step runtime's next request then needs
-    #: no wake-up of the supervisor: on the benchmark VM ~1.3x more round trips per second and
-    #: *less* CPU per request than sleeping at once (docs/performance.md). 0 disables it; at most
-    #: 1 ms, since nothing else in the process runs while it polls.
-    comm_spin: float = 30e-6
+    #: After answering a request, keep polling the comm socket up to this long (seconds) before
+    #: going to sleep, while no other task is runnable. A lock-step runtime's next request then
+    #: needs no wake-up of the supervisor: on the benchmark VM more round trips per second and
+    #: *less* CPU per request than sleeping at once (docs/performance.md). The poll adapts to
+    #: the runtime (``_io.Spin``): down to 10 us for one that thinks between requests. 0 disables
+    #: it; at most 1 ms, since nothing else in the process runs while it polls.
+    comm_spin: float = 200e-6
 
     def __post_init__(self) -> None:
         if not 0 <= self.comm_spin <= 1e-3:

@@ -23,32 +23,68 @@ from typing import Any
 
 import trio
 
-__all__ = ["YIELD_EVERY", "receive_some", "send_all"]
+__all__ = ["YIELD_EVERY", "Spin", "receive_some", "send_all"]
 
 #: A reader yields to the scheduler at least once per this many immediate reads.
 YIELD_EVERY = 8
 _immediate_reads = 0
 
 
+class Spin:
+    """A comm reader's polling budget, adapted to how soon its runtime sends the next request.
+
+    It starts at ``cap``. A read that spun its whole budget, slept, and got the request within
+    ``cap`` of starting to spin would have been served by a longer spin: the budget grows to
+    cover that wait (up to ``cap``). One whose request came later still (a runtime doing real
+    work between requests) wasted its spin: the budget halves, down to ``FLOOR``. A spin that
+    finds its request costs nothing extra, so a catch leaves the budget as it is. A lock-step
+    runtime is then polled about as long as it takes to answer, and a slow one hardly at all.
+    """
+
+    __slots__ = ("cap", "limit")
+
+    #: The smallest budget: one that still catches a runtime answering at once.
+    FLOOR = 10e-6
+
+    def __init__(self, cap: float) -> None:
+        self.cap = cap
+        self.limit = cap
+
+    def missed(self, waited: float) -> None:
+        """The budget ran out; the request came ``waited`` seconds after the spin began."""
+        if waited <= self.cap:
+            self.limit = min(self.cap, max(self.limit, waited * 1.25))
+        else:
+            self.limit = max(min(self.FLOOR, self.cap), self.limit * 0.5)
+
+
 async def receive_some(
-    stream: trio.abc.ReceiveStream, max_bytes: int = 65536, *, spin: float = 0.0
+    stream: trio.abc.ReceiveStream, max_bytes: int = 65536, *, spin: float | Spin = 0.0
 ) -> bytes | bytearray:
     """Like ``stream.receive_some(max_bytes)``: bytes, or ``b""`` at end of stream.
 
-    With ``spin`` (seconds), a read that finds nothing keeps polling the socket that long before
-    sleeping, but only while no other task is runnable: the next lock-step request usually comes
-    within tens of microseconds, and waking a sleeping process costs more than that here.
+    With ``spin`` (seconds, or a ``Spin`` that adapts them), a read that finds nothing keeps
+    polling the socket that long before sleeping, but only while no other task is runnable: the
+    next lock-step request usually comes within tens of microseconds, and waking a sleeping
+    process costs more than that here.
     """
     global _immediate_reads
     if not isinstance(stream, trio.SocketStream):
         return await stream.receive_some(max_bytes)
     sock = stream.socket
     fd = _fileno(sock)
+    adaptive: Spin | None = None
+    if isinstance(spin, Spin):
+        adaptive, budget = spin, spin.limit
+    else:
+        budget = spin
+    started = 0.0
     try:
         data = os.read(fd, max_bytes)
     except (BlockingIOError, InterruptedError):
-        if spin > 0 and _runnable() == 0:
-            deadline = time.perf_counter() + spin
+        if budget > 0 and _runnable() == 0:
+            started = time.perf_counter()
+            deadline = started + budget
             while time.perf_counter() < deadline:
                 try:
                     data = os.read(fd, max_bytes)
@@ -71,11 +107,14 @@ async def receive_some(
         await trio.lowlevel.wait_readable(sock)  # a checkpoint
         fd = _fileno(sock)
         try:
-            return os.read(fd, max_bytes)
+            data = os.read(fd, max_bytes)
         except (BlockingIOError, InterruptedError):
             continue  # a spurious wake-up
         except OSError as exc:
             raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
+        if adaptive is not None and started:
+            adaptive.missed(time.perf_counter() - started)
+        return data
 
 
 async def send_all(stream: trio.abc.SendStream, data: bytes) -> None:

@@ -39,7 +39,7 @@ from ._dispatch import Reply, error_response
 from ._events import Journal, Violation
 from ._heap import session_ended, session_started
 from ._hooks import SessionHooks, StartFailed, Workload
-from ._io import receive_some, send_all
+from ._io import Spin, receive_some, send_all
 from ._logs import parse_log_line, stream_record
 from ._pacer import current_pacer, pace
 from ._process import ChildProcess, Launch, StartupError, start_runtime_in_launcher, tree_owned
@@ -771,10 +771,11 @@ class Session:
         decoder = FrameDecoder(max_frame_size=self.config.max_frame_size)
         received = 0
         pacer = current_pacer()
+        adaptive = Spin(self.config.comm_spin)
         Session._comm_readers += 1
         try:
             while True:
-                spin = self.config.comm_spin if Session._comm_readers == 1 else 0.0
+                spin = adaptive if Session._comm_readers == 1 else 0.0
                 try:
                     data = await receive_some(comm, spin=spin)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):

@@ -12,7 +12,7 @@ import trio
 import trio.testing
 
 from supervisor_sim.supervision import SupervisorConfig
-from supervisor_sim.supervision._io import YIELD_EVERY, receive_some, send_all
+from supervisor_sim.supervision._io import YIELD_EVERY, Spin, receive_some, send_all
 
 
 async def socket_stream_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
@@ -190,11 +190,50 @@ async def test_only_a_lone_comm_reader_spins(store, monkeypatch) -> None:
         },
     ]
     await run_task(store, "hello", runtime=SCRIPTED, steps=steps)
-    assert spins and all(s == SupervisorConfig().comm_spin for n, s in spins if n == 1)
+    lone = [s for n, s in spins if n == 1]
+    assert lone and all(isinstance(s, Spin) and s.cap == SupervisorConfig().comm_spin for s in lone)
     spins.clear()
     async with trio.open_nursery() as nursery:
         for _ in range(2):
             nursery.start_soon(lambda: run_task(store, "hello", runtime=SCRIPTED, steps=steps))
     assert any(n == 2 for n, _ in spins), "the two sessions' comm readers never overlapped"
-    assert all(s == 0.0 for n, s in spins if n > 1)
+    assert all(s == 0.0 for n, s in spins if n > 1)  # a plain number: no spin at all
     assert _session.Session._comm_readers == 0
+
+
+def test_a_spin_budget_shrinks_for_a_slow_runtime_and_grows_back() -> None:
+    """Requests later than the cap halve the budget to its floor; one within it restores it."""
+    spin = Spin(200e-6)
+    assert spin.limit == 200e-6
+    for _ in range(20):
+        spin.missed(5e-3)  # a runtime thinking for 5 ms between requests
+    assert spin.limit == Spin.FLOOR
+    spin.missed(80e-6)  # answering in 80 us again: a spin of 100 us would have caught it
+    assert spin.limit == pytest.approx(100e-6)
+    spin.missed(190e-6)
+    assert spin.limit == 200e-6  # never past the cap
+    assert Spin(0.0).limit == 0.0
+    zero = Spin(0.0)
+    zero.missed(1.0)
+    assert zero.limit == 0.0  # comm_spin = 0 never spins
+
+
+async def test_a_read_that_sleeps_past_its_spin_tells_the_budget() -> None:
+    """A request arriving after the spin ran out is read after sleeping and counted as a miss."""
+    a, b = await socket_stream_pair()
+    spin = Spin(50e-6)
+
+    async def late_writer() -> None:
+        await trio.sleep(0.02)  # far past the 50 us cap
+        await a.send_all(b"x")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(late_writer)
+        await trio.testing.wait_all_tasks_blocked()  # the spin only runs with nothing runnable
+        assert await receive_some(b, spin=spin) == b"x"
+    assert spin.limit == pytest.approx(25e-6)  # halved: spinning did not pay
+    await a.send_all(b"y")  # already there: read at once, the budget untouched
+    assert await receive_some(b, spin=spin) == b"y"
+    assert spin.limit == pytest.approx(25e-6)
+    await a.aclose()
+    await b.aclose()
