@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import httpx
 import trio
 
+from ..protocol import json_encoder
+
 if TYPE_CHECKING:
     from ._faults import FaultPlan
 
@@ -52,26 +54,8 @@ class ResponseHeaders(dict[str, str]):
         return dict.__getitem__(self, name.lower())
 
 
-def _json_dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
-_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
-if _c_make_encoder is not None:
-    # ``json.dumps(value, separators=(",", ":"))`` with its C encoder made once (dumps makes one
-    # per call). No circular-reference check: a body is built from a decoded frame, which
-    # cannot hold a cycle. Arguments: markers, default, string encoder, indent, key and item
-    # separators, sort_keys, skipkeys, allow_nan.
-    _chunks = _c_make_encoder(
-        None, json.JSONEncoder().default, json.encoder.encode_basestring_ascii, None, ":", ",",
-        False, False, True,
-    )  # fmt: skip
-
-    def _dumps(value: Any) -> str:
-        return "".join(_chunks(value, 0))
-
-else:  # pragma: no cover - CPython always has the C encoder
-    _dumps = _json_dumps
+#: ``json.dumps(value, separators=(",", ":"))``, the encoding of a request body.
+_dumps = json_encoder(ensure_ascii=True, allow_nan=True)
 
 _OPENERS = (b"{", b"[")
 _scan_once = json.JSONDecoder().scan_once  # type: ignore[attr-defined]

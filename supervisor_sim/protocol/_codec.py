@@ -453,3 +453,31 @@ def _check_tag(tag: str, inner: Any) -> None:
 
 def _hashable(key: Any) -> Any:
     return tuple(key) if isinstance(key, list) else key
+
+
+def json_encoder(*, ensure_ascii: bool, allow_nan: bool) -> Callable[[Any], str]:
+    """``json.dumps(value, separators=(",", ":"), ensure_ascii=..., allow_nan=...)`` as one
+    function, with json's C encoder made once: ``json.dumps`` makes one per call, which costs
+    three times what encoding a small answer does. No circular-reference check: what the API
+    layers encode is built from decoded frames, parsed JSON and SQLite rows, which cannot hold
+    a cycle."""
+    plain = json.JSONEncoder(
+        ensure_ascii=ensure_ascii, allow_nan=allow_nan, separators=(",", ":")
+    ).encode
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython always has the C encoder
+        return plain
+    strings = (
+        json.encoder.encode_basestring_ascii if ensure_ascii else json.encoder.encode_basestring
+    )
+    # Arguments: markers, default, string encoder, indent, key and item separators, sort_keys,
+    # skipkeys, allow_nan.
+    chunks = make(
+        None, json.JSONEncoder().default, strings, None, ":", ",", False, False, allow_nan
+    )
+    join = "".join
+
+    def encode(value: Any) -> str:
+        return join(chunks(value, 0))
+
+    return encode

@@ -3,8 +3,9 @@ rendering, byte for byte."""
 
 from __future__ import annotations
 
-import json
 from typing import Any, NamedTuple
+
+from ...protocol import json_encoder
 
 __all__ = [
     "HTTPError",
@@ -40,27 +41,8 @@ class Response(NamedTuple):
 
 
 #: FastAPI's JSONResponse rendering, ``json.dumps(obj, ensure_ascii=False, allow_nan=False,
-#: separators=(",", ":"))``.
-_encode_json = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
-_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
-if _c_make_encoder is not None:
-    # The same C encoder, made once: ``JSONEncoder.encode`` makes one per call, which costs
-    # three times what encoding a variable's answer does. No circular-reference check: what
-    # the stub encodes is built from parsed JSON and SQLite rows, which cannot hold a cycle.
-    # Arguments: markers, default, string encoder, indent, key and item separators, sort_keys,
-    # skipkeys, allow_nan.
-    _chunks = _c_make_encoder(
-        None, json.JSONEncoder().default, json.encoder.encode_basestring, None, ":", ",",
-        False, False, False,
-    )  # fmt: skip
-else:  # pragma: no cover - CPython always has the C encoder
-
-    def _chunks(obj: Any, _level: int) -> tuple[str, ...]:
-        return (_encode_json(obj),)
-
-
-def encode_json(obj: Any) -> str:
-    return "".join(_chunks(obj, 0))
+#: separators=(",", ":"))``, with its C encoder made once.
+encode_json = json_encoder(ensure_ascii=False, allow_nan=False)
 
 
 def json_response(
