@@ -92,7 +92,14 @@ async def receive_some(
                     continue
                 except OSError as exc:
                     raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
-                await trio.lowlevel.checkpoint_if_cancelled()
+                # Counted with the immediate reads: a runtime that always answers within the
+                # spin would otherwise never let the loop run, and no timer (a heartbeat's
+                # sleep) would ever fire.
+                _immediate_reads += 1
+                if _immediate_reads % YIELD_EVERY:
+                    await trio.lowlevel.checkpoint_if_cancelled()
+                else:
+                    await trio.lowlevel.checkpoint()
                 return data
     except OSError as exc:  # ECONNRESET
         raise trio.BrokenResourceError(f"receive failed: {exc}") from exc

@@ -237,3 +237,40 @@ async def test_a_read_that_sleeps_past_its_spin_tells_the_budget() -> None:
     assert spin.limit == pytest.approx(25e-6)
     await a.aclose()
     await b.aclose()
+
+
+async def test_a_runtime_that_always_answers_within_the_spin_still_lets_timers_fire() -> None:
+    """A lock-step peer answering inside every spin does not keep other tasks' sleeps waiting."""
+    import socket
+    import subprocess
+    import sys
+
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    # Another process, like a runtime: answers every byte at once, until the socket closes.
+    echo = "import os,sys\nfd=int(sys.argv[1])\nwhile os.read(fd,1): os.write(fd,b'r')"
+    peer = subprocess.Popen([sys.executable, "-c", echo, str(theirs.fileno())],
+                            pass_fds=[theirs.fileno()])  # fmt: skip
+    theirs.close()
+    stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+    await send_all(stream, b"q")  # wait for the peer to be up before timing anything
+    assert await receive_some(stream, 1) == b"r"
+    fired: list[bool] = []
+
+    async def sleeper() -> None:
+        await trio.sleep(0.005)
+        fired.append(True)
+
+    spin = Spin(1e-3)  # far longer than the peer takes: every answer is caught by the spin
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sleeper)
+        await trio.testing.wait_all_tasks_blocked()
+        for _ in range(20000):
+            await send_all(stream, b"q")
+            assert await receive_some(stream, 1, spin=spin) == b"r"
+            if fired:
+                break
+        nursery.cancel_scope.cancel()
+    await stream.aclose()
+    peer.wait(5)
+    assert fired, "the sleeper never woke while the reader was served"
