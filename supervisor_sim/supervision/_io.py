@@ -79,31 +79,27 @@ async def receive_some(
     else:
         budget = spin
     started = 0.0
+    data: bytes | None
     try:
         data = os.read(fd, max_bytes)
     except (BlockingIOError, InterruptedError):
+        data = None
         if budget > 0 and _runnable() == 0:
             started = time.perf_counter()
             deadline = started + budget
-            while time.perf_counter() < deadline:
+            while data is None and time.perf_counter() < deadline:
                 try:
                     data = os.read(fd, max_bytes)
                 except (BlockingIOError, InterruptedError):
                     continue
                 except OSError as exc:
                     raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
-                # Counted with the immediate reads: a runtime that always answers within the
-                # spin would otherwise never let the loop run, and no timer (a heartbeat's
-                # sleep) would ever fire.
-                _immediate_reads += 1
-                if _immediate_reads % YIELD_EVERY:
-                    await trio.lowlevel.checkpoint_if_cancelled()
-                else:
-                    await trio.lowlevel.checkpoint()
-                return data
     except OSError as exc:  # ECONNRESET
         raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
-    else:
+    if data is not None:
+        # Found at once or by the spin: either way the loop has not run, so yield now and then,
+        # or a runtime that always answers in time would keep every timer (a heartbeat's sleep)
+        # from firing.
         _immediate_reads += 1
         if _immediate_reads % YIELD_EVERY:
             await trio.lowlevel.checkpoint_if_cancelled()
